@@ -259,13 +259,13 @@ def _claim(model: MindNet, task: int, scores: dict[int, torch.Tensor], values: d
         free_idx = torch.nonzero(owner == FREE, as_tuple=False).squeeze(1)
         if k > free_idx.numel():
             raise ConfigError(f"layer {i} has {free_idx.numel()} free weights, task {task} needs {k}")
-        s = scores[i].reshape(-1)[free_idx]
+        s = scores[i].to(owner.device).reshape(-1)[free_idx]  # random scores are drawn on the CPU
         order = torch.argsort(s, descending=True, stable=True)
         chosen = free_idx[order[:k]]
         owner[chosen] = task
         w = layer.weight.data.view(-1)
         if values is not None:
-            w[chosen] = values[i].reshape(-1)[chosen]
+            w[chosen] = values[i].to(w.device).reshape(-1)[chosen]
         w[owner == FREE] = 0.0
 
 
