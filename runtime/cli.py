@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         images: Annotated[List[Path], typer.Argument(help="Image files (resized bilinearly and normalised like training).")],
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
         temperature: Annotated[Optional[float], typer.Option(help="Re-route at this temperature (default: the bundle's).")] = None,
-        backend: Annotated[str, typer.Option(help="Inference backend: ort (ONNX Runtime).")] = "ort",
+        backend: Annotated[str, typer.Option(help="Inference backend: ort (ONNX Runtime: CPU, CUDA or TensorRT providers) or trt (the TensorRT engine built here with 'mind-edge engine build').")] = "ort",
         providers: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX Runtime providers, e.g. cuda,cpu or tensorrt (default: CUDA if available, else CPU).")] = None,
         threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: ONNX Runtime's).")] = None,
         resize: Annotated[bool, typer.Option(help="Resize (bilinear) and convert images whose size or channel count differ from the bundle's, as ImageFolder training does; by default they are rejected.")] = False,

@@ -148,3 +148,29 @@ def test_broken_model_is_a_backend_error(bundle_copy):
     (bundle_copy / "model.onnx").write_bytes(b"garbage")
     with pytest.raises(BackendError, match="could not load"):
         Runtime(Bundle.load(bundle_copy, verify=False))
+
+
+def test_sub_batches_equal_the_whole_batch(rgb_bundle):
+    """OrtRunner splits a batch into sub-batches (default 8 on the CPU) with the same outputs."""
+    path = Bundle.load(rgb_bundle).model_path
+    x = np.random.default_rng(11).standard_normal((19, 3, 13, 9)).astype(np.float32)
+    with OrtRunner(path, providers=["cpu"], sub_batch=0) as whole, OrtRunner(path, providers=["cpu"], sub_batch=5) as split, \
+            OrtRunner(path, providers=["cpu"]) as auto:
+        assert whole.sub_batch is None and split.sub_batch == 5 and auto.sub_batch == 8  # "auto" on the CPU EP
+        assert (whole.variant_for(64), split.variant_for(5), split.variant_for(6)) == \
+            ("whole batch", "whole batch", "sub-batches of 5")
+        calls = []
+        run = split.session.run
+        split.session = type("Spy", (), {"run": lambda self, names, feed: calls.append(len(feed["image"])) or run(names, feed)})()
+        ref, got, got_auto = whole.infer({"image": x}), split.infer({"image": x}), auto.infer({"image": x})
+    assert calls == [5, 5, 5, 4]
+    for out in (got, got_auto):
+        assert list(out) == list(ref)
+        for k in ref:
+            assert out[k].shape == ref[k].shape and out[k].dtype == ref[k].dtype
+            np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(out["label"], ref["label"])
+        np.testing.assert_array_equal(out["task"], ref["task"])
+    for bad in (-1, 2.5, True, "big"):
+        with pytest.raises(ConfigError, match="sub_batch"):
+            OrtRunner(path, sub_batch=bad)
