@@ -125,6 +125,10 @@ def write_outputs(run_dir: Path, model, meta: dict) -> None:
         plot_matrix(R, run_dir / "accuracy_tag.png", f"TAG accuracy R[k, j] — {meta['scenario']['dataset']}")
 
 
+def _source_root(source) -> str:
+    return str(source.get("root", "a folder")) if isinstance(source, dict) else str(source)
+
+
 def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter: Reporter | None = None,
               stop_after: int | None = None) -> RunResult:
     """Train (or resume) a run into ``out``; ``stop_after`` ends after that many tasks (tests)."""
@@ -141,6 +145,18 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
     if resume:
         meta = read_run_json(run_dir)
         scenario = Scenario.from_json(meta["scenario"])
+        by_learn = [step for step in meta.get("steps", []) if step.get("source")]
+        learned = [int(step.get("step", -1)) for step in by_learn]
+        if learned:
+            raise CheckpointError(
+                f"cannot resume {run_dir} with 'train': task(s) {learned} were added by 'mind-edge learn' "
+                f"(from {_source_root(by_learn[0]['source'])}), "
+                "so the run no longer follows the training scenario; resume the run it was learned from, "
+                "or add further tasks with 'mind-edge learn'"
+            )
+        if "spec_key" not in meta:
+            raise CheckpointError(f"cannot resume {run_dir}: its run.json has no spec_key (it was not written by "
+                                  "'mind-edge train'); only training runs can be resumed")
         if meta.get("spec_key") != spec.scenario_key():
             raise CheckpointError(
                 f"cannot resume {run_dir}: it was trained with {meta.get('spec_key')}, "

@@ -176,3 +176,18 @@ def test_plan_memory_picks_the_largest_batch_that_fits(monkeypatch):
         plan_memory(630, 256, _fake_trial(100, 1.0, []))
     with pytest.raises(MemoryBudgetError, match="below what learn already uses"):
         plan_memory(510, 256, _fake_trial(100, 1.0, []))
+
+
+def test_train_resume_refuses_a_run_extended_by_learn(learned, tmp_path):
+    """A run that 'learn' extended no longer follows the training scenario: 'train --resume' refuses
+    it with one line naming the learned task and its folder, and writes nothing."""
+    from mind_edge.cli import app as main_app
+
+    _, folder, res, _, _ = learned
+    run5 = res.out
+    before = _tree(run5)
+    result = CliRunner().invoke(main_app, ["train", "--dataset", "digits", "--tasks", "5", "--width", "0.25",
+                                           "--capacity", "10", "--out", str(run5), "--resume"])
+    line = _one_error_line(result)
+    assert "added by 'mind-edge learn'" in line and str(folder.resolve()) in line and "[4]" in line, line
+    assert _tree(run5) == before
