@@ -50,12 +50,14 @@ __all__ = [
     "TegrastatsMonitor",
     "TegrastatsSample",
     "TelemetryResult",
+    "find_tegrastats",
     "parse_line",
     "parse_lines",
     "total_power",
 ]
 
 OFF_SENSOR_C = -256.0  # tegrastats' value for a powered-down thermal zone
+JETSON_TEGRASTATS = "/usr/bin/tegrastats"  # where Jetson Linux installs it
 _NOT_RAILS = {"RAM", "SWAP", "IRAM", "NC"}
 
 
@@ -348,9 +350,37 @@ class TelemetryResult:
             max_temperatures_c=temps,
         )
 
+    @classmethod
+    def window(
+        cls, samples: Sequence[TegrastatsSample], start_s: float, end_s: float, *, duration_s: float | None = None,
+        interval_ms: int = 0,
+    ) -> "TelemetryResult":
+        """The samples that arrived (``received_s``, a ``time.monotonic()`` value) in ``[start_s, end_s]``.
+
+        ``duration_s`` (default ``end_s - start_s``) is the window's length used for energy: pass the
+        timed loop's own wall time to get ``energy_mj(n) = mean power x that time / n``.
+        """
+        inside = [s for s in samples if s.received_s is not None and start_s <= s.received_s <= end_s]
+        return cls.from_samples(inside, end_s - start_s if duration_s is None else duration_s, interval_ms)
+
     @property
     def n_samples(self) -> int:
         return len(self.samples)
+
+    @property
+    def max_temperature(self) -> tuple[str, float] | None:
+        """``(sensor, °C)``: the junction temperature ``tj`` when reported, else the hottest sensor.
+
+        ``pmic`` is left out of "the hottest": Xavier and Nano print a constant ``PMIC@100C``
+        placeholder, not a measurement (it is still in :attr:`max_temperatures_c`)."""
+        temps = self.max_temperatures_c
+        if "tj" in temps:
+            return "tj", temps["tj"]
+        real = {k: v for k, v in temps.items() if k != "pmic"}
+        if not real:
+            return None
+        name = max(real, key=lambda k: real[k])
+        return name, real[name]
 
     @property
     def energy_total_mj(self) -> float:
@@ -385,6 +415,31 @@ class TelemetryResult:
 
 
 # --------------------------------------------------------------------------- monitor
+
+
+def find_tegrastats(path: str | os.PathLike | None = None, *, fix: str = "") -> str:
+    """The tegrastats executable to run: ``path`` when given, else ``tegrastats`` on ``PATH``, else
+    ``/usr/bin/tegrastats``. Raises a one-line :class:`DeviceError` naming what was looked for;
+    ``fix`` is appended as the caller's advice (e.g. which command-line option to use)."""
+    advice = f"; {fix}" if fix else ""
+    if path is not None:
+        p = os.fspath(path)
+        found = shutil.which(p) if os.sep not in p else (p if Path(p).is_file() else None)
+        if not found:
+            raise DeviceError(
+                f"tegrastats not found at {p!r}: give the path of tegrastats (Jetson Linux installs it as "
+                f"{JETSON_TEGRASTATS}) or of a tegrastats-compatible program{advice}"
+            )
+    else:
+        found = shutil.which("tegrastats") or (JETSON_TEGRASTATS if Path(JETSON_TEGRASTATS).is_file() else None)
+        if not found:
+            raise DeviceError(
+                f"tegrastats not found: looked for 'tegrastats' on PATH and at {JETSON_TEGRASTATS}; it only exists "
+                f"on NVIDIA Jetson (Jetson Linux){advice}"
+            )
+    if not os.access(found, os.X_OK):
+        raise DeviceError(f"tegrastats at {found!r} is not executable; fix its permissions (chmod +x)")
+    return found
 
 
 class TegrastatsMonitor:
