@@ -22,6 +22,20 @@ Conventions (trtexec-style, DESIGN §5):
   thread count (numpy's BLAS when ONNX Runtime is absent). FLOPs per image come from
   :mod:`mind_edge.flops`: the model at N tasks runs **all N sub-networks**, so it counts N x one
   sub-network + routing.
+* **Power** (``--monitor``, Jetson): *one* ``tegrastats`` process
+  (:class:`mind_edge.devices.tegrastats.TegrastatsMonitor`) runs in the parent from before the
+  first row to after the last; it is not started per row and never inside a worker. First it
+  samples ``idle_seconds`` (1 s) of idle baseline while the parent sleeps. Each timed loop
+  records ``time.monotonic()`` just before and after itself (:attr:`Timing.window_monotonic`,
+  warm-up excluded) in whichever process it runs, and the parent attributes to a row exactly the
+  samples that *arrived* inside that window. This is correct across worker processes because
+  ``time.monotonic()`` is ``CLOCK_MONOTONIC`` on Linux, one clock for the whole system; so
+  worker start-up, session creation, warm-up and the probe batch never count. A row's
+  ``power_w`` is the mean of its samples' total power (the rail rule of
+  :mod:`mind_edge.devices.tegrastats`), ``energy_mj_per_image = mean mW x timed_s / (iterations
+  x batch)``; the ``telemetry`` section keeps the rail, interval, idle baseline, sample counts
+  and the energy above idle. A window with no sample (shorter than the interval) has null power.
+  Samples are tagged by arrival, so each is the tegrastats reading up to one pipe hop earlier.
 
 Backends: ``ort`` (the exported graph on ONNX Runtime), ``ort-split`` (N separate single-task
 graphs run one after another + numpy routing: the naive export, for comparison), ``trt``
@@ -61,6 +75,9 @@ TORCH_BACKENDS = ("torch", "torch-loop", "torch-stacked", "reference")
 PERCENTILES = (50, 90, 95, 99)
 INPUT_NAME = "image"
 PROBE_BATCH = 8
+IDLE_SECONDS = 1.0  # --monitor: idle power baseline before the first row
+MIN_WINDOW_SAMPLES = 5  # --monitor: fewer tegrastats samples in a timed loop give a warning
+TELEMETRY_FIELDS = ("power_w", "energy_mj_per_image", "gpu_load_pct", "max_temp_c")
 
 
 class BackendUnavailable(MindEdgeError):
@@ -190,6 +207,9 @@ class Timing:
     wall_s: float
     warmup_iters: int
     warmup_s: float
+    # time.monotonic() just before and just after the timed loop (warm-up excluded): the window
+    # in which --monitor's tegrastats samples are attributed to this loop
+    window_monotonic: tuple[float, float] | None = None
 
 
 def time_loop(fn: Callable[[], Any], config: TimingConfig, clock: Callable[[], float] = time.perf_counter) -> Timing:
@@ -204,6 +224,7 @@ def time_loop(fn: Callable[[], Any], config: TimingConfig, clock: Callable[[], f
             break
     warmup_s = clock() - t0
     lat: list[float] = []
+    m0 = time.monotonic()
     start = clock()
     now = start
     while len(lat) < config.min_iters or now - start < config.min_seconds:
@@ -211,7 +232,9 @@ def time_loop(fn: Callable[[], Any], config: TimingConfig, clock: Callable[[], f
         fn()
         now = clock()
         lat.append(now - a)
-    return Timing(latencies_s=tuple(lat), wall_s=now - start, warmup_iters=warm, warmup_s=warmup_s)
+    m1 = time.monotonic()
+    return Timing(latencies_s=tuple(lat), wall_s=now - start, warmup_iters=warm, warmup_s=warmup_s,
+                  window_monotonic=(m0, m1))
 
 
 # ----------------------------------------------------------------------------- machine context
@@ -770,7 +793,8 @@ def run_worker(spec: Mapping[str, Any]) -> dict:
         t = time_loop(fn, timing)
         stats = summarize(t.latencies_s, batch, t.wall_s)
         row = {**stats.to_json(), "warmup_iterations": t.warmup_iters, "warmup_s": t.warmup_s,
-               "peak_rss_mb": peak_rss_mb(), "chunk": chunk or None}
+               "peak_rss_mb": peak_rss_mb(), "chunk": chunk or None,
+               "window_monotonic": list(t.window_monotonic) if t.window_monotonic else None}
         if hasattr(runner, "variant_for"):  # torch auto: the form it chose for this batch size
             row["mode"] = runner.variant_for(min(batch, chunk) if chunk else batch) + (f", chunks of {chunk}" if chunk else "")
         rows.append(row)
@@ -846,17 +870,23 @@ Progress = Callable[[str], None]
 
 
 def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: Path, model_info: Mapping[str, Any],
-                  progress: Progress | None = None, jobs: Sequence[tuple] | None = None) -> dict:
+                  progress: Progress | None = None, jobs: Sequence[tuple] | None = None,
+                  monitor: Any | None = None, idle_seconds: float = IDLE_SECONDS) -> dict:
     """Benchmark every backend on every source (or exactly ``jobs``: ``(backend, source)`` or
-    ``(backend, source, {"chunk": n})``); returns the report (JSON-ready)."""
+    ``(backend, source, {"chunk": n})``); returns the report (JSON-ready).
+
+    ``monitor``: a :class:`mind_edge.devices.tegrastats.TegrastatsMonitor` that is not started.
+    It runs from before the first row to after the last (see the module docstring, *Power*):
+    ``idle_seconds`` of idle baseline first, then every row's power and energy come from the
+    samples inside that row's timed loop."""
+    if monitor is not None and not (isinstance(idle_seconds, (int, float)) and math.isfinite(idle_seconds)
+                                    and idle_seconds >= 0):
+        raise ConfigError(f"the idle baseline must be a number of seconds >= 0, got {idle_seconds!r}")
     say = progress or (lambda msg: log.info("%s", msg))
     threads = spec.n_threads
     context = machine_context(threads)
     context["isolated_processes"] = spec.isolate
     gemm: list[dict] = []
-    if spec.gemm:
-        say(f"GEMM peak with {threads} thread(s) …")
-        gemm.append(gemm_peak(threads))
     workers = []
     if jobs is None:
         jobs = []
@@ -865,28 +895,49 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
             for name in spec.backends:
                 # only ort runs the graph variants; every other backend runs once per task count
                 jobs += [(name, s) for s in (same if name == "ort" else same[:1])]
-    for name, src, *extra in jobs:
-        opts = extra[0] if extra else {}
-        job = {"backend": name, "source": src.to_json(), "batches": list(spec.batches), "threads": threads,
-               "providers": list(spec.providers) if spec.providers else None, "precision": spec.precision,
-               "timing": asdict(spec.timing), "chunk": opts.get("chunk", spec.chunk)}
-        say(f"{name} · {src.num_tasks} task(s){' · ' + src.variant if name == 'ort' else ''}"
-            f"{' · chunks of ' + str(job['chunk']) if job['chunk'] else ''} …")
-        if spec.isolate:
-            res = spawn_worker(job, workdir)
-        else:
+    idle = None
+    if monitor is not None:
+        say(f"idle power baseline ({idle_seconds:g} s of tegrastats) …")
+        idle = _idle_baseline(monitor, idle_seconds)
+    try:
+        if spec.gemm:
+            say(f"GEMM peak with {threads} thread(s) …")
+            gemm.append(gemm_peak(threads))
+        for name, src, *extra in jobs:
+            opts = extra[0] if extra else {}
+            job = {"backend": name, "source": src.to_json(), "batches": list(spec.batches), "threads": threads,
+                   "providers": list(spec.providers) if spec.providers else None, "precision": spec.precision,
+                   "timing": asdict(spec.timing), "chunk": opts.get("chunk", spec.chunk)}
+            say(f"{name} · {src.num_tasks} task(s){' · ' + src.variant if name == 'ort' else ''}"
+                f"{' · chunks of ' + str(job['chunk']) if job['chunk'] else ''} …")
+            if spec.isolate:
+                res = spawn_worker(job, workdir)
+            else:
+                try:
+                    res = run_worker(job)
+                except MindEdgeError as exc:
+                    res = {"backend": name, "variant": src.variant, "tasks": src.num_tasks, "status": "failed",
+                           "reason": str(exc), "rows": []}
+            res["source"] = src
+            workers.append(res)
+        if spec.gemm:
+            gemm.append(gemm_peak(threads))
+    except BaseException:
+        if monitor is not None:
             try:
-                res = run_worker(job)
-            except MindEdgeError as exc:
-                res = {"backend": name, "variant": src.variant, "tasks": src.num_tasks, "status": "failed",
-                       "reason": str(exc), "rows": []}
-        res["source"] = src
-        workers.append(res)
-    if spec.gemm:
-        gemm.append(gemm_peak(threads))
+                monitor.stop()
+            except MindEdgeError:  # the benchmark's own error is the one to report
+                pass
+        raise
+    telemetry = monitor.stop() if monitor is not None else None
     peak = max(g["gflops"] for g in gemm) if gemm else None
     context["load_average_end"] = load_average()
     results, warnings = _rows(workers, spec, peak)
+    telemetry_section = None
+    if telemetry is not None:
+        telemetry_section = _telemetry(results, telemetry, idle, monitor, warnings)
+    for r in results:
+        r.pop("_window", None)
     report = {
         "format": "mind-edge-bench", "schema_version": RESULTS_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -894,7 +945,7 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
         "settings": {"backends": sorted({j[0] for j in jobs}), "batches": list(spec.batches), "chunk": spec.chunk,
                      "tasks": sorted({s.num_tasks for s in sources}), "threads": threads,
                      "timing": asdict(spec.timing), "providers": list(spec.providers) if spec.providers else None,
-                     "precision": spec.precision,
+                     "precision": spec.precision, "monitor": monitor is not None,
                      "latency": "one Runner.infer call on a preprocessed float32 batch in host memory (host latency)"},
         "context": context,
         "gemm": {"peak_gflops": peak, "runs": gemm,
@@ -902,9 +953,105 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
         "flops": {str(s.num_tasks): dict(s.flops) for s in sources},
         "results": results,
         "linearity": _linearity(results),
+        "telemetry": telemetry_section,
         "warnings": warnings,
     }
     return report
+
+
+# ----------------------------------------------------------------------------- power (--monitor)
+
+
+def _idle_baseline(monitor: Any, seconds: float) -> Any:
+    """Start ``monitor`` and sample an idle window of ``seconds`` (longer until one sample arrived).
+
+    Fails (stopping the monitor) before any benchmarking when tegrastats dies or prints nothing
+    it can parse."""
+    from mind_edge.devices.errors import DeviceError
+    from mind_edge.devices.tegrastats import TelemetryResult
+
+    monitor.start()
+    try:
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        patience = max(5.0, 20 * monitor.interval_ms / 1000)
+        if not monitor.wait_for_samples(1, timeout_s=patience):
+            if not monitor.running:
+                monitor.stop()  # raises with tegrastats' own error output when it printed nothing
+            raise DeviceError(
+                f"{monitor.tegrastats_path} printed no tegrastats sample in {seconds + patience:.0f} s "
+                f"(--interval {monitor.interval_ms}); check that it is tegrastats and that it runs "
+                f"on its own: {monitor.tegrastats_path} --interval {monitor.interval_ms}")
+        t1 = time.monotonic()
+    except BaseException:
+        if monitor.running:
+            try:
+                monitor.stop()
+            except MindEdgeError:
+                pass
+        raise
+    # every sample so far: the monitor started just before t0, the benchmark starts after t1
+    return TelemetryResult.window(monitor.samples, -math.inf, t1, duration_s=t1 - t0, interval_ms=monitor.interval_ms)
+
+
+def _watts(mw: float | None) -> float | None:
+    return None if mw is None else mw / 1000.0
+
+
+def _telemetry(results: list[dict], telemetry: Any, idle: Any, monitor: Any, warnings: list[str]) -> dict:
+    """Fill every ok row's power fields from the samples inside its timed window; the report's
+    ``telemetry`` section (idle baseline, per-row sample counts, energy above idle)."""
+    from mind_edge.devices.tegrastats import TelemetryResult
+
+    samples = telemetry.samples
+    idle_mw = idle.mean_power_mw if idle is not None else None
+    rows, few = [], []
+    for r in results:
+        window = r.get("_window")
+        if r.get("status") != "ok" or not window:
+            continue
+        images = int(r["iterations"]) * int(r["batch"])
+        w = TelemetryResult.window(samples, window[0], window[1], duration_s=r["timed_s"],
+                                   interval_ms=telemetry.interval_ms)
+        label = f"{r['backend']} {r['variant']} t={r['tasks']} b={r['batch']}"
+        energy = above = None
+        if w.mean_power_mw is not None:
+            energy = w.energy_mj(images)  # mean power (mW) x timed seconds / images = mJ per image
+            if idle_mw is not None:
+                above = (w.mean_power_mw - idle_mw) * r["timed_s"] / images
+        hot = w.max_temperature
+        r.update(power_w=_watts(w.mean_power_mw), energy_mj_per_image=energy, gpu_load_pct=w.mean_gpu_load_pct,
+                 max_temp_c=hot[1] if hot else None)
+        if w.n_samples < MIN_WINDOW_SAMPLES:
+            few.append(f"{label} ({w.n_samples})")
+        rows.append({"backend": r["backend"], "variant": r["variant"], "tasks": r["tasks"], "batch": r["batch"],
+                     "mode": r.get("mode"), "n_samples": w.n_samples, "timed_s": r["timed_s"], "images": images,
+                     "window_monotonic": list(window), "power_w": r["power_w"], "peak_power_w": _watts(w.peak_power_mw),
+                     "energy_mj_per_image": energy, "energy_mj_per_image_above_idle": above,
+                     "gpu_load_pct": w.mean_gpu_load_pct, "max_temp_c": r["max_temp_c"],
+                     "max_temp_sensor": hot[0] if hot else None, "max_temperatures_c": dict(w.max_temperatures_c),
+                     "rail_mean_mw": dict(w.rail_mean_mw)})
+    if few:
+        warnings.append(f"power from fewer than {MIN_WINDOW_SAMPLES} tegrastats samples (interval {telemetry.interval_ms} ms) "
+                        f"in {len(few)} row(s): {'; '.join(few)}; rows without a sample have no power. Raise "
+                        "--min-seconds or lower --monitor-interval-ms")
+    if telemetry.power_source is None and samples:
+        warnings.append(f"tegrastats printed {len(samples)} samples but no power rail; some images hide the INA3221 "
+                        "rails from normal users: run with sudo")
+    hot = idle.max_temperature if idle is not None else None
+    return {
+        "source": "tegrastats", "tegrastats": str(monitor.tegrastats_path), "interval_ms": telemetry.interval_ms,
+        "power_rail": telemetry.power_source, "n_samples": telemetry.n_samples,
+        "idle": None if idle is None else {
+            "seconds": idle.duration_s, "n_samples": idle.n_samples, "power_w": _watts(idle_mw),
+            "gpu_load_pct": idle.mean_gpu_load_pct, "max_temp_c": hot[1] if hot else None,
+            "rail_mean_mw": dict(idle.rail_mean_mw)},
+        "rows": rows,
+        "note": ("module power from tegrastats (a lower bound of wall power: carrier board, fan and USB are outside "
+                 "the rails). A row's power_w is the mean of the samples that arrived inside its timed loop (warm-up, "
+                 "process start-up and session creation excluded); energy_mj_per_image = power x the loop's timed_s / "
+                 "(iterations x batch); _above_idle subtracts the idle baseline sampled before the first row"),
+    }
 
 
 def _agreement(probe: Mapping[str, Any] | None, ref: Mapping[str, Any] | None) -> dict | None:
@@ -932,7 +1079,8 @@ def _rows(workers: Sequence[dict], spec: BenchSpec, peak_gflops: float | None) -
             warnings.append(f"{w['backend']} ({src.num_tasks} tasks) {w['status']}: {w.get('reason')}")
             for b in sorted(spec.batches):
                 results.append({**base, "batch": b, "reason": w.get("reason"), **{k: None for k in (
-                    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips", "peak_rss_mb", "roofline_fraction")}})
+                    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips", "peak_rss_mb", "roofline_fraction",
+                    *TELEMETRY_FIELDS)}})
             continue
         flops = int(src.flops.get("per_image", 0)) or None
         agree = None if w["backend"] == "ort" else _agreement(w.get("probe"), ort_probe.get(src.num_tasks))
@@ -951,6 +1099,8 @@ def _rows(workers: Sequence[dict], spec: BenchSpec, peak_gflops: float | None) -
                 "flops_per_image": flops, "achieved_gflops": achieved,
                 "roofline_fraction": achieved / peak_gflops if achieved and peak_gflops else None,
                 "agreement_with_ort": agree,
+                **{k: None for k in TELEMETRY_FIELDS},  # filled by --monitor
+                "_window": r.get("window_monotonic"),  # dropped from the report
             }
             results.append(row)
             if r["noisy"]:

@@ -13,6 +13,32 @@ from typing import Annotated, Any, Mapping, Optional
 import typer
 
 DEFAULT_BACKENDS = "ort"
+DEFAULT_MONITOR_INTERVAL_MS = 100
+IDLE_SECONDS = 1.0  # = mind_edge.runtime.bench.IDLE_SECONDS (not imported here: bench pulls numpy)
+
+
+def _monitor(on: bool, path: Optional[Path], interval_ms: Optional[int], idle_seconds: Optional[float]):
+    """The (not started) TegrastatsMonitor of ``--monitor``, or None; raises one-line errors."""
+    from mind_edge.errors import ConfigError
+
+    if not on:
+        given = [opt for opt, v in (("--tegrastats-path", path), ("--monitor-interval-ms", interval_ms),
+                                    ("--monitor-idle-seconds", idle_seconds)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --monitor; add --monitor (Jetson) or drop them")
+        return None
+    if idle_seconds is not None and not (idle_seconds >= 0 and idle_seconds < float("inf")):
+        raise ConfigError(f"--monitor-idle-seconds must be a number of seconds >= 0, got {idle_seconds}")
+    from mind_edge.devices.tegrastats import TegrastatsMonitor, find_tegrastats
+
+    if path is None:
+        fix = ("run on a Jetson, pass --tegrastats-path PATH to a tegrastats-compatible program, or drop --monitor "
+               "(power telemetry needs tegrastats)")
+    else:
+        fix = "fix --tegrastats-path, or drop --monitor"
+    exe = find_tegrastats(path, fix=fix)
+    return TegrastatsMonitor(interval_ms=DEFAULT_MONITOR_INTERVAL_MS if interval_ms is None else interval_ms,
+                             tegrastats_path=exe)
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -63,6 +89,9 @@ def render(report: Mapping[str, Any], console) -> None:
     cols = [("backend", "left"), ("variant", "left"), ("tasks", "right"), ("batch", "right"), ("p50 ms", "right"),
             ("p90 ms", "right"), ("p99 ms", "right"), ("ms/img", "right"), ("img/s", "right"), ("roofline", "right"),
             ("peak RSS MB", "right"), ("start ms", "right"), ("model MB", "right"), ("CV", "right")]
+    tele = report.get("telemetry")
+    if tele:
+        cols += [("W", "right"), ("mJ/img", "right")]
     for name, just in cols:
         table.add_column(name, justify=just)
     unavailable: dict[tuple, list[int]] = {}
@@ -71,14 +100,23 @@ def render(report: Mapping[str, Any], console) -> None:
             unavailable.setdefault((r["backend"], r["status"], r.get("reason") or ""), []).append(r["tasks"])
             continue
         cv = f"{r['cv']:.1%}"
-        table.add_row(
+        cells = [
             r["backend"], str(r.get("mode") or r["variant"]), str(r["tasks"]), str(r["batch"]), f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
             f"{r['p99_ms']:.2f}", f"{r['ms_per_image']:.3f}", f"{r['throughput_ips']:.1f}",
             _fmt(r["roofline_fraction"], ".2f"), f"{r['peak_rss_mb']:.0f}", f"{r['start_ms']:.0f}",
             f"{r['model_bytes'] / 1e6:.2f}", f"[yellow]{cv}[/]" if r["noisy"] else cv,
-        )
+        ]
+        if tele:
+            cells += [_fmt(r.get("power_w"), ".2f"), _fmt(r.get("energy_mj_per_image"), ".3g")]
+        table.add_row(*cells)
     if table.row_count:
         console.print(table)
+    if tele:
+        idle = tele.get("idle") or {}
+        console.print(f"power: tegrastats {tele.get('power_rail') or '(no power rail)'} every {tele['interval_ms']} ms; "
+                      f"W and mJ/img = mean module power over each row's timed loop ({tele['n_samples']} samples in all); "
+                      f"idle {_fmt(idle.get('power_w'), '.2f')} W over {_fmt(idle.get('seconds'), '.1f')} s "
+                      f"({idle.get('n_samples', 0)} samples); energy above idle in the JSON", highlight=False, soft_wrap=True)
     for (name, status, reason), tasks in unavailable.items():
         console.print(f"[yellow]{name}: {status}[/] ({', '.join(str(t) for t in sorted(set(tasks)))} task(s)): {reason}",
                       highlight=False, soft_wrap=True)
@@ -140,11 +178,16 @@ def register(app: typer.Typer) -> None:
         gemm: Annotated[bool, typer.Option(help="Measure the GEMM peak for the roofline column.")] = True,
         chunk: Annotated[Optional[int], typer.Option(help="Run each batch as consecutive sub-batches of this many images (what Runtime.predict(batch_size=N) does).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the random model.")] = 0,
+        monitor: Annotated[bool, typer.Option("--monitor", help="Jetson: sample tegrastats during every row's timed loop and report mean power (W), energy per image (mJ), GPU load and max temperature, plus an idle baseline.")] = False,
+        tegrastats_path: Annotated[Optional[Path], typer.Option(help="With --monitor: the tegrastats executable (default: tegrastats on PATH, else /usr/bin/tegrastats).")] = None,
+        monitor_interval_ms: Annotated[Optional[int], typer.Option(help="With --monitor: tegrastats sampling interval in ms [default: 100].")] = None,
+        monitor_idle_seconds: Annotated[Optional[float], typer.Option(help=f"With --monitor: seconds of idle power sampled before the first row [default: {IDLE_SECONDS:g}].")] = None,
     ) -> None:
         """Benchmark latency (p50/p90/p95/p99), throughput, peak RSS and roofline fraction per backend, batch and task count."""
         from mind_edge.runtime.bench import (BenchSpec, GraphVariant, TimingConfig, bundle_sources, plot_report,
                                              run_benchmark, synthetic_sources, write_json)
 
+        tegrastats = _monitor(monitor, tegrastats_path, monitor_interval_ms, monitor_idle_seconds)  # fails before any work
         timing = TimingConfig(warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=min_seconds)
         spec = BenchSpec(backends=_names(backend), batches=tuple(sorted(set(_ints(batch, "--batch")))), threads=threads,
                          timing=timing, providers=_names(providers) if providers else None, precision=precision,
@@ -164,7 +207,9 @@ def register(app: typer.Typer) -> None:
                                                       seed=seed)
             with err_console.status("benchmarking …") as status:
                 report = run_benchmark(spec, sources, workdir=work, model_info=info,
-                                       progress=lambda msg: status.update(f"benchmarking: {msg}"))
+                                       progress=lambda msg: status.update(f"benchmarking: {msg}"),
+                                       monitor=tegrastats,
+                                       idle_seconds=IDLE_SECONDS if monitor_idle_seconds is None else monitor_idle_seconds)
         render(report, console)
         if json_out is not None:
             console.print(f"JSON: {write_json(report, json_out)}")
