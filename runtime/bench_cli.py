@@ -180,8 +180,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the random model.")] = 0,
         monitor: Annotated[bool, typer.Option("--monitor", help="Jetson: sample tegrastats during every row's timed loop and report mean power (W), energy per image (mJ), GPU load and max temperature, plus an idle baseline.")] = False,
         tegrastats_path: Annotated[Optional[Path], typer.Option(help="With --monitor: the tegrastats executable (default: tegrastats on PATH, else /usr/bin/tegrastats).")] = None,
-        monitor_interval_ms: Annotated[Optional[int], typer.Option(help="With --monitor: tegrastats sampling interval in ms [default: 100].")] = None,
-        monitor_idle_seconds: Annotated[Optional[float], typer.Option(help=f"With --monitor: seconds of idle power sampled before the first row [default: {IDLE_SECONDS:g}].")] = None,
+        monitor_interval_ms: Annotated[Optional[int], typer.Option(help="With --monitor: tegrastats sampling interval in ms (default 100).")] = None,
+        monitor_idle_seconds: Annotated[Optional[float], typer.Option(help=f"With --monitor: seconds of idle power sampled before the first row (default {IDLE_SECONDS:g}).")] = None,
     ) -> None:
         """Benchmark latency (p50/p90/p95/p99), throughput, peak RSS and roofline fraction per backend, batch and task count."""
         from mind_edge.runtime.bench import (BenchSpec, GraphVariant, TimingConfig, bundle_sources, plot_report,

@@ -215,3 +215,9 @@ def test_cli_failing_tegrastats_stops_before_the_first_row(app, tmp_path, monkey
     res = _invoke(app, *TINY, *FAST, "--no-isolate", "--monitor", "--tegrastats-path", str(script), *MONITOR)
     assert res.exit_code == 2, res.output
     assert "Permission denied" in res.output and "sudo" in res.output and calls == []
+
+
+def test_cli_idle_default_matches_the_library():
+    from mind_edge.runtime import bench_cli
+
+    assert bench_cli.IDLE_SECONDS == bench.IDLE_SECONDS
