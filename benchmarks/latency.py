@@ -17,7 +17,8 @@ One run (one GEMM peak, one machine state) of a randomly initialised ResNet-32 (
 3. **layout study** (``--no-study`` skips it) at the largest task count: the ``folded`` layout, the
    shared layout with the literal Slice+Pad shortcuts (``shared/pad``, the graph before this
    work), ``ort-split`` (N separate single-task graphs run one after another), both torch forms,
-   and ``ort``/``torch`` with every batch run as sub-batches of 8 images (``chunk``);
+   ``ort`` running each batch whole (``sub_batch=0``; the default ``ort`` row runs sub-batches of 8
+   on the CPU) and ``torch`` with every batch run as sub-batches of 8 images (``chunk``);
 4. **ORT session options** (part of the study): ``enable_mem_pattern`` on/off x sub-batches of 8,
    raw ONNX Runtime sessions in fresh processes: peak RSS and p50;
 5. **ORT profile** (``--no-profile`` skips it): per-op and per-stage kernel times and conv GFLOP/s
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             shared = by[(top, "shared")]
             jobs += [("ort", by[(top, v.name)]) for v in variants[1:]] + [("ort-split", shared)]
             jobs += [("torch-loop", shared), ("torch-stacked", shared)]
-            jobs += [("ort", shared, {"chunk": 8}), ("torch", shared, {"chunk": 8})]
+            jobs += [("ort", shared, {"sub_batch": 0}), ("torch", shared, {"chunk": 8})]
         report = bench.run_benchmark(spec, sources, workdir=work, model_info=info, jobs=jobs,
                                      progress=lambda m: console.print(f"  {time.perf_counter() - t0:6.0f} s  {m}",
                                                                       highlight=False))

@@ -679,16 +679,18 @@ class SplitOrtRunner:
         return class_table(classes, cmax)
 
 
-def _ort_open(src: ModelSource, threads: int | None, providers: Sequence[str] | None) -> Opened:
+def _ort_open(src: ModelSource, threads: int | None, providers: Sequence[str] | None,
+              sub_batch: int | None = None) -> Opened:
     if importlib.util.find_spec("onnxruntime") is None:
         raise BackendUnavailable("onnxruntime is not installed: pip install 'mind-edge[ort]'")
     from mind_edge.runtime.runners import OrtRunner
 
     t0 = time.perf_counter()
-    runner = OrtRunner(src.onnx, providers=providers, threads=threads)
+    runner = OrtRunner(src.onnx, providers=providers, threads=threads, sub_batch="auto" if sub_batch is None else sub_batch)
     runner.activate()
+    variant = src.variant if sub_batch is None else f"{src.variant}, {'whole batch' if sub_batch == 0 else f'sub-batch {sub_batch}'}"
     return Opened(runner, time.perf_counter() - t0, Path(src.onnx).stat().st_size, list(runner.providers_used),
-                  notes=f"{src.variant} graph", variant=src.variant)
+                  notes=f"{src.variant} graph, {runner.sub_batch or 'whole'} image(s) per ONNX Runtime call", variant=variant)
 
 
 def _ort_split_open(src: ModelSource, threads: int | None, providers: Sequence[str] | None) -> Opened:
@@ -739,10 +741,13 @@ def _torch_open(name: str, src: ModelSource, threads: int | None) -> Opened:
 
 
 def open_backend(name: str, src: ModelSource, *, threads: int | None = None, providers: Sequence[str] | None = None,
-                 precision: str | None = None) -> Opened:
-    """Open (activate) backend ``name`` on ``src``; raises :class:`BackendUnavailable` with the reason."""
+                 precision: str | None = None, sub_batch: int | None = None) -> Opened:
+    """Open (activate) backend ``name`` on ``src``; raises :class:`BackendUnavailable` with the reason.
+
+    ``sub_batch`` (ort only): images per ONNX Runtime call, ``0`` the whole batch, ``None`` the
+    runner's default (``"auto"``: 8 on the CPU execution provider)."""
     if name == "ort":
-        return _ort_open(src, threads, providers)
+        return _ort_open(src, threads, providers, sub_batch)
     if name == "ort-split":
         return _ort_split_open(src, threads, providers)
     if name == "trt":
@@ -769,7 +774,8 @@ def run_worker(spec: Mapping[str, Any]) -> dict:
     out: dict[str, Any] = {"backend": name, "variant": src.variant, "tasks": src.num_tasks, "status": "ok",
                            "rss_before_open_mb": rss0}
     try:
-        opened = open_backend(name, src, threads=threads, providers=spec.get("providers"), precision=spec.get("precision"))
+        opened = open_backend(name, src, threads=threads, providers=spec.get("providers"), precision=spec.get("precision"),
+                              sub_batch=spec.get("sub_batch") if name == "ort" else None)
     except BackendUnavailable as exc:
         return {**out, "status": "unavailable", "reason": str(exc), "rows": []}
     runner = opened.runner
@@ -847,6 +853,7 @@ class BenchSpec:
     isolate: bool = True  # every backend in a fresh process
     gemm: bool = True  # measure the GEMM peak for the roofline column
     chunk: int | None = None  # run each batch as sub-batches of this many images
+    sub_batch: int | None = None  # ort only: OrtRunner's sub_batch (None = its "auto", 0 = whole batch)
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -860,6 +867,9 @@ class BenchSpec:
             raise ConfigError(f"--threads must be an integer >= 1, got {self.threads!r}")
         if self.chunk is not None and (isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1):
             raise ConfigError(f"--chunk must be an integer >= 1, got {self.chunk!r}")
+        if self.sub_batch is not None and (isinstance(self.sub_batch, bool) or not isinstance(self.sub_batch, int)
+                                           or self.sub_batch < 0):
+            raise ConfigError(f"--sub-batch must be an integer >= 0 (0 = whole batch), got {self.sub_batch!r}")
 
     @property
     def n_threads(self) -> int:
@@ -907,7 +917,8 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
             opts = extra[0] if extra else {}
             job = {"backend": name, "source": src.to_json(), "batches": list(spec.batches), "threads": threads,
                    "providers": list(spec.providers) if spec.providers else None, "precision": spec.precision,
-                   "timing": asdict(spec.timing), "chunk": opts.get("chunk", spec.chunk)}
+                   "timing": asdict(spec.timing), "chunk": opts.get("chunk", spec.chunk),
+                   "sub_batch": opts.get("sub_batch", spec.sub_batch)}
             say(f"{name} · {src.num_tasks} task(s){' · ' + src.variant if name == 'ort' else ''}"
                 f"{' · chunks of ' + str(job['chunk']) if job['chunk'] else ''} …")
             if spec.isolate:
@@ -943,6 +954,7 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": dict(model_info),
         "settings": {"backends": sorted({j[0] for j in jobs}), "batches": list(spec.batches), "chunk": spec.chunk,
+                     "sub_batch": spec.sub_batch,
                      "tasks": sorted({s.num_tasks for s in sources}), "threads": threads,
                      "timing": asdict(spec.timing), "providers": list(spec.providers) if spec.providers else None,
                      "precision": spec.precision, "monitor": monitor is not None,

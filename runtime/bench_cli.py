@@ -66,6 +66,16 @@ def _fmt(v: Any, spec: str = ".3g", none: str = "—") -> str:
     return none if v is None else format(v, spec)
 
 
+def _variant_cell(row: Mapping[str, Any]) -> str:
+    """The graph variant, and how this batch ran when that adds something (torch's choice, ORT sub-batches)."""
+    variant, mode = str(row["variant"]), row.get("mode")
+    if not mode or mode in variant:
+        return variant
+    if variant.startswith("auto") and str(mode).startswith("auto"):
+        return str(mode)
+    return f"{variant} ({mode})"
+
+
 def render(report: Mapping[str, Any], console) -> None:
     """Print a benchmark report: context, one table row per backend x tasks x batch, fits, warnings."""
     from rich.table import Table
@@ -101,7 +111,7 @@ def render(report: Mapping[str, Any], console) -> None:
             continue
         cv = f"{r['cv']:.1%}"
         cells = [
-            r["backend"], str(r.get("mode") or r["variant"]), str(r["tasks"]), str(r["batch"]), f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+            r["backend"], _variant_cell(r), str(r["tasks"]), str(r["batch"]), f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
             f"{r['p99_ms']:.2f}", f"{r['ms_per_image']:.3f}", f"{r['throughput_ips']:.1f}",
             _fmt(r["roofline_fraction"], ".2f"), f"{r['peak_rss_mb']:.0f}", f"{r['start_ms']:.0f}",
             f"{r['model_bytes'] / 1e6:.2f}", f"[yellow]{cv}[/]" if r["noisy"] else cv,
@@ -177,6 +187,7 @@ def register(app: typer.Typer) -> None:
         isolate: Annotated[bool, typer.Option(help="Run each backend in a fresh process (clean peak RSS). --no-isolate runs them here.")] = True,
         gemm: Annotated[bool, typer.Option(help="Measure the GEMM peak for the roofline column.")] = True,
         chunk: Annotated[Optional[int], typer.Option(help="Run each batch as consecutive sub-batches of this many images (what Runtime.predict(batch_size=N) does).")] = None,
+        sub_batch: Annotated[Optional[int], typer.Option(help="ort: images per ONNX Runtime call inside a batch; 0 = the whole batch (default: 8 on the CPU execution provider, the whole batch on GPU providers).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the random model.")] = 0,
         monitor: Annotated[bool, typer.Option("--monitor", help="Jetson: sample tegrastats during every row's timed loop and report mean power (W), energy per image (mJ), GPU load and max temperature, plus an idle baseline.")] = False,
         tegrastats_path: Annotated[Optional[Path], typer.Option(help="With --monitor: the tegrastats executable (default: tegrastats on PATH, else /usr/bin/tegrastats).")] = None,
@@ -191,7 +202,7 @@ def register(app: typer.Typer) -> None:
         timing = TimingConfig(warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=min_seconds)
         spec = BenchSpec(backends=_names(backend), batches=tuple(sorted(set(_ints(batch, "--batch")))), threads=threads,
                          timing=timing, providers=_names(providers) if providers else None, precision=precision,
-                         isolate=isolate, gemm=gemm, chunk=chunk)
+                         isolate=isolate, gemm=gemm, chunk=chunk, sub_batch=sub_batch)
         task_list = _ints(tasks, "--tasks") if tasks else None
         variants = [GraphVariant.parse(v) for v in layout.split(",") if v.strip()] if layout else None
         with tempfile.TemporaryDirectory(prefix="mind-edge-bench-") as tmp:

@@ -90,8 +90,28 @@ def test_folded_bundle_cannot_be_resized(app, tmp_path):
     (["--input-shape", "3,32"], "--input-shape"),
     (["--layout", "dense"], "graph variant"),
     (["--arch", "vgg"], "unknown architecture"),
+    (["--sub-batch", "-1"], "--sub-batch"),
 ])
 def test_bad_options_are_one_line_errors(app, args, needle):
     res = _invoke(app, *TINY, *FAST, "--no-gemm", "--no-isolate", *args)
     assert res.exit_code == 2, res.output
     assert "error:" in res.output and needle in res.output
+
+
+def test_ort_sub_batches_default_on_cpu_and_whole_batch_on_request(app, tmp_path):
+    """The ort rows say how each batch ran: sub-batches of 8 by default on the CPU EP, the whole
+    batch with --sub-batch 0 (outputs are equal: tests/runtime/test_predict.py)."""
+    rows = {}
+    for flag in ([], ["--sub-batch", "0"], ["--sub-batch", "3"]):
+        out = tmp_path / f"r{len(flag)}{flag[-1] if flag else ''}.json"
+        res = _invoke(app, *TINY, *FAST, "--tasks", "2", "--batch", "1,8,9", "--no-gemm", "--no-isolate",
+                      "--json", str(out), *flag)
+        assert res.exit_code == 0, res.output
+        report = json.loads(out.read_text())
+        rows[tuple(flag)] = {r["batch"]: r for r in report["results"]}
+    auto, whole, three = rows[()], rows[("--sub-batch", "0")], rows[("--sub-batch", "3")]
+    assert [auto[b]["mode"] for b in (1, 8, 9)] == ["whole batch", "whole batch", "sub-batches of 8"]
+    assert [whole[b]["mode"] for b in (1, 8, 9)] == ["whole batch"] * 3
+    assert [three[b]["mode"] for b in (1, 8, 9)] == ["whole batch", "sub-batches of 3", "sub-batches of 3"]
+    assert auto[9]["variant"] == "shared" and whole[9]["variant"] == "shared, whole batch"
+    assert three[9]["variant"] == "shared, sub-batch 3"
