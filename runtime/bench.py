@@ -1251,7 +1251,9 @@ def write_json(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 
 def _label(backend: str, variant: str) -> str:
-    return f"ort {variant}" if backend == "ort" else backend
+    if backend == "ort":
+        return f"ort {variant}"
+    return f"{backend}, {variant.split(', ', 1)[1]}" if ", chunks of" in variant else backend
 
 
 def plot_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -1272,7 +1274,8 @@ def plot_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
     series: dict[tuple, list[tuple[int, float]]] = {}
     for r in ok:
         series.setdefault((r["backend"], r["variant"], r["batch"]), []).append((r["tasks"], r["p50_ms"]))
-    for (backend, variant, batch), pts in sorted(series.items()):
+    swept = {k: v for k, v in series.items() if len(v) > 1}  # variants measured at one task count only go to panel 3
+    for (backend, variant, batch), pts in sorted((swept or series).items()):
         pts.sort()
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         ax1.plot(xs, ys, marker="o", label=f"{_label(backend, variant)} b={batch}")
