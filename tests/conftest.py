@@ -71,3 +71,29 @@ def _restore_rng_state():
             torch.set_rng_state(torch_state)
             if cuda_state is not None:
                 torch.cuda.set_rng_state_all(cuda_state)
+
+
+@pytest.fixture(scope="module")
+def bench_app():
+    """A typer app with only the ``bench`` command (runtime/bench_cli.py), for CliRunner tests."""
+    import typer
+
+    from mind_edge.runtime.bench_cli import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """test app"""
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def torch_free_random_models(monkeypatch):
+    """Benchmarks of random models build their arrays with numpy only (fast, and no torch import)."""
+    from mind_edge.runtime import bench
+
+    real = bench.synthetic_arrays
+    monkeypatch.setattr(bench, "synthetic_arrays", lambda *a, **k: real(*a, **{**k, "use_torch": False}))

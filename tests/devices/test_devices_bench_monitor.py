@@ -10,14 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from devices_fakes import fake_tegrastats, recording
 from typer.testing import CliRunner
 
 from mind_edge.devices import DeviceError, TegrastatsMonitor, parse_line
 from mind_edge.devices.tegrastats import JETSON_TEGRASTATS, TelemetryResult, find_tegrastats
 from mind_edge.runtime import bench
-from mind_edge.runtime.bench_cli import register
 
 FAST = ["--min-iters", "2", "--warmup-seconds", "0", "--threads", "1", "--no-gemm"]
 TINY = ["--arch", "resnet32", "--input-shape", "3,8,8", "--width", "0.25", "--classes-per-task", "2", "--tasks", "1"]
@@ -27,22 +25,12 @@ FIELDS = ("power_w", "energy_mj_per_image", "gpu_load_pct", "max_temp_c")
 ON_JETSON = Path(JETSON_TEGRASTATS).exists()
 
 
+pytestmark = pytest.mark.usefixtures("torch_free_random_models")
+
+
 @pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test app"""
-
-    register(app)
-    return app
-
-
-@pytest.fixture(autouse=True)
-def _torch_free_random_models(monkeypatch):
-    real = bench.synthetic_arrays
-    monkeypatch.setattr(bench, "synthetic_arrays", lambda *a, **k: real(*a, **{**k, "use_torch": False}))
+def app(bench_app):
+    return bench_app
 
 
 def _invoke(app, *args, env=None):

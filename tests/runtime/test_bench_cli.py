@@ -5,33 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from runtime_helpers import make_bundle
 from typer.testing import CliRunner
 
 from mind_edge.runtime import bench
-from mind_edge.runtime.bench_cli import register
 
 FAST = ["--min-seconds", "0.05", "--min-iters", "2", "--warmup-seconds", "0", "--threads", "1"]
 TINY = ["--arch", "resnet32", "--input-shape", "3,8,8", "--width", "0.25", "--classes-per-task", "2"]
 
 
+pytestmark = pytest.mark.usefixtures("torch_free_random_models")
+
+
 @pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test app"""
-
-    register(app)
-    return app
-
-
-@pytest.fixture(autouse=True)
-def _torch_free_random_models(monkeypatch):
-    real = bench.synthetic_arrays
-    monkeypatch.setattr(bench, "synthetic_arrays", lambda *a, **k: real(*a, **{**k, "use_torch": False}))
+def app(bench_app):
+    return bench_app
 
 
 def _invoke(app, *args):
