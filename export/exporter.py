@@ -65,18 +65,9 @@ class ExportResult:
 
 
 def _names_by_id(class_names: Sequence[str] | Mapping[int, str], arrays: NetArrays) -> dict[int, str]:
-    names: dict[int, str] = {}
-    for t, classes in enumerate(arrays.task_classes):
-        for c in classes:
-            try:
-                names[c] = str(class_names[c])
-            except (KeyError, IndexError):
-                raise ExportError(
-                    f"task {t} predicts global class {c} but class_names has no entry for it "
-                    f"({len(class_names)} names given); pass the scenario's class names"
-                ) from None
-    return names
+    from mind_edge.runtime.bundle import names_by_id
 
+    return names_by_id(class_names, arrays.task_classes, ExportError)
 
 def export_model(
     model,

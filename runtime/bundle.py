@@ -260,6 +260,21 @@ class Bundle:
         return json.loads(path.read_text(encoding="utf-8"))
 
 
+def names_by_id(class_names, task_classes, error: type[Exception] = BundleError) -> dict[int, str]:
+    """``{global class id: name}`` for every class the tasks predict; ``error`` names a missing one."""
+    names: dict[int, str] = {}
+    for t, classes in enumerate(task_classes):
+        for c in classes:
+            try:
+                names[c] = str(class_names[c])
+            except (KeyError, IndexError):
+                raise error(
+                    f"task {t} predicts global class {c} but the class names have no entry for it "
+                    f"({len(class_names)} names given); pass the scenario's class names"
+                ) from None
+    return names
+
+
 def task_records(task_classes, names: Mapping[int, str] | list[str]) -> list[dict]:
     """``bundle.json``'s ``tasks`` list from per-task global class ids and the class names."""
     out = []
@@ -377,16 +392,7 @@ def assemble_bundle(
     mean, std = [float(v) for v in mean], [float(v) for v in std]
     if len(mean) != c_in or len(std) != c_in or min(std) <= 0:
         raise BundleError(f"mean and std need {c_in} value(s) (one per input channel, std > 0); got mean={mean} std={std}")
-    names: dict[int, str] = {}
-    for t, classes in enumerate(arrays.task_classes):
-        for c in classes:
-            try:
-                names[c] = str(class_names[c])
-            except (KeyError, IndexError):
-                raise BundleError(
-                    f"task {t} predicts global class {c} but the class names have no entry for it "
-                    f"({len(class_names)} names given); pass the scenario's class names"
-                ) from None
+    names = names_by_id(class_names, arrays.task_classes)
     if model_bytes is None:
         model_bytes = build_graph(arrays, layout=layout, temperature=temperature, opset=opset).SerializeToString()
     if probe_inputs is None:

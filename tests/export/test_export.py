@@ -127,7 +127,7 @@ def test_export_model_arguments_are_checked(tmp_path):
         export_model(model, tmp_path / "b", validation_inputs=np.zeros((2, 3, 8, 8), np.float32), **kw)
     from mind_edge.export.errors import ExportError
 
-    with pytest.raises(ExportError, match="class_names has no entry"):
+    with pytest.raises(ExportError, match="class names have no entry"):
         export_model(model, tmp_path / "b", **{**kw, "class_names": ["a"]})
     with pytest.raises(CheckpointError, match="does not exist"):
         export_bundle(tmp_path / "no-run", tmp_path / "b")

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from mind_edge.export.cli import register as register_export
 from mind_edge.runtime.cli import register as register_predict
+from cli_helpers import one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +24,6 @@ def app():
 
 def _run(app, *args):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def test_export_json_then_predict(app, fake_run_dir, tmp_path):
@@ -65,17 +59,17 @@ def test_export_table(app, fake_run_dir, tmp_path):
 
 
 def test_export_errors_are_one_line(app, fake_run_dir, tmp_path):
-    line = _one_error_line(_run(app, "export", tmp_path / "missing-run", "--out", tmp_path / "b"))
+    line = one_error_line(_run(app, "export", tmp_path / "missing-run", "--out", tmp_path / "b"))
     assert "does not exist" in line
-    line = _one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "b", "--layout", "sparse"))
+    line = one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "b", "--layout", "sparse"))
     assert "unknown layout 'sparse'" in line
-    line = _one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "b", "--opset", "11"))
+    line = one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "b", "--opset", "11"))
     assert "opset 11 is not supported" in line
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    line = _one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "full", "--no-validate"))
+    line = one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "full", "--no-validate"))
     assert "not empty" in line and "--overwrite" in line
-    line = _one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "b", "--atol", "1e-12", "--rtol", "0", "--samples", "8"))
+    line = one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "b", "--atol", "1e-12", "--rtol", "0", "--samples", "8"))
     assert "export validation failed" in line and "task_logits" in line
     assert not (tmp_path / "b").exists()
 

@@ -18,6 +18,7 @@ from mind_edge.data import Scenario
 from mind_edge.errors import CapacityError, ConfigError, DataError
 from mind_edge.learn import MemoryBudgetError, Trial, learn, plan_memory
 from mind_edge.runtime.patch_cli import register
+from cli_helpers import one_error_line
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,13 +44,6 @@ def app():
     app = typer.Typer()
     register(app)
     return app
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +108,7 @@ def test_learn_new_class_names_get_new_ids_and_a_holdout_split(tmp_path, app):
     ev = evaluate_run(tmp_path / "run5", device="cpu")  # digits for tasks 0-3, the folder's held-out part for task 4
     assert len(ev["taw"]) == 5 and ev["taw"][4] == pytest.approx(doc["new_task"]["taw"])
     # capacity 5 is now exhausted
-    line = _one_error_line(CliRunner().invoke(app, ["learn", str(tmp_path / "run5"), "--data", str(folder),
+    line = one_error_line(CliRunner().invoke(app, ["learn", str(tmp_path / "run5"), "--data", str(folder),
                                                     "--out", str(tmp_path / "run6")]))
     assert "capacity for 5 tasks and has learned 5" in line and "--capacity" in line
     assert not (tmp_path / "run6").exists()
@@ -144,7 +138,7 @@ def test_learn_refusals(learned, tmp_path, app):
         learn(run4, tmp_path / "nowhere", tmp_path / "y")
     with pytest.raises(CapacityError):
         learn(make_run(tmp_path / "fullrun", learned=3, capacity=3), folder, tmp_path / "z")
-    line = _one_error_line(CliRunner().invoke(app, ["learn", str(res.out), "--data", str(folder), "--out",
+    line = one_error_line(CliRunner().invoke(app, ["learn", str(res.out), "--data", str(folder), "--out",
                                                     str(tmp_path / "w")]))
     assert "already knows" in line
     with pytest.raises(MemoryBudgetError, match="below what learn already uses"):
@@ -188,6 +182,6 @@ def test_train_resume_refuses_a_run_extended_by_learn(learned, tmp_path):
     before = _tree(run5)
     result = CliRunner().invoke(main_app, ["train", "--dataset", "digits", "--tasks", "5", "--width", "0.25",
                                            "--capacity", "10", "--out", str(run5), "--resume"])
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert "added by 'mind-edge learn'" in line and str(folder.resolve()) in line and "[4]" in line, line
     assert _tree(run5) == before

@@ -23,6 +23,7 @@ from mind_edge.runtime.graph import read_arrays
 from mind_edge.runtime.patch import PatchError, apply_patch, bundle_status, rollback, truncate_arrays
 from mind_edge.runtime.patch_cli import register
 from mind_edge.runtime.predict import Runtime
+from cli_helpers import one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,6 @@ def deployed(w, tmp_path):
 
 def _cli(app, *args):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def _inputs(n=64, seed=0):
@@ -165,7 +158,7 @@ def test_failures_give_one_error_line_and_leave_the_bundle_byte_identical(w, dep
     elif kind == "out_of_order":
         patch = w.p4
     before = tree_hash(deployed.parent)
-    line = _one_error_line(_cli(app, "patch", "apply", deployed, patch, *extra))
+    line = one_error_line(_cli(app, "patch", "apply", deployed, patch, *extra))
     assert re.search(message, line), line
     assert tree_hash(deployed.parent) == before
 
@@ -204,7 +197,7 @@ def test_cli_keygen_apply_inspect_rollback(w, deployed, app, tmp_path):
     r = _cli(app, "keygen", tmp_path / "k")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "k").is_file() and (tmp_path / "k.pub").is_file()
-    _one_error_line(_cli(app, "keygen", tmp_path / "k"))  # exists
+    one_error_line(_cli(app, "keygen", tmp_path / "k"))  # exists
     r = _cli(app, "patch", "inspect", w.p3_signed, "--verify-key", w.pub, "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
@@ -220,8 +213,8 @@ def test_cli_keygen_apply_inspect_rollback(w, deployed, app, tmp_path):
     assert st["version"] == "v0002" and st["num_tasks"] == 4 and st["patches"][0]["signed_by"] == doc["signed_by"]
     r = _cli(app, "patch", "rollback", deployed)
     assert r.exit_code == 0 and "v0001" in r.output
-    assert "never been patched" in _one_error_line(_cli(app, "patch", "rollback", w.base))
-    _one_error_line(_cli(app, "patch", "inspect", tmp_path / "missing.mepatch"))
+    assert "never been patched" in one_error_line(_cli(app, "patch", "rollback", w.base))
+    one_error_line(_cli(app, "patch", "inspect", tmp_path / "missing.mepatch"))
 
 
 def test_apply_and_rollback_run_without_torch(w, deployed):

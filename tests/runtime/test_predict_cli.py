@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mind_edge.runtime.cli import register
+from cli_helpers import one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +28,6 @@ def app():
 
 def _run(app, *args):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_table(app, rgb_bundle, rgb_images, monkeypatch):
@@ -63,20 +56,20 @@ def test_tampered_model(app, bundle_copy, rgb_images):
     data = bytearray(m.read_bytes())
     data[100] ^= 0xFF
     m.write_bytes(bytes(data))
-    line = _one_error_line(_run(app, "predict", bundle_copy, rgb_images[0][0]))
+    line = one_error_line(_run(app, "predict", bundle_copy, rgb_images[0][0]))
     assert "model.onnx" in line and "does not match bundle.json" in line
 
 
 def test_unknown_schema(app, bundle_copy, rgb_images):
     p = bundle_copy / "bundle.json"
     p.write_text(p.read_text().replace('"schema_version": 1', '"schema_version": 2'))
-    line = _one_error_line(_run(app, "predict", bundle_copy, rgb_images[0][0]))
+    line = one_error_line(_run(app, "predict", bundle_copy, rgb_images[0][0]))
     assert "schema version 2" in line and "reads schema version 1" in line
 
 
 def test_missing_file(app, bundle_copy, rgb_images):
     (bundle_copy / "probe.npz").unlink()
-    line = _one_error_line(_run(app, "predict", bundle_copy, rgb_images[0][0]))
+    line = one_error_line(_run(app, "predict", bundle_copy, rgb_images[0][0]))
     assert "missing probe.npz" in line and "the folder holds: bundle.json, model.onnx, validation.json" in line
 
 
@@ -85,9 +78,9 @@ def test_wrong_size_and_channels(app, rgb_bundle, tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(big)
     gray = tmp_path / "gray.png"
     Image.fromarray(np.zeros((13, 9), np.uint8)).save(gray)
-    line = _one_error_line(_run(app, "predict", rgb_bundle, big))
+    line = one_error_line(_run(app, "predict", rgb_bundle, big))
     assert "32x32" in line and "expects 13x9" in line
-    line = _one_error_line(_run(app, "predict", rgb_bundle, gray))
+    line = one_error_line(_run(app, "predict", rgb_bundle, gray))
     assert "1 channel(s)" in line and "with 3 (RGB)" in line
     assert _run(app, "predict", rgb_bundle, big, gray, "--resize").exit_code == 0  # converted like training
 
@@ -95,11 +88,11 @@ def test_wrong_size_and_channels(app, rgb_bundle, tmp_path):
 def test_unreadable_image_and_bad_options(app, rgb_bundle, tmp_path):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image")
-    line = _one_error_line(_run(app, "predict", rgb_bundle, junk))
+    line = one_error_line(_run(app, "predict", rgb_bundle, junk))
     assert "junk.png" in line
-    line = _one_error_line(_run(app, "predict", rgb_bundle, tmp_path / "missing.png"))
+    line = one_error_line(_run(app, "predict", rgb_bundle, tmp_path / "missing.png"))
     assert "missing.png" in line and "does not exist" in line
-    line = _one_error_line(_run(app, "predict", rgb_bundle, junk, "--backend", "tensorflow"))
+    line = one_error_line(_run(app, "predict", rgb_bundle, junk, "--backend", "tensorflow"))
     assert "unknown backend" in line
-    line = _one_error_line(_run(app, "predict", tmp_path / "nope", junk))
+    line = one_error_line(_run(app, "predict", tmp_path / "nope", junk))
     assert "does not exist" in line
