@@ -24,6 +24,7 @@ from mind_edge.devices.tegrastats import (
     TegrastatsMonitor,
     TegrastatsSample,
     TelemetryResult,
+    find_tegrastats,
     parse_line,
     parse_lines,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "TegrastatsSample",
     "TelemetryResult",
     "detect",
+    "find_tegrastats",
     "get_profile",
     "list_profiles",
     "load_profile_file",
