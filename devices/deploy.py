@@ -460,7 +460,9 @@ class Deployer:
 
         o, t = self.options, self.target
         b = Bundle.load(bundle)
-        name = o.name or b.path.resolve().name
+        # a versioned bundle (patched on the host: CURRENT -> versions/vNNNN) sends its current version
+        # as a plain bundle under the bundle's own name; the device's patch history starts from there
+        name = o.name or (b.root or b.path).resolve().name
         size = bundle_bytes(b.path)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()

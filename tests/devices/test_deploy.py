@@ -376,6 +376,43 @@ def test_real_remote_bench(sshd, bundle, tmp_path):
     assert json.loads((tmp_path / "bench.json").read_text()) == res.bench
 
 
+@needs_ssh
+def test_versioned_bundle_deploys_and_runs_its_current_version(sshd, tmp_path):
+    """A bundle patched on the host (CURRENT -> versions/v0002) deploys its current version as a
+    plain bundle under the bundle's own name; the remote bench runs that version (4 tasks, not the
+    base's 3) and a patch applied on the device starts its own history from it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    try:
+        from patch_helpers import world
+    finally:
+        sys.path.pop(0)
+    from mind_edge.runtime.bundle import Bundle
+    from mind_edge.runtime.patch import apply_patch
+
+    w = world(tmp_path / "w")
+    local = tmp_path / "local" / "patched"
+    shutil.copytree(w.base, local)
+    apply_patch(local, w.p3)
+    assert (local / "CURRENT").exists() and Bundle.load(local).num_tasks == 4
+    cmd = real_bench_command(tmp_path)
+    if cmd is None:
+        pytest.skip("no 'mind-edge bench' in this mind-edge")
+    opts = DeployOptions(remote_dir=str(tmp_path / "dev"), remote_cmd=cmd,
+                         bench_args=("--min-seconds", "0.05", "--min-iters", "2", "--batch", "1",
+                                     "--warmup-seconds", "0.01", "--no-gemm", "--no-isolate"))
+    res = deploy(local, target(sshd), opts, out=tmp_path / "bench.json")
+    remote = Path(res.remote_bundle)
+    current = Bundle.load(local).path
+    assert remote.name == "patched" and current.parent.name == "versions"
+    visible = lambda d: {k: v for k, v in files_of(d).items() if not any(p.startswith(".") for p in Path(k).parts)}  # noqa: E731
+    assert visible(remote) == visible(current)  # the current version, byte for byte, as a plain bundle
+    assert Bundle.load(remote).num_tasks == 4 and not (remote / "CURRENT").exists()
+    rows = [r for r in res.bench["results"] if r["status"] == "ok"]
+    assert rows and all(r["tasks"] == 4 for r in rows), res.bench["results"]
+    apply_patch(remote, w.p4)  # the device patches on from what it received
+    assert Bundle.load(remote).num_tasks == 5 and (remote / "CURRENT").exists()
+
+
 # ----------------------------------------------------------------------------- no sshd needed
 
 
