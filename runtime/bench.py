@@ -1122,7 +1122,8 @@ def _rows(workers: Sequence[dict], spec: BenchSpec, peak_gflops: float | None) -
                             f"{agree['label']:.0%}, task {agree['task']:.0%}, max |Δ task_logits| {agree['max_abs_task_logits']:.2e}")
     if noisy:
         warnings.append(f"noisy timing (coefficient of variation > {CV_WARN:.0%}) in {len(noisy)} of {len(results)} rows: "
-                        f"{'; '.join(noisy)}. Other processes were probably running: check `uptime`, quote p50 "
+                        f"{'; '.join(noisy[:6])}{f'; +{len(noisy) - 6} more (each row has cv and noisy in the JSON)' if len(noisy) > 6 else ''}. "
+                        "Other processes were probably running: check `uptime`, quote p50 "
                         "and repeat on a quiet machine")
     return results, warnings
 

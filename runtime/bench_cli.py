@@ -95,15 +95,20 @@ def render(report: Mapping[str, Any], console) -> None:
         console.print(f"FLOPs per image at {k} task(s): {f['per_image'] / 1e6:.1f} M = {k} sub-network(s) × "
                       f"{f['per_task'][0] / 1e6:.1f} M + routing {f['routing']} (the model runs every sub-network; "
                       "2 FLOPs per MAC, convs + heads)", highlight=False)
-    table = Table(title="latency per batch (host latency: preprocessed batch in, outputs out)", title_justify="left")
+    table = Table(title="latency per batch (host latency: preprocessed batch in, outputs out)", title_justify="left",
+                  pad_edge=False)
     cols = [("backend", "left"), ("variant", "left"), ("tasks", "right"), ("batch", "right"), ("p50 ms", "right"),
             ("p90 ms", "right"), ("p99 ms", "right"), ("ms/img", "right"), ("img/s", "right"), ("roofline", "right"),
             ("peak RSS MB", "right"), ("start ms", "right"), ("model MB", "right"), ("CV", "right")]
     tele = report.get("telemetry")
     if tele:
         cols += [("W", "right"), ("mJ/img", "right")]
-    for name, just in cols:
-        table.add_column(name, justify=just)
+    # a narrow terminal keeps the columns that answer "how fast" (all of them are in the JSON)
+    narrow = getattr(console, "width", 200) < 150
+    keep = [i for i, (name, _) in enumerate(cols)
+            if not narrow or name not in ("p90 ms", "ms/img", "start ms", "model MB", "CV")]
+    for i in keep:
+        table.add_column(cols[i][0], justify=cols[i][1], overflow="fold")
     unavailable: dict[tuple, list[int]] = {}
     for r in report["results"]:
         if r["status"] != "ok":
@@ -118,7 +123,7 @@ def render(report: Mapping[str, Any], console) -> None:
         ]
         if tele:
             cells += [_fmt(r.get("power_w"), ".2f"), _fmt(r.get("energy_mj_per_image"), ".3g")]
-        table.add_row(*cells)
+        table.add_row(*[cells[i] for i in keep])
     if table.row_count:
         console.print(table)
     if tele:

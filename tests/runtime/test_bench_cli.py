@@ -103,3 +103,25 @@ def test_ort_sub_batches_default_on_cpu_and_whole_batch_on_request(app, tmp_path
     assert [three[b]["mode"] for b in (1, 8, 9)] == ["whole batch", "sub-batches of 3", "sub-batches of 3"]
     assert auto[9]["variant"] == "shared" and whole[9]["variant"] == "shared, whole batch"
     assert three[9]["variant"] == "shared, sub-batch 3"
+
+
+def test_narrow_terminals_keep_the_numbers_whole(app, tmp_path):
+    """At 80 columns the table drops p90/ms-per-image/start/size/CV (they stay in the JSON) and
+    folds text instead of cutting numbers to '…'; a wide terminal shows every column."""
+    from rich.console import Console
+
+    from mind_edge.runtime.bench_cli import render
+
+    out = tmp_path / "r.json"
+    res = _invoke(app, *TINY, *FAST, "--tasks", "2", "--batch", "1,8", "--backend", "ort", "--no-gemm", "--no-isolate",
+                  "--json", str(out))
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    narrow, wide = Console(width=80, record=True), Console(width=220, record=True)
+    render(report, narrow)
+    render(report, wide)
+    n, w = narrow.export_text(), wide.export_text()
+    for r in report["results"]:
+        assert f"{r['p50_ms']:.2f}" in n and f"{r['p50_ms']:.2f}" in w
+    assert "…" not in n.split("latency per batch")[1].split("speed-up")[0]
+    assert "p90 ms" in w and "start ms" in w and "p90 ms" not in n and "start ms" not in n
