@@ -693,6 +693,29 @@ def _copy_plain_to_version(root: Path, files: Sequence[str], name: str) -> Path:
     return vdir / name
 
 
+def _adopt_machine_local(root: Path, version_dir: Path) -> list[str]:
+    """Move the engines and caches built on this machine for the plain bundle (``engine-*.plan``,
+    ``engine.json``, ``trt-cache/``, timing caches) into its version folder: they belong to that
+    model, so a rollback to it reuses them, and no stale engine stays beside ``CURRENT``. One
+    rename each; after a crash half-way the rest stays at the top, where nothing reads it, and
+    each moved engine is still checked against its fingerprint before use."""
+    import fnmatch
+
+    from mind_edge.runtime.engine_fingerprint import MACHINE_LOCAL_PATTERNS
+
+    moved = []
+    for p in sorted(root.iterdir()):
+        name = p.name + ("/" if p.is_dir() else "")
+        if any(fnmatch.fnmatch(name, pat) for pat in MACHINE_LOCAL_PATTERNS) and not (version_dir / p.name).exists():
+            os.replace(p, version_dir / p.name)
+            moved.append(p.name)
+    if moved:
+        fsync_dir(version_dir)
+        fsync_dir(root)
+        log.info("moved %s into %s (built for that version)", ", ".join(moved), version_dir)
+    return moved
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -886,6 +909,7 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
                 if i == 0:
                     _crash_point("root_cleanup")
             fsync_dir(root)
+            _adopt_machine_local(root, root / VERSIONS_DIR / previous)
         cleanup(root, keep=keep)
         _crash_point("pruned")
     log.info("applied patch %s (task %d) to %s: version %s", patch.sha256[:12], patch.task, root, new_name)

@@ -113,6 +113,28 @@ def test_rollback_to_the_exported_version_and_keep(w, deployed):
         apply_patch(deployed, w.p3, keep=1)
 
 
+def test_engines_built_for_the_plain_bundle_move_into_its_version(w, deployed):
+    """A plain bundle's machine-local files (TensorRT engines, engine.json, trt-cache/) go with the
+    model they were built for into versions/v0001: nothing stale stays beside CURRENT, and a
+    rollback finds them again; the bundle's own files are untouched by the move."""
+    (deployed / "engine-0123abcd.plan").write_bytes(b"plan bytes")
+    (deployed / "engine.json").write_text('{"engines": []}')
+    (deployed / "trt-cache" / "ort").mkdir(parents=True)
+    (deployed / "trt-cache" / "ort" / "x.engine").write_bytes(b"ort cache")
+    (deployed / "notes.txt").write_text("the user's own file stays where it is")
+    apply_patch(deployed, w.p3)
+    top = sorted(p.name for p in deployed.iterdir() if not p.name.startswith("."))
+    assert top == ["CURRENT", "notes.txt", "versions"]
+    v1 = deployed / "versions" / "v0001"
+    assert (v1 / "engine-0123abcd.plan").read_bytes() == b"plan bytes"
+    assert (v1 / "engine.json").read_text() == '{"engines": []}'
+    assert (v1 / "trt-cache" / "ort" / "x.engine").read_bytes() == b"ort cache"
+    assert not any((deployed / "versions" / "v0002").glob("engine*"))
+    rollback(deployed)
+    b = Bundle.load(deployed)  # every bundle file's sha256 still verifies after the move
+    assert b.path == v1 and (b.path / "engine-0123abcd.plan").exists()
+
+
 def test_rollback_of_a_plain_bundle_is_refused(deployed):
     with pytest.raises(PatchError, match="never been patched"):
         rollback(deployed)
