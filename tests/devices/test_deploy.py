@@ -359,14 +359,19 @@ app()
     return str(launcher)
 
 
-@needs_ssh
-def test_real_remote_bench(sshd, bundle, tmp_path):
+def real_bench_options(tmp_path: Path) -> DeployOptions:
+    """Deploy options that run the real 'mind-edge bench' remotely with tiny settings (skip without it)."""
     cmd = real_bench_command(tmp_path)
     if cmd is None:
-        pytest.skip("no 'mind-edge bench' in this mind-edge yet (latency harness, issue 4)")
-    opts = DeployOptions(remote_dir=str(tmp_path / "dev"), remote_cmd=cmd,
+        pytest.skip("no 'mind-edge bench' in this mind-edge")
+    return DeployOptions(remote_dir=str(tmp_path / "dev"), remote_cmd=cmd,
                          bench_args=("--min-seconds", "0.05", "--min-iters", "2", "--batch", "1",
                                      "--warmup-seconds", "0.01", "--no-gemm", "--no-isolate"))
+
+
+@needs_ssh
+def test_real_remote_bench(sshd, bundle, tmp_path):
+    opts = real_bench_options(tmp_path)
     res = deploy(bundle, target(sshd), opts, out=tmp_path / "bench.json")
     assert res.backend == "ort" and res.bench["results"], res.bench
     row = res.bench["results"][0]
@@ -394,12 +399,7 @@ def test_versioned_bundle_deploys_and_runs_its_current_version(sshd, tmp_path):
     shutil.copytree(w.base, local)
     apply_patch(local, w.p3)
     assert (local / "CURRENT").exists() and Bundle.load(local).num_tasks == 4
-    cmd = real_bench_command(tmp_path)
-    if cmd is None:
-        pytest.skip("no 'mind-edge bench' in this mind-edge")
-    opts = DeployOptions(remote_dir=str(tmp_path / "dev"), remote_cmd=cmd,
-                         bench_args=("--min-seconds", "0.05", "--min-iters", "2", "--batch", "1",
-                                     "--warmup-seconds", "0.01", "--no-gemm", "--no-isolate"))
+    opts = real_bench_options(tmp_path)
     res = deploy(local, target(sshd), opts, out=tmp_path / "bench.json")
     remote = Path(res.remote_bundle)
     current = Bundle.load(local).path
