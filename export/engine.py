@@ -38,6 +38,7 @@ from mind_edge.fileio import atomic_write_bytes, sha256_bytes, sha256_file
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.engine_fingerprint import (
     DEFAULT_WORKSPACE_MB,
+    TIMING_CACHE,
     EngineError,
     EngineFingerprint,
     EngineRecord,
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 POOL_NODE = "pool"  # the GlobalAveragePool that ends the backbone (runtime/graph.py)
 ENGINE_GRAPH_KEY = "mind_edge.engine_graph"
 CACHE_DIR = "trt-cache"
-DEFAULT_TIMING_CACHE = f"{CACHE_DIR}/timing.cache"
+DEFAULT_TIMING_CACHE = TIMING_CACHE
 DEFAULT_OPT_BATCH = 8
 DEFAULT_MAX_BATCH = 32
 # ----------------------------------------------------------------------------- graphs

@@ -44,6 +44,8 @@ MIN_TRT_MAJOR = 10  # the I/O tensor API (num_io_tensors, set_tensor_address, ex
 STRONG_ONLY_MAJOR = 11  # TensorRT 11 removed weak typing (BuilderFlag.FP16, OBEY_PRECISION_CONSTRAINTS)
 DEFAULT_WORKSPACE_MB = 256
 MACHINE_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability")
+#: TensorRT's timing cache inside a bundle (version) folder: per machine, but valid for any model.
+TIMING_CACHE = "trt-cache/timing.cache"
 #: Files a deploy never copies to another machine: engines and TensorRT caches are per machine.
 MACHINE_LOCAL_PATTERNS = ("engine-*.plan", ENGINE_JSON, "trt-cache/", "*.timing-cache")
 
@@ -452,6 +454,7 @@ def model_sha256(bundle_meta: Mapping[str, Any], bundle_dir: str | os.PathLike) 
 
 __all__ = [
     "ENGINE_JSON",
+    "TIMING_CACHE",
     "ENGINE_FORMAT",
     "ENGINE_SCHEMA",
     "PRECISIONS",

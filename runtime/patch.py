@@ -716,6 +716,23 @@ def _adopt_machine_local(root: Path, version_dir: Path) -> list[str]:
     return moved
 
 
+def _carry_timing_cache(old: Path, new: Path) -> None:
+    """Copy TensorRT's timing cache of the previous version into the new one: it is per machine but
+    valid for any model, so the new version's ``engine build`` starts warm. Best effort: the
+    cache is an optimisation, a failed copy only logs."""
+    from mind_edge.fileio import atomic_write_bytes
+    from mind_edge.runtime.engine_fingerprint import TIMING_CACHE
+
+    src, dst = old / TIMING_CACHE, new / TIMING_CACHE
+    if not src.is_file() or dst.exists():
+        return
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(dst, src.read_bytes())
+    except OSError as exc:
+        log.warning("could not copy the TensorRT timing cache %s to %s: %s", src, dst, exc)
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -910,6 +927,7 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
                     _crash_point("root_cleanup")
             fsync_dir(root)
             _adopt_machine_local(root, root / VERSIONS_DIR / previous)
+        _carry_timing_cache(root / VERSIONS_DIR / previous, root / VERSIONS_DIR / new_name)
         cleanup(root, keep=keep)
         _crash_point("pruned")
     log.info("applied patch %s (task %d) to %s: version %s", patch.sha256[:12], patch.task, root, new_name)

@@ -121,6 +121,7 @@ def test_engines_built_for_the_plain_bundle_move_into_its_version(w, deployed):
     (deployed / "engine.json").write_text('{"engines": []}')
     (deployed / "trt-cache" / "ort").mkdir(parents=True)
     (deployed / "trt-cache" / "ort" / "x.engine").write_bytes(b"ort cache")
+    (deployed / "trt-cache" / "timing.cache").write_bytes(b"timings")
     (deployed / "notes.txt").write_text("the user's own file stays where it is")
     apply_patch(deployed, w.p3)
     top = sorted(p.name for p in deployed.iterdir() if not p.name.startswith("."))
@@ -130,6 +131,9 @@ def test_engines_built_for_the_plain_bundle_move_into_its_version(w, deployed):
     assert (v1 / "engine.json").read_text() == '{"engines": []}'
     assert (v1 / "trt-cache" / "ort" / "x.engine").read_bytes() == b"ort cache"
     assert not any((deployed / "versions" / "v0002").glob("engine*"))
+    # the timing cache is valid for any model: the new version starts with a copy, the ORT cache stays behind
+    assert (deployed / "versions" / "v0002" / "trt-cache" / "timing.cache").read_bytes() == b"timings"
+    assert not (deployed / "versions" / "v0002" / "trt-cache" / "ort").exists()
     rollback(deployed)
     b = Bundle.load(deployed)  # every bundle file's sha256 still verifies after the move
     assert b.path == v1 and (b.path / "engine-0123abcd.plan").exists()
