@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mind_edge.devices.errors import DeviceError
+from mind_edge.runtime.engine_fingerprint import MACHINE_LOCAL_PATTERNS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ DEFAULT_REMOTE_CMD = "mind-edge"
 DEFAULT_CONNECT_TIMEOUT = 10
 HOST_KEY_POLICIES = ("accept-new", "yes", "no")
 #: Never sent to a device: engines and TensorRT caches belong to the machine that built them.
-EXCLUDES = ("engine-*.plan", "engine.json", "trt-cache/", "*.timing-cache", ".*")
+EXCLUDES = (*MACHINE_LOCAL_PATTERNS, ".*")  # engines and TensorRT caches are per machine; hidden files stay
 SPACE_MARGIN = 1 << 20  # bytes kept free on the device beyond the bundle itself
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]

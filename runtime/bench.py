@@ -775,7 +775,7 @@ def run_worker(spec: Mapping[str, Any]) -> dict:
                            "rss_before_open_mb": rss0}
     try:
         opened = open_backend(name, src, threads=threads, providers=spec.get("providers"), precision=spec.get("precision"),
-                              sub_batch=spec.get("sub_batch") if name == "ort" else None)
+                              sub_batch=spec.get("sub_batch"))
     except BackendUnavailable as exc:
         return {**out, "status": "unavailable", "reason": str(exc), "rows": []}
     runner = opened.runner

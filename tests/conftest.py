@@ -97,3 +97,13 @@ def torch_free_random_models(monkeypatch):
 
     real = bench.synthetic_arrays
     monkeypatch.setattr(bench, "synthetic_arrays", lambda *a, **k: real(*a, **{**k, "use_torch": False}))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: one intra-op thread is fastest and immune to other jobs on a shared CPU
+    (for a whole module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

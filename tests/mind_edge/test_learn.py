@@ -21,13 +21,7 @@ from mind_edge.runtime.patch_cli import register
 from cli_helpers import one_error_line
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny networks: one intra-op thread is fastest and immune to other jobs on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tree(root):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import typer
 from patch_helpers import CLASSES, NET, T, make_bundle, tree_hash, world
+from runtime_helpers import BLOCK_TORCH
 from typer.testing import CliRunner
 
 from mind_edge.runtime.bundle import Bundle
@@ -244,14 +245,8 @@ def test_cli_keygen_apply_inspect_rollback(w, deployed, app, tmp_path):
 
 
 def test_apply_and_rollback_run_without_torch(w, deployed):
-    code = textwrap.dedent(f"""
-    import json, sys
-    class _NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test")
-            return None
-    sys.meta_path.insert(0, _NoTorch())
+    code = BLOCK_TORCH + textwrap.dedent(f"""
+    import json
     import mind_edge.runtime
     from mind_edge.runtime.patch import apply_patch, rollback
     from mind_edge.runtime.predict import Runtime

@@ -7,15 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
+from runtime_helpers import BLOCK_TORCH
 
 
 def _run(code: str) -> dict:
