@@ -13,6 +13,25 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.3f} MB"
 
 
+def check_export_args(run_dir: Path, out: Path, *, layout: str, opset: int, overwrite: bool) -> None:
+    """The cheap checks of ``export`` (seconds of loading and validation are never spent on a typo)."""
+    from mind_edge.checkpoint import read_run_json
+    from mind_edge.errors import ConfigError
+    from mind_edge.runtime.graph import LAYOUTS, MAX_OPSET, MIN_OPSET
+
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r} (--layout); choose one of {', '.join(LAYOUTS)}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"opset {opset} is not supported (--opset); mind-edge builds opsets {MIN_OPSET}..{MAX_OPSET} "
+                          "(TensorRT 10 parses them; 17 is the default)")
+    read_run_json(run_dir)  # JSON only: a missing or foreign run directory fails here
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"bundle output {out} exists and is a file; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"bundle output folder {out} exists and is not empty; choose another --out or pass --overwrite")
+
+
 def register(app: typer.Typer) -> None:
     """Add the top-level ``export`` command to ``app``."""
     from mind_edge.cli import console, handle_errors
@@ -35,6 +54,10 @@ def register(app: typer.Typer) -> None:
         """Export a trained run as one shared-weight ONNX graph with the task-selection head."""
         from rich.table import Table
 
+        from mind_edge.cli import require_modules
+
+        check_export_args(run_dir, out, layout=layout, opset=opset, overwrite=overwrite)  # before loading anything
+        require_modules("torch", "safetensors", "onnx", *(("onnxruntime",) if validate else ()))
         from mind_edge.export.exporter import export_bundle
 
         res = export_bundle(run_dir, out, layout=layout, opset=opset, atol=atol, rtol=rtol, temperature=temperature,

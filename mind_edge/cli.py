@@ -9,9 +9,12 @@ exit code 2.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,9 +31,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+#: Width of tables when output goes to a file or a pipe (rich's 80 columns split numbers across
+#: lines); a terminal keeps its own width, and COLUMNS overrides both.
+PIPE_WIDTH = 160
+
+
+def _console(stderr: bool = False) -> Console:
+    c = Console(stderr=stderr)
+    if not c.is_terminal and "COLUMNS" not in os.environ:
+        c.width = PIPE_WIDTH
+    return c
+
+
+console = _console()
+err_console = _console(stderr=True)
 log = logging.getLogger("mind_edge")
+
+#: Environment variable naming a JSON file of option defaults per command (click's default_map):
+#: ``{"train": {"epochs": 1}, "patch": {"create": {...}}}``. Options given on the command line win.
+DEFAULTS_ENV = "MIND_EDGE_DEFAULTS"
+
+#: Which extra installs each optional module a command needs.
+EXTRA_OF = {"torch": "train", "torchvision": "train", "safetensors": "train", "sklearn": "train",
+            "matplotlib": "train", "onnx": "export", "onnxruntime": "ort", "nacl": "sign"}
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -47,55 +70,211 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _command_name() -> str:
+    """``mind-edge train`` etc. for the running command (typer >= 0.20 vendors click)."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - typer with click as a dependency
+        try:
+            from click import get_current_context
+        except ImportError:
+            return "this command"
+    ctx = get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else "this command"
+
+
+def _missing_module_message(module: str, what: str) -> str:
+    extra = EXTRA_OF.get(module, "all")
+    msg = f"{what} needs the '{module}' package, which is not installed; install it with: pip install 'mind-edge[{extra}]'"
+    if extra == "train":
+        msg += " (on a host without a GPU, install the CPU build of torch first: see the README's Install section)"
+    return msg
+
+
+def require_modules(*modules: str) -> None:
+    """Fail at once, with the extra to install, when a module a command needs is missing.
+
+    Checked with ``importlib.util.find_spec`` (nothing is imported), so a torch-free device
+    install refuses ``mind-edge train`` in milliseconds with one line.
+    """
+    from mind_edge.errors import MissingExtraError
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(module, EXTRA_OF.get(module, "all"), f"'{_command_name()}'")
+
+
 def handle_errors(fn):
-    """Turn a MindEdgeError into one clear line and a non-zero exit."""
+    """Turn a MindEdgeError (or a missing optional package) into one clear line and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except MindEdgeError as exc:
-            raise fail(str(exc)) from None
+            message = str(exc)
+            if getattr(exc, "extra", None) in ("ort", "sign") and "mind-edge[device]" not in message:
+                message += "; on a device, 'mind-edge[device]' installs everything the device side needs"
+            raise fail(message) from None
+        except ModuleNotFoundError as exc:
+            top = (exc.name or "").split(".")[0]
+            if top not in EXTRA_OF:
+                raise
+            raise fail(_missing_module_message(top, f"'{_command_name()}'")) from None
 
     return wrapper
 
 
+def read_defaults(section: str | None = None) -> dict:
+    """Option defaults from the JSON file named by ``$MIND_EDGE_DEFAULTS`` (``{}`` when unset).
+
+    ``section`` picks one key (e.g. a script's name); the CLI uses the whole object as click's
+    ``default_map`` (one key per command, nested for groups: ``{"patch": {"create": {...}}}``).
+    """
+    from mind_edge.errors import ConfigError
+
+    path = os.environ.get(DEFAULTS_ENV)
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{DEFAULTS_ENV}={path} must name a readable JSON file of option defaults per command "
+                          f"({exc}); unset it or fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{DEFAULTS_ENV}={path} must hold a JSON object (command -> {{option: default}}), "
+                          f"got {type(data).__name__}")
+    if section is not None:
+        data = data.get(section, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"{DEFAULTS_ENV}={path}: {section!r} must be an object of option defaults")
+    return data
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from mind_edge import __version__
+
+        typer.echo(f"mind-edge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
+def _main(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     _setup_logging(verbose)
+    try:
+        defaults = read_defaults()
+    except MindEdgeError as exc:
+        raise fail(str(exc)) from None
+    if defaults:
+        # option defaults per command for every sub-command of this run (README: MIND_EDGE_DEFAULTS)
+        ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
 # ----------------------------------------------------------------------------- progress
 
 
-class RichReporter:
-    """Implements mind_edge.train.Reporter with a rich progress bar per training stage."""
+class LogReporter:
+    """Implements mind_edge.train.Reporter as plain progress lines, for logs, pipes and nohup.
 
-    def __init__(self, console: Console, transient: bool = True):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    One line when a stage starts, then one at least every ``interval`` seconds (checked after
+    every batch), and one when it ends: ``task 0 train: 120/500 (24%) epoch 3/10 loss 0.532, 4 s``.
+    """
 
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=transient,
-        )
-        self._task = None
+    def __init__(self, stream=None, interval: float = 5.0, clock=time.monotonic):
+        self.stream = stream
+        self.interval = float(interval)
+        self.clock = clock
+        self._label: str | None = None
+        self._total = self._done = 0
+        self._t0 = self._last = 0.0
+        self._info = ""
 
     def __enter__(self):
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
+        return False
+
+    def _emit(self, text: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        print(text, file=stream, flush=True)
+        self._last = self.clock()
+
+    def _line(self) -> str:
+        pct = f" ({100 * self._done // self._total}%)" if self._total else ""
+        info = f" {self._info}" if self._info else ""
+        return f"{self._label}: {self._done}/{self._total}{pct}{info}, {self.clock() - self._t0:.0f} s"
 
     def start(self, label: str, total: int) -> None:
+        self._label, self._total, self._done, self._info = label, int(total), 0, ""
+        self._t0 = self.clock()
+        self._emit(f"{label}: started, {self._total} steps")
+
+    def advance(self, info: str = "") -> None:
+        if self._label is None:
+            return
+        self._done += 1
+        self._info = info
+        if self.clock() - self._last >= self.interval:
+            self._emit(self._line())
+
+    def finish(self) -> None:
+        if self._label is not None:
+            self._emit(self._line() + " done")
+            self._label = None
+
+
+class RichReporter:
+    """Implements mind_edge.train.Reporter with a rich progress bar per training stage.
+
+    The bar needs a terminal: when ``console`` is not one (a pipe, a file, CI logs, nohup), the
+    progress is written as plain lines on stderr instead (:class:`LogReporter`), so stdout stays
+    clean for ``--json``.
+    """
+
+    def __init__(self, console: Console, transient: bool = True):
+        self._plain = None if console.is_terminal else LogReporter()
+        self.progress = None
+        if self._plain is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=console, transient=transient,
+            )
+        self._task = None
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            return self.progress.__exit__(*exc)
+        return False
+
+    def start(self, label: str, total: int) -> None:
+        if self._plain is not None:
+            return self._plain.start(label, total)
         self._task = self.progress.add_task(label, total=total, info="")
 
     def advance(self, info: str = "") -> None:
+        if self._plain is not None:
+            return self._plain.advance(info)
         if self._task is not None:
             self.progress.update(self._task, advance=1, info=info)
 
     def finish(self) -> None:
+        if self._plain is not None:
+            return self._plain.finish()
         if self._task is not None:
             self.progress.remove_task(self._task)
             self._task = None
@@ -103,7 +282,9 @@ class RichReporter:
 
 def matrix_table(title: str, rows: list[list[float | None]], names: list[str] | None = None) -> Table:
     n = len(rows)
-    table = Table(title=title, title_justify="left")
+    from rich.text import Text
+
+    table = Table(title=Text(title), title_justify="left")  # a plain Text: "R[k, j]" is not markup
     table.add_column("after task", justify="right")
     for j in range(n):
         table.add_column(f"T{j}" if not names else f"T{j} {names[j]}", justify="right")
@@ -157,7 +338,7 @@ def _parse_ints(text: Optional[str], what: str) -> Optional[tuple[int, ...]]:
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write (checkpoint, run.json, metrics).")],
     dataset: Annotated[str, typer.Option(help="digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder")] = "digits",
-    root: Annotated[Optional[str], typer.Option(help="Dataset folder (idx files, CIFAR pickles or an ImageFolder tree).")] = None,
+    root: Annotated[Optional[str], typer.Option("--root", "--data-root", help="Dataset folder (idx files, CIFAR pickles or an ImageFolder tree).")] = None,
     download: Annotated[bool, typer.Option(help="Let torchvision download CIFAR/MNIST into --root (needs internet).")] = False,
     tasks: Annotated[int, typer.Option(help="Number of tasks the classes are split into.")] = 5,
     order: Annotated[str, typer.Option(help="Class order: seed | natural | icarl.")] = "seed",
@@ -182,6 +363,11 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out at its next task.")] = False,
 ) -> None:
     """Train MIND on a class-incremental scenario, one task after another."""
+    # cheap checks first: nothing is imported or loaded before the arguments and --out are known good
+    if not resume:
+        check_new_output(out, "run directory", "or pass --resume to continue the run there")
+    require_modules("torch", "safetensors")
+    check_dataset(dataset, root)
     from mind_edge.run import RunSpec, train_run
     from mind_edge.train import preset as make_preset
 
@@ -192,10 +378,35 @@ def train(
     )
     spec = RunSpec(dataset=dataset, root=root, download=download, tasks=tasks, order=order, seed=seed, arch=arch,
                    width=width, capacity=capacity, image_size=_parse_size(image_size), train=cfg, device=device)
-    with RichReporter(console) as rep:
+    with RichReporter(err_console) as rep:
         result = train_run(spec, out, resume=resume, reporter=rep)
     _show_run(result.meta)
     console.print(f"run directory: [bold]{out}[/]")
+
+
+def check_new_output(out: Path, what: str, hint: str = "") -> None:
+    """Refuse an ``--out`` that is a file or a non-empty folder (before any work is done)."""
+    from mind_edge.errors import ConfigError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is a file; choose another --out for the {what}")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty; choose another --out for the {what}" + (f" {hint}" if hint else ""))
+
+
+def check_dataset(dataset: str, root: Optional[str]) -> None:
+    """The dataset name and, for an ImageFolder tree, its folder (before anything is loaded)."""
+    from mind_edge.data import _canonical_name
+    from mind_edge.errors import ConfigError, DataError
+
+    name = _canonical_name(dataset)
+    if name == "imagefolder":
+        if root is None:
+            raise ConfigError("--dataset imagefolder needs --root <folder with train/<class>/ and test/<class>/>")
+        if not Path(root).expanduser().is_dir():
+            raise DataError(f"--root {root} does not exist or is not a folder; expected an ImageFolder tree "
+                            "with train/<class>/ and test/<class>/ (or val/)")
 
 
 def _show_run(meta: dict) -> None:
@@ -274,20 +485,68 @@ def info(
 # ----------------------------------------------------------------------------- demo
 
 
+#: What 'mind-edge demo' writes into --out (and all that --overwrite may replace there).
+DEMO_OUTPUTS = ("demo.json", "run", "bundle", "images", "bench.json")
+
+
+def check_demo_out(out: Path, overwrite: bool) -> bool:
+    """Refuse a file or a non-empty --out, unless ``overwrite`` and it holds a previous demo.
+
+    ``demo.json`` (written first) marks a folder as the demo's; a folder without it is never
+    touched. Returns whether a previous demo's outputs are to be replaced.
+    """
+    from mind_edge.errors import ConfigError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is a file; choose another --out for the demo")
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    if not overwrite:
+        raise ConfigError(f"--out {out} is not empty; choose another --out for the demo, or pass --overwrite to "
+                          "replace a previous demo's outputs there (nothing else is removed)")
+    if not (out / "demo.json").is_file():
+        raise ConfigError(f"--out {out} is not empty and was not written by 'mind-edge demo' (no demo.json); "
+                          "--overwrite only replaces a previous demo's outputs: choose another --out")
+    return True
+
+
+def clear_demo_out(out: Path) -> None:
+    """Remove a previous demo's own outputs (:data:`DEMO_OUTPUTS`) from ``out``, nothing else."""
+    import shutil
+
+    for name in DEMO_OUTPUTS:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
 @app.command()
 @handle_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's run, bundle and images.")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's run, bundle and images (must be new or empty).")] = Path("runs/demo"),
+    overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier demo in --out (only those: files the demo did not write stay).")] = False,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per task (default: the fast preset).")] = None,
     distill_epochs: Annotated[Optional[int], typer.Option(help="Distillation epochs per task.")] = None,
+    width: Annotated[float, typer.Option(help="Channel width multiplier of the ResNet-32.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "cpu",
     images_per_class: Annotated[int, typer.Option(help="Test images written as PNG files and predicted.")] = 2,
     bench_seconds: Annotated[float, typer.Option(help="Timed seconds per backend and batch in the benchmark step (0 skips it).")] = 1.0,
 ) -> None:
     """Offline end to end on scikit-learn's digits: train → export → validate → predict → benchmark."""
-    import shutil
     import time
+
+    from mind_edge.errors import ConfigError
+
+    if images_per_class < 1:
+        raise ConfigError(f"--images-per-class must be >= 1, got {images_per_class}")
+    if not width > 0:
+        raise ConfigError(f"--width must be > 0, got {width}")
+    replace_previous = check_demo_out(out, overwrite)  # cheap checks first: nothing imported or removed yet
+    require_modules("torch", "safetensors", "sklearn", "onnx", "onnxruntime")
 
     import numpy as np
 
@@ -297,14 +556,16 @@ def demo(
     from mind_edge.runtime.predict import Runtime
     from mind_edge.train import preset as make_preset
 
-    if out.exists():
-        shutil.rmtree(out)
+    if replace_previous:
+        clear_demo_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo.json").write_text(json.dumps({"created_by": "mind-edge demo", "outputs": list(DEMO_OUTPUTS)}) + "\n")
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     cfg = make_preset("fast", epochs=epochs, distill_epochs=distill_epochs)
-    spec = RunSpec(dataset="digits", tasks=5, seed=seed, train=cfg, device=device)
+    spec = RunSpec(dataset="digits", tasks=5, seed=seed, width=width, train=cfg, device=device)
     console.rule("[bold]1/4 train MIND (self-distillation) on digits, 5 tasks × 2 classes")
-    with RichReporter(console) as rep:
+    with RichReporter(err_console) as rep:
         result = train_run(spec, out / "run", reporter=rep)
     times["train"] = time.perf_counter() - t0
     _show_run(result.meta)
