@@ -27,6 +27,14 @@ class CapacityError(MindEdgeError):
     """The model has no room left for another task."""
 
 
+class GraphError(MindEdgeError):
+    """Network arrays do not fit the architecture, or an ONNX file is not a mind-edge graph.
+
+    Defined here (not in ``mind_edge.runtime.errors``, which re-exports it) because the
+    torch-free bottom layer ``mind_edge.core`` raises it too.
+    """
+
+
 class MissingExtraError(MindEdgeError):
     """An optional dependency is not installed."""
 

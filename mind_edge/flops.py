@@ -6,7 +6,7 @@ are counted. BatchNorm (folded into the convs at inference), ReLU, residual addi
 pooling are memory-bound element-wise work and are left out.
 
 * :func:`network_flops` counts from the architecture config alone (the layer plan of
-  :func:`mind_edge.runtime.graph.plan_net`, the same one the graph builder and ``MindNet`` use):
+  :func:`mind_edge.core.plan.plan_net`, the same one the graph builder and ``MindNet`` use):
   ``per_task[t]`` = sub-network ``t`` (every conv at full size: a masked weight still costs its
   multiply-adds on dense hardware) + task ``t``'s head. **The model at N tasks runs all N
   sub-networks** (task-agnostic inference), so its count is ``sum(per_task) + routing``, i.e.
@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mind_edge.core.plan import plan_net
 from mind_edge.errors import ConfigError, require
 
 
@@ -55,10 +56,6 @@ class FlopCount:
                 "note": "the model at N tasks runs all N sub-networks: N x one sub-network + routing"}
 
 
-def _out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 def conv_flops(in_ch: int, out_ch: int, kernel: int | tuple[int, int], out_hw: tuple[int, int], groups: int = 1) -> int:
     """``2 * out_ch * (in_ch / groups) * kh * kw * H_out * W_out`` (bias-free)."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
@@ -80,14 +77,12 @@ def routing_flops(num_tasks: int, cmax: int) -> int:
 def network_flops(net: Mapping[str, Any], classes_per_task: Sequence[int]) -> FlopCount:
     """FLOPs of one image through a MIND network of ``net`` (a ``NetConfig.to_json()`` dict)
     with one head per entry of ``classes_per_task`` (its class count)."""
-    from mind_edge.runtime.graph import plan_net
-
     if not classes_per_task or min(int(c) for c in classes_per_task) < 1:
         raise ConfigError(f"every task needs at least one class, got {list(classes_per_task)}")
     plan = plan_net(net)
 
     def run(c, hw):
-        out = (_out(hw[0], c.kernel, c.stride, c.padding), _out(hw[1], c.kernel, c.stride, c.padding))
+        out = c.out_size(hw)
         return conv_flops(c.in_ch, c.out_ch, c.kernel, out), out
 
     total, hw = run(plan.stem, plan.input_size)

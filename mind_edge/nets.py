@@ -14,60 +14,17 @@ single ``state_dict`` carries owner maps, BN sets and heads.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mind_edge.core.plan import ARCHS, FREE, BlockPlan, ConvPlan, NetConfig, plan_net
 from mind_edge.errors import CapacityError, ConfigError
 
-ARCHS = ("resnet32", "resnet18")
-FREE = -1
-
-
-@dataclass(frozen=True)
-class NetConfig:
-    """Architecture of a MIND network (everything needed to rebuild it before loading)."""
-
-    arch: str = "resnet32"
-    in_channels: int = 3
-    input_size: tuple[int, int] = (32, 32)
-    width: float = 1.0
-    capacity: int = 10
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
-        if self.in_channels not in (1, 3):
-            raise ConfigError(f"in_channels must be 1 or 3, got {self.in_channels}")
-        if not (0 < self.width <= 8):
-            raise ConfigError(f"width multiplier must be in (0, 8], got {self.width}")
-        if not (1 <= self.capacity <= 127):
-            raise ConfigError(
-                f"capacity must be between 1 and 127 (owner maps are int8), got {self.capacity}"
-            )
-        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["input_size"] = list(self.input_size)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> "NetConfig":
-        try:
-            return cls(
-                arch=str(d["arch"]),
-                in_channels=int(d["in_channels"]),
-                input_size=tuple(d["input_size"]),
-                width=float(d["width"]),
-                capacity=int(d["capacity"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"malformed architecture config {d!r}: {exc}") from exc
-
+__all__ = ["ARCHS", "FREE", "NetConfig", "MaskedConv2d", "TaskBatchNorm2d", "TaskHead", "DownsampleA", "BasicBlock",
+           "MindNet", "build_model", "count_flops", "reinit_free_weights"]
 
 # ----------------------------------------------------------------------------- layers
 
@@ -119,6 +76,10 @@ class TaskHead(nn.Module):
         return self.fc(x)
 
 
+def _masked_conv(c: ConvPlan) -> MaskedConv2d:
+    return MaskedConv2d(c.in_ch, c.out_ch, c.kernel, stride=c.stride, padding=c.padding)
+
+
 class DownsampleA(nn.Module):
     """Parameter-free shortcut of the CIFAR ResNets: subsample, then zero-pad channels."""
 
@@ -133,21 +94,21 @@ class DownsampleA(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, stride: int, shortcut: str):
+    """A residual block built from its :class:`~mind_edge.core.plan.BlockPlan`."""
+
+    def __init__(self, plan: BlockPlan):
         super().__init__()
-        self.conv1 = MaskedConv2d(in_ch, out_ch, 3, stride=stride, padding=1)
-        self.bn1 = TaskBatchNorm2d(out_ch)
-        self.conv2 = MaskedConv2d(out_ch, out_ch, 3, stride=1, padding=1)
-        self.bn2 = TaskBatchNorm2d(out_ch)
-        self.shortcut_kind = "identity"
-        if stride != 1 or in_ch != out_ch:
-            if shortcut == "A":
-                self.shortcut_kind = "A"
-                self.down_a = DownsampleA(in_ch, out_ch, stride)
-            else:
-                self.shortcut_kind = "B"
-                self.down_conv = MaskedConv2d(in_ch, out_ch, 1, stride=stride)
-                self.down_bn = TaskBatchNorm2d(out_ch)
+        self.conv1 = _masked_conv(plan.conv1)
+        self.bn1 = TaskBatchNorm2d(plan.conv1.out_ch)
+        self.conv2 = _masked_conv(plan.conv2)
+        self.bn2 = TaskBatchNorm2d(plan.conv2.out_ch)
+        self.shortcut_kind = plan.shortcut
+        if plan.shortcut == "A":
+            self.down_a = DownsampleA(plan.conv1.in_ch, plan.conv1.out_ch, plan.conv1.stride)
+        elif plan.shortcut == "B":
+            assert plan.down is not None
+            self.down_conv = _masked_conv(plan.down)
+            self.down_bn = TaskBatchNorm2d(plan.down.out_ch)
 
     def forward(self, x: torch.Tensor, task: int, include_free: bool = False) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x, task, include_free), task))
@@ -164,39 +125,21 @@ class BasicBlock(nn.Module):
 # ----------------------------------------------------------------------------- network
 
 
-def _scaled(channels: int, width: float) -> int:
-    return max(1, int(round(channels * width)))
-
-
 class MindNet(nn.Module):
     """A ResNet backbone with owner maps, per-task BN sets and per-task heads.
 
-    ``resnet32``: the CIFAR ResNet-32 of the reference (16/32/64 channels x width,
-    5 blocks per stage, DownsampleA shortcuts). ``resnet18``: a ResNet-18 for 64x64 inputs
-    (3x3 stem, no max-pool, 64/128/256/512 x width, 1x1 conv shortcuts). Both take any input
-    size (global average pooling) and 1 or 3 channels.
+    The topology (``resnet32``, ``resnet18``) is :func:`mind_edge.core.plan.plan_net` of the
+    config, the same plan the ONNX graph builder and the FLOP counter read.
     """
 
     def __init__(self, config: NetConfig):
         super().__init__()
         self.config = config
-        w = config.width
-        if config.arch == "resnet32":
-            base = _scaled(16, w)
-            widths, blocks, strides, shortcut = [base, 2 * base, 4 * base], [5, 5, 5], [1, 2, 2], "A"
-        else:
-            widths = [_scaled(c, w) for c in (64, 128, 256, 512)]
-            blocks, strides, shortcut = [2, 2, 2, 2], [1, 2, 2, 2], "B"
-        self.stem = MaskedConv2d(config.in_channels, widths[0], 3, stride=1, padding=1)
-        self.stem_bn = TaskBatchNorm2d(widths[0])
-        layers: list[BasicBlock] = []
-        in_ch = widths[0]
-        for out_ch, n, stride in zip(widths, blocks, strides):
-            for i in range(n):
-                layers.append(BasicBlock(in_ch, out_ch, stride if i == 0 else 1, shortcut))
-                in_ch = out_ch
-        self.blocks = nn.ModuleList(layers)
-        self.feature_dim = in_ch
+        self.plan = plan_net(config)
+        self.stem = _masked_conv(self.plan.stem)
+        self.stem_bn = TaskBatchNorm2d(self.plan.stem.out_ch)
+        self.blocks = nn.ModuleList(BasicBlock(b) for b in self.plan.blocks)
+        self.feature_dim = self.plan.feature_dim
         self.heads = nn.ModuleList()
         self._init_weights()
 

@@ -6,15 +6,13 @@ CLI can print it as a single red line.
 
 from __future__ import annotations
 
-from mind_edge.errors import MindEdgeError
+from mind_edge.errors import GraphError, MindEdgeError
+
+__all__ = ["BundleError", "GraphError", "InputError", "BackendError"]
 
 
 class BundleError(MindEdgeError):
     """A bundle directory is missing, incomplete, tampered with or of an unknown schema."""
-
-
-class GraphError(MindEdgeError):
-    """Network arrays do not fit the architecture, or an ONNX file is not a mind-edge graph."""
 
 
 class InputError(MindEdgeError):

@@ -6,8 +6,8 @@ per-task BatchNorm set and every task head with its global class ids. :func:`bui
 turns it into one ONNX model; :func:`read_arrays` reads a shared-layout model back into the
 same arrays, so a device can add a task and rebuild ``model.onnx`` without PyTorch.
 
-The topology is re-derived from the architecture config (:func:`plan_net`), mirroring
-``mind_edge.nets.MindNet`` exactly: ``resnet32`` = CIFAR ResNet-32 (3 stages x 5 blocks,
+The topology is :func:`mind_edge.core.plan.plan_net` of the architecture config, the plan
+``mind_edge.nets.MindNet`` is built from: ``resnet32`` = CIFAR ResNet-32 (3 stages x 5 blocks,
 DownsampleA shortcut = strided slice + zero channels), ``resnet18`` = 4 stages x 2 blocks
 with 1x1 conv + BN shortcuts; a 3x3 stem, global average pooling, one linear head per task.
 
@@ -50,6 +50,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mind_edge import __version__
+from mind_edge.core.plan import ConvPlan, NetPlan, plan_net, scaled_channels
 from mind_edge.errors import ConfigError, require
 from mind_edge.runtime.errors import GraphError
 from mind_edge.runtime.routing import PAD_LOGIT, class_table
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 LAYOUTS = ("shared", "folded")
 SHORTCUTS = ("conv", "pad")
-ARCHS = ("resnet32", "resnet18")
 GRAPH_META_KEY = "mind_edge.graph"
 GRAPH_SCHEMA = 1
 MIN_OPSET, MAX_OPSET = 13, 20
@@ -226,85 +226,6 @@ def _names(items) -> str:
 # ----------------------------------------------------------------------------- topology
 
 
-@dataclass(frozen=True)
-class ConvPlan:
-    name: str
-    norm: str
-    in_ch: int
-    out_ch: int
-    kernel: int
-    stride: int
-    padding: int
-
-
-@dataclass(frozen=True)
-class BlockPlan:
-    conv1: ConvPlan
-    conv2: ConvPlan
-    shortcut: str  # "identity" | "A" | "B"
-    down: ConvPlan | None = None
-
-
-@dataclass(frozen=True)
-class NetPlan:
-    arch: str
-    in_channels: int
-    input_size: tuple[int, int]
-    stem: ConvPlan
-    blocks: tuple[BlockPlan, ...]
-    feature_dim: int
-
-    def convs(self) -> list[ConvPlan]:
-        out = [self.stem]
-        for b in self.blocks:
-            out += [b.conv1, b.conv2] + ([b.down] if b.down is not None else [])
-        return out
-
-
-def scaled_channels(channels: int, width: float) -> int:
-    """``mind_edge.nets._scaled`` (duplicated: nets imports torch)."""
-    return max(1, int(round(channels * width)))
-
-
-def plan_net(net: Mapping[str, Any]) -> NetPlan:
-    """The layer plan of ``net`` (a ``NetConfig.to_json()`` dict), mirroring ``mind_edge.nets``."""
-    try:
-        arch = str(net["arch"])
-        in_channels = int(net["in_channels"])
-        h, w = (int(v) for v in net["input_size"])
-        width = float(net["width"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GraphError(f"malformed architecture config {dict(net)!r}: {exc}; expected NetConfig.to_json()") from exc
-    if arch not in ARCHS:
-        raise GraphError(f"unknown architecture {arch!r}; this mind-edge builds graphs for {', '.join(ARCHS)}")
-    if arch == "resnet32":
-        base = scaled_channels(16, width)
-        widths, blocks, strides, shortcut = [base, 2 * base, 4 * base], [5, 5, 5], [1, 2, 2], "A"
-    else:
-        widths = [scaled_channels(c, width) for c in (64, 128, 256, 512)]
-        blocks, strides, shortcut = [2, 2, 2, 2], [1, 2, 2, 2], "B"
-    stem = ConvPlan("stem", "stem_bn", in_channels, widths[0], 3, 1, 1)
-    plans: list[BlockPlan] = []
-    in_ch = widths[0]
-    i = 0
-    for out_ch, n, stride in zip(widths, blocks, strides):
-        for j in range(n):
-            s = stride if j == 0 else 1
-            p = f"blocks.{i}"
-            conv1 = ConvPlan(f"{p}.conv1", f"{p}.bn1", in_ch, out_ch, 3, s, 1)
-            conv2 = ConvPlan(f"{p}.conv2", f"{p}.bn2", out_ch, out_ch, 3, 1, 1)
-            if s != 1 or in_ch != out_ch:
-                if shortcut == "A":
-                    plans.append(BlockPlan(conv1, conv2, "A"))
-                else:
-                    plans.append(BlockPlan(conv1, conv2, "B", ConvPlan(f"{p}.down_conv", f"{p}.down_bn", in_ch, out_ch, 1, s, 0)))
-            else:
-                plans.append(BlockPlan(conv1, conv2, "identity"))
-            in_ch = out_ch
-            i += 1
-    return NetPlan(arch, in_channels, (h, w), stem, tuple(plans), in_ch)
-
-
 def check_arrays(arrays: NetArrays) -> NetPlan:
     """Check that ``arrays`` fit the architecture of ``arrays.net``; returns the plan."""
     plan = plan_net(arrays.net)
@@ -380,10 +301,6 @@ def check_arrays(arrays: NetArrays) -> NetPlan:
 
 def _onnx():
     return require("onnx", "export", "building and reading ONNX graphs")
-
-
-def _spatial(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 class _Builder:
@@ -526,7 +443,7 @@ def build_graph(
         y = b.node("Relu", [_conv_bn(b, x, blk.conv1, arrays, layout, n, grouped=True)], f"{p}.relu1")
         y = _conv_bn(b, y, blk.conv2, arrays, layout, n, grouped=True)
         s = blk.conv1.stride
-        h2, w2 = _spatial(h, 3, s, 1), _spatial(w, 3, s, 1)
+        h2, w2 = blk.conv1.out_size((h, w))
         if blk.shortcut == "A" and shortcut == "conv":
             sc = _shortcut_conv(b, x, blk.conv1, layout, n, p)
         elif blk.shortcut == "A":

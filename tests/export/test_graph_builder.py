@@ -174,11 +174,9 @@ def test_plan_mirrors_nets():
         for c in plan.convs():
             layer = dict(model.named_masked_layers())[c.name]
             assert (c.stride, c.padding) == (layer.stride[0], layer.padding[0])
-    from mind_edge.nets import _scaled
-
-    for c in (16, 64, 512):
-        for w in (0.1, 0.25, 0.333, 1.0, 2.5):
-            assert scaled_channels(c, w) == _scaled(c, w)
+    for w in (0.1, 0.25, 0.333, 1.0, 2.5):  # one scaled_channels (mind_edge.core.plan) for both sides
+        for arch, c in (("resnet32", 16), ("resnet18", 64)):
+            assert make_model(1, arch=arch, width=w, size=(8, 8)).stem.out_channels == scaled_channels(c, w)
 
 
 def test_check_arrays_names_the_problem():
