@@ -13,12 +13,15 @@ A bundle is written into a temporary sibling folder and renamed into place
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,7 +29,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from mind_edge import __version__
-from mind_edge.fileio import atomic_write, atomic_write_json, fsync_dir, sha256_file
+from mind_edge.fileio import atomic_write, atomic_write_json, fsync_dir, make_temp_dir, sha256_file
+from mind_edge.schema import Fields, check_int, json_type, plain_name, read_json_file, read_regular_file
+from mind_edge.textsafe import clean
 from mind_edge.runtime.errors import BundleError
 from mind_edge.runtime.routing import class_table
 
@@ -44,39 +49,20 @@ POINTER_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
 VERSION_RE = re.compile(r"^v[0-9]{4,9}$")
 REQUIRED_KEYS = ("layout", "opset", "input", "tasks", "temperature", "outputs", "files")
+#: Bundle-level files mind-edge manages itself; never a name under bundle.json's "files".
+TRUSTED_KEYS_FILE = "TRUSTED_KEYS"
+RESERVED_NAMES = (BUNDLE_JSON, POINTER_FILE, VERSIONS_DIR, TRUSTED_KEYS_FILE)
+MAX_TASKS = 127  # owner maps are int8
+MAX_CLASSES = 100_000  # per task
+MAX_CLASS_ID = 10_000_000
 
 
-def resolve_version(root: Path) -> tuple[Path, str | None]:
-    """The folder holding the live ``bundle.json`` of ``root`` and its version name.
-
-    A plain bundle (as written by ``mind-edge export``) is its own folder (version ``None``);
-    a versioned one follows ``root/CURRENT`` to ``root/versions/<name>``. ``CURRENT`` wins over
-    stray plain files, so replacing it is the single commit point of a patch.
-    """
-    pointer = root / POINTER_FILE
-    if not pointer.is_file():
-        return root, None
+def _regular(path: Path) -> bool:
+    """A regular file, not a symlink (a bundle holds plain files only)."""
     try:
-        name = pointer.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{pointer} cannot be read ({exc}); the versioned bundle {root} is corrupt — re-copy it") from exc
-    if not VERSION_RE.match(name):
-        raise BundleError(f"{pointer} holds {name[:40]!r}, not a version name like v0002; the bundle {root} is corrupt — re-copy it")
-    folder = root / VERSIONS_DIR / name
-    if not folder.is_dir():
-        raise BundleError(
-            f"{pointer} points to version {name} but {folder} does not exist (versions kept: "
-            f"{_listing(root / VERSIONS_DIR)}); re-copy the bundle"
-        )
-    return folder, name
-
-
-def _listing(folder: Path) -> str:
-    try:
-        names = sorted(p.name for p in folder.iterdir())
+        return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
-        return "nothing readable"
-    return ", ".join(names) if names else "nothing"
+        return False
 
 
 @dataclass(frozen=True)
@@ -100,6 +86,167 @@ class InputSpec:
     def size(self) -> tuple[int, int]:
         """``(H, W)``."""
         return (self.height, self.width)
+
+
+MAX_BUNDLE_JSON_BYTES = 16 << 20  # bundle.json of 10,000 classes with long names is < 2 MB
+MAX_POINTER_BYTES = 64
+LAYOUTS = ("shared", "folded")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_FIX = "re-export the bundle or re-copy it"
+
+
+class _Vanished(BundleError):
+    """A file of the bundle disappeared while it was read (a patch apply may have just committed)."""
+
+
+def resolve_version(root: Path) -> tuple[Path, str | None]:
+    """The folder holding the live ``bundle.json`` of ``root`` and its version name.
+
+    A plain bundle (as written by ``mind-edge export``) is its own folder (version ``None``);
+    a versioned one follows ``root/CURRENT`` to ``root/versions/<name>``. ``CURRENT`` wins over
+    stray plain files, so replacing it is the single commit point of a patch. ``CURRENT`` is a
+    small regular file written by mind-edge: a symlink, a FIFO, a large file or anything but a
+    version name is refused without echoing what it holds (it may point at a secret).
+    """
+    pointer = root / POINTER_FILE
+    try:
+        st = os.lstat(pointer)
+    except FileNotFoundError:
+        return root, None
+    except OSError as exc:
+        raise BundleError(f"{pointer} cannot be read ({exc.strerror}); the versioned bundle {root} is corrupt — re-copy it") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        raise BundleError(f"{pointer} is {kind}; mind-edge writes {POINTER_FILE} as a small plain file, so the bundle {root} "
+                          "was tampered with or damaged — re-copy it")
+    data = read_regular_file(pointer, max_bytes=MAX_POINTER_BYTES, error=BundleError, what="the version pointer",
+                             follow_symlinks=False)
+    try:
+        name = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        name = ""
+    if not VERSION_RE.match(name):
+        raise BundleError(f"{pointer} ({len(data)} bytes) is not a version name like v0002; the bundle {root} is corrupt "
+                          "— re-copy it")
+    vdir = root / VERSIONS_DIR
+    if vdir.is_symlink():
+        raise BundleError(f"{vdir} is a symbolic link; mind-edge keeps a bundle's versions inside the bundle folder — "
+                          "re-copy the bundle")
+    folder = vdir / name
+    if folder.is_symlink():
+        raise BundleError(f"{folder} is a symbolic link; mind-edge writes versions as plain folders — re-copy the bundle")
+    if not folder.is_dir():
+        raise BundleError(
+            f"{pointer} points to version {name} but {folder} does not exist (versions kept: "
+            f"{_listing(vdir)}); re-copy the bundle"
+        )
+    return folder, name
+
+
+def _listing(folder: Path) -> str:
+    try:
+        names = sorted(clean(p.name, limit=80) for p in folder.iterdir())
+    except OSError:
+        return "nothing readable"
+    if len(names) > 20:
+        names = names[:20] + [f"… {len(names) - 20} more"]
+    return ", ".join(names) if names else "nothing"
+
+
+def read_meta(path: Path) -> dict:
+    """``path/bundle.json`` read and checked by the typed loader (:func:`check_meta`)."""
+    meta_path = path / BUNDLE_JSON
+    meta = read_json_file(meta_path, max_bytes=MAX_BUNDLE_JSON_BYTES, error=BundleError, what="bundle file",
+                          fix=_FIX)
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{meta_path} is not a mind-edge bundle file: expected \"format\": \"{BUNDLE_FORMAT}\"")
+    version = meta.get("schema_version")
+    if version != BUNDLE_SCHEMA:
+        shown = version if isinstance(version, int) and not isinstance(version, bool) else json_type(version)
+        raise BundleError(
+            f"{meta_path} has bundle schema version {shown}; this mind-edge ({__version__}) reads schema version "
+            f"{BUNDLE_SCHEMA} only. Re-export the bundle with this mind-edge, or upgrade mind-edge on this machine"
+        )
+    missing_keys = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing_keys:
+        raise BundleError(f"{meta_path} lacks the keys {missing_keys}; the bundle is incomplete — re-export it")
+    return meta
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    input: InputSpec
+    task_classes: tuple[tuple[int, ...], ...]
+    names: dict[int, str]
+    files: dict[str, tuple[str, int]]
+
+
+def check_meta(meta: dict, where: str) -> _Parsed:
+    """Typed check of every ``bundle.json`` field mind-edge reads (types, ranges, plain file names)."""
+    f = Fields(meta, f"{where} is malformed", BundleError, hint=_FIX)
+    f.str("layout", choices=LAYOUTS)
+    f.int("opset", lo=1, hi=1000)
+    f.float("temperature", positive=True)
+    inp = f.sub("input")
+    shape = inp.list("shape", min_len=4, max_len=4)
+    b0 = shape[0]
+    if isinstance(b0, bool) or not isinstance(b0, int) or not (b0 == -1 or b0 >= 1):
+        raise BundleError(f"{where} is malformed: \"input.shape[0]\" must be -1 (dynamic batch) or a batch size; {_FIX}")
+    c, h, w = (check_int(v, f"input.shape[{i + 1}]", inp, lo=1, hi=1 << 16) for i, v in enumerate(shape[1:]))
+    if c not in (1, 3):
+        raise BundleError(f"{where} is malformed: the input has {c} channels, mind-edge bundles have 1 or 3; {_FIX}")
+    if h * w > 1 << 26:
+        raise BundleError(f"{where} is malformed: the input is {h}x{w} pixels, more than this mind-edge handles; {_FIX}")
+    mean, std = inp.floats("mean", min_len=c, max_len=c), inp.floats("std", positive=True, min_len=c, max_len=c)
+    spec = InputSpec(name=inp.str("name", max_len=256), channels=c, height=h, width=w, dtype=inp.str("dtype", max_len=32),
+                     channel_order=inp.str("channel_order", max_len=16), mean=tuple(mean), std=tuple(std),
+                     resize=inp.str("resize", choices=("bilinear",), default="bilinear"))
+    tasks = f.list("tasks", min_len=1, max_len=MAX_TASKS)
+    parsed_tasks = []
+    for i, t in enumerate(tasks):
+        tf = f.item(t, f"tasks[{i}]")
+        classes = tf.ints("classes", lo=0, hi=MAX_CLASS_ID, min_len=1, max_len=MAX_CLASSES, unique=True)
+        names = tf.strs("class_names", min_len=len(classes), max_len=len(classes), max_str=1024)
+        parsed_tasks.append((tf.int("index", lo=0, hi=MAX_TASKS), classes, names))
+    parsed_tasks.sort(key=lambda t: t[0])
+    if [t[0] for t in parsed_tasks] != list(range(len(parsed_tasks))):
+        raise BundleError(f"{where} is malformed: the task indices are not 0..{len(parsed_tasks) - 1}; {_FIX}")
+    seen: dict[int, str] = {}
+    for _, classes, names in parsed_tasks:
+        for cid, name in zip(classes, names):
+            if cid in seen:
+                raise BundleError(f"{where} is malformed: class id {cid} belongs to two tasks; {_FIX}")
+            seen[cid] = name
+    for i, o in enumerate(f.list("outputs", min_len=1, max_len=64)):
+        f.item(o, f"outputs[{i}]").str("name", max_len=256)
+    files_obj = f.sub("files")
+    files: dict[str, tuple[str, int]] = {}
+    for name in files_obj.obj:
+        plain_name(name, f"{where} (\"files\")", BundleError)
+        if name in RESERVED_NAMES:
+            raise BundleError(f"{where} lists {name} under \"files\", a name mind-edge reserves; {_FIX}")
+        rec = files_obj.sub(name)
+        files[name] = (rec.str("sha256", pattern=_SHA256_RE, max_len=64), rec.int("bytes", lo=0))
+    if MODEL_FILE not in files:
+        raise BundleError(f"{where} does not list {MODEL_FILE} under \"files\"; the bundle is incomplete — re-export it")
+    for key in ("probe", "validation"):
+        sub = f.obj_or_none(key)
+        if sub is not None and "file" in sub.obj:
+            plain_name(sub.obj["file"], f"{where} (\"{key}.file\")", BundleError)
+    if "patches" in meta:
+        for i, rec in enumerate(f.list("patches", max_len=MAX_TASKS)):
+            pf = f.item(rec, f"patches[{i}]")
+            pf.str("sha256", pattern=_SHA256_RE, max_len=64)
+            pf.int("task", lo=0, hi=MAX_TASKS)
+            pf.ints("classes", lo=0, hi=MAX_CLASS_ID, max_len=MAX_CLASSES)
+            pf.strs("class_names", max_len=MAX_CLASSES, max_str=1024)
+            pf.str("applied", max_len=64, default="")
+            if pf.has("signed_by"):
+                pf.str("signed_by", max_len=64)
+    if meta.get("base_version") is not None:
+        f.str("base_version", pattern=VERSION_RE, max_len=16)
+    task_classes = tuple(tuple(c) for _, c, _ in parsed_tasks)
+    return _Parsed(spec, task_classes, seen, files)
 
 
 @dataclass(frozen=True)
@@ -130,84 +277,63 @@ class Bundle:
                 f"bundle {path} does not exist or is not a folder; pass the --out folder of 'mind-edge export'"
             )
         root = path
-        path, live = resolve_version(root)
+        for attempt in (0, 1):
+            folder, live = resolve_version(root)
+            try:
+                return cls._load_folder(folder, root, live, verify)
+            except _Vanished:
+                # a reader that resolved the plain layout just before the first 'patch apply' committed and removed
+                # the plain files: the bundle is now versioned, read its live version instead
+                if attempt or live is not None or not os.path.lexists(root / POINTER_FILE):
+                    raise
+                log.info("bundle %s was updated while it was read; loading its live version", root)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @classmethod
+    def _load_folder(cls, path: Path, root: Path, live: str | None, verify: bool) -> "Bundle":
         meta_path = path / BUNDLE_JSON
-        if not meta_path.is_file():
-            raise BundleError(
+        if not os.path.lexists(meta_path):
+            err = _Vanished if live is None and os.path.lexists(root / POINTER_FILE) else BundleError
+            raise err(
                 f"bundle {path} has no {BUNDLE_JSON} (the folder holds: {_listing(path)}); is it a mind-edge bundle? "
                 "Re-export it with 'mind-edge export'"
             )
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{meta_path} is not valid JSON ({exc}); the bundle is corrupt — re-export or re-copy it") from exc
-        if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise BundleError(
-                f"{meta_path} is not a mind-edge bundle file: expected \"format\": \"{BUNDLE_FORMAT}\", found {found!r}"
-            )
-        version = meta.get("schema_version")
-        if version != BUNDLE_SCHEMA:
-            raise BundleError(
-                f"{meta_path} has bundle schema version {version!r}; this mind-edge ({__version__}) reads schema version "
-                f"{BUNDLE_SCHEMA} only. Re-export the bundle with this mind-edge, or upgrade mind-edge on this machine"
-            )
-        missing_keys = [k for k in REQUIRED_KEYS if k not in meta]
-        if missing_keys:
-            raise BundleError(f"{meta_path} lacks the keys {missing_keys}; the bundle is incomplete — re-export it")
-        files = meta["files"]
-        if not isinstance(files, dict) or MODEL_FILE not in files:
-            raise BundleError(f"{meta_path} does not list {MODEL_FILE} under \"files\"; the bundle is incomplete — re-export it")
-        missing = [name for name in files if not (path / name).is_file()]
+            meta = read_meta(path)
+        except BundleError as exc:
+            if live is None and not os.path.lexists(meta_path):
+                raise _Vanished(str(exc)) from None
+            raise
+        parsed = check_meta(meta, str(meta_path))
+        missing = [name for name in parsed.files if not _regular(path / name)]
         if missing:
-            raise BundleError(
+            err = _Vanished if live is None and os.path.lexists(root / POINTER_FILE) else BundleError
+            raise err(
                 f"bundle {path} is missing {', '.join(missing)} listed in {BUNDLE_JSON} (the folder holds: "
                 f"{_listing(path)}); copy the whole bundle folder again or re-export it"
             )
         if verify:
-            for name, rec in files.items():
+            for name, (want, want_bytes) in parsed.files.items():
                 f = path / name
-                want = str(rec.get("sha256", "")) if isinstance(rec, dict) else ""
-                size = f.stat().st_size
-                if isinstance(rec, dict) and "bytes" in rec and size != rec["bytes"]:
-                    raise BundleError(
-                        f"{name} in bundle {path} has {size} bytes but {BUNDLE_JSON} records {rec['bytes']} (sha256 "
-                        f"{want[:12]}…); the file was modified or truncated — re-export or re-copy the bundle"
-                    )
-                got = sha256_file(f)
+                try:
+                    size = f.stat().st_size
+                    if size != want_bytes:
+                        raise BundleError(
+                            f"{name} in bundle {path} has {size} bytes but {BUNDLE_JSON} records {want_bytes} (sha256 "
+                            f"{want[:12]}…); the file was modified or truncated — re-export or re-copy the bundle"
+                        )
+                    got = sha256_file(f)
+                except FileNotFoundError:
+                    raise _Vanished(f"{name} in bundle {path} disappeared while it was read; read the bundle again") from None
+                except OSError as exc:
+                    raise BundleError(f"{name} in bundle {path} cannot be read ({exc.strerror}); re-copy the bundle") from None
                 if got != want:
                     raise BundleError(
                         f"{name} in bundle {path} does not match {BUNDLE_JSON}: sha256 {got[:12]}… on disk vs "
                         f"{want[:12]}… recorded; the file was modified or corrupted — re-export or re-copy the bundle"
                     )
-        return cls._from_meta(path, meta, root=root, version=live)
-
-    @classmethod
-    def _from_meta(cls, path: Path, meta: dict, *, root: Path | None = None, version: str | None = None) -> "Bundle":
-        where = path / BUNDLE_JSON
-        try:
-            spec = meta["input"]
-            shape = [int(v) for v in spec["shape"]]
-            if len(shape) != 4:
-                raise ValueError(f"input shape {shape} is not [B, C, H, W]")
-            inp = InputSpec(
-                name=str(spec["name"]), channels=shape[1], height=shape[2], width=shape[3], dtype=str(spec["dtype"]),
-                channel_order=str(spec["channel_order"]), mean=tuple(float(v) for v in spec["mean"]),
-                std=tuple(float(v) for v in spec["std"]), resize=str(spec.get("resize", "bilinear")),
-            )
-            tasks = sorted(meta["tasks"], key=lambda t: int(t["index"]))
-            task_classes = tuple(tuple(int(c) for c in t["classes"]) for t in tasks)
-            names: dict[int, str] = {}
-            for t in tasks:
-                for c, n in zip(t["classes"], t["class_names"]):
-                    names[int(c)] = str(n)
-            float(meta["temperature"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{where} is malformed ({type(exc).__name__}: {exc}); re-export the bundle") from exc
-        if not task_classes:
-            raise BundleError(f"{where} lists no tasks; re-export the bundle from a run with at least one learned task")
-        return cls(path=path, meta=meta, input=inp, task_classes=task_classes, class_names=names,
-                   root=root if root is not None else path, version=version)
+        return cls(path=path, meta=meta, input=parsed.input, task_classes=parsed.task_classes,
+                   class_names=parsed.names, root=root, version=live)
 
     # -- accessors ------------------------------------------------------------------
     @property
@@ -250,14 +376,17 @@ class Bundle:
         path = self.path / PROBE_FILE
         if not path.is_file():
             raise BundleError(f"bundle {self.path} has no {PROBE_FILE} (the folder holds: {_listing(self.path)})")
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise BundleError(f"{path} cannot be read as a probe batch ({type(exc).__name__}); re-export the bundle") from None
 
     def validation(self) -> dict | None:
         path = self.path / VALIDATION_FILE
         if not path.is_file():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json_file(path, max_bytes=MAX_BUNDLE_JSON_BYTES, error=BundleError, what="validation report", fix=_FIX)
 
 
 def names_by_id(class_names, task_classes, error: type[Exception] = BundleError) -> dict[int, str]:
@@ -297,14 +426,16 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes | Writer]
         raise BundleError(f"bundle output {out} exists and is a file; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise BundleError(f"bundle output folder {out} exists and is not empty; choose another --out or pass --overwrite")
+    for name in files:
+        plain_name(name, "the bundle writer", BundleError)
+        if name in RESERVED_NAMES:
+            raise BundleError(f"invalid bundle file name {name!r}: reserved by mind-edge")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = make_temp_dir(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     old: Path | None = None
     try:
         records = {}
         for name, content in files.items():
-            if name == BUNDLE_JSON or "/" in name or name.startswith("."):
-                raise BundleError(f"invalid bundle file name {name!r}")
             target = tmp / name
             if isinstance(content, (bytes, bytearray, memoryview)):
                 data = bytes(content)
@@ -351,8 +482,7 @@ def _ort_outputs(model_bytes: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
 
 
-def assemble_bundle(
-    out_dir: str | os.PathLike,
+def prepare_bundle(
     arrays,
     *,
     layout: str,
@@ -367,10 +497,12 @@ def assemble_bundle(
     probe_outputs: Mapping[str, np.ndarray] | None = None,
     report: dict | None = None,
     source: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
     extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a complete bundle for the network ``arrays`` (torch-free; used by export and patches).
+) -> tuple[dict[str, bytes], dict]:
+    """The files and ``bundle.json`` of a bundle for the network ``arrays``, checked, nothing written.
+
+    :func:`assemble_bundle` writes them; ``patch apply`` prepares a new version completely (and
+    checks it with the typed loader) before it writes anything.
 
     ``model_bytes`` is the serialized graph (built here from ``arrays`` when omitted);
     ``probe_inputs`` a small float32 NCHW batch stored with the outputs the graph gives for it
@@ -436,4 +568,16 @@ def assemble_bundle(
         PROBE_FILE: _npz_bytes({CONTRACT.input_name: probe_inputs, **probe_outputs}),
         VALIDATION_FILE: (json.dumps(report, indent=2) + "\n").encode("utf-8"),
     }
+    check_meta({"format": BUNDLE_FORMAT, "schema_version": BUNDLE_SCHEMA, **meta,
+                "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in files.items()}},
+               "the new bundle.json")
+    return files, meta
+
+
+def assemble_bundle(out_dir: str | os.PathLike, arrays, *, overwrite: bool = False, **kw) -> Path:
+    """Write a complete bundle for the network ``arrays`` (torch-free; used by export and patches).
+
+    Keyword arguments as for :func:`prepare_bundle`; ``overwrite`` replaces an existing bundle.
+    """
+    files, meta = prepare_bundle(arrays, **kw)
     return write_bundle(out_dir, files, meta, overwrite=overwrite)

@@ -1,0 +1,672 @@
+"""The task patch file: binary format, header schema, position codecs, bounded reader (torch-free).
+
+A MIND task only claims free weights, so an update never changes what the device already
+knows: the patch carries task ``T``'s claimed positions (per layer, compactly encoded), their
+float32 values, its BatchNorm sets and head, its classes and names, and the fingerprint of
+the exact network it applies to. Applying it is :mod:`mind_edge.runtime.patch`.
+
+**File format** (``.mepatch``, schema :data:`PATCH_SCHEMA`), little-endian, no pickle::
+
+    MAGIC (8 bytes, b"MEPATCH\\0")
+    u32 header length  | header: UTF-8 JSON (format, schema_version, task, classes, class_names,
+                       |   net, base {fingerprint, num_tasks, classes}, result_fingerprint, layers
+                       |   [{name, shape, free, claimed, encoding, position_bytes}], norms [{name,
+                       |   channels, eps}], head {classes, features}, payload {bytes, sha256, kind},
+                       |   signature {algorithm, key_id} | null, created, creator, source)
+    u64 payload length | payload: a compressed .npz of exactly five arrays: positions (uint8: every
+                       |   layer's encoded positions, concatenated), values (float32: the claimed
+                       |   weights, layer by layer), bn (float32: gamma, beta, mean, var per
+                       |   BatchNorm), head_w, head_b
+    32 bytes           | digest = sha256 of everything above (the patch's id)
+    u16 signature length (0 or 64) | Ed25519 signature of b"mind-edge-patch-v1\\0" + digest
+    end of file (trailing bytes are an error)
+
+Positions: layer ``i``'s claimed positions are a subset of the base network's free positions
+``F`` (sorted flat indices). ``bitmap`` = ``np.packbits`` of the membership mask over ``F``
+(``ceil(|F| / 8)`` bytes); ``delta8/16/32`` = the gaps between the sorted flat indices in the
+smallest unsigned type that holds them. The smaller of the two is written per layer
+(bitmap wins while a task claims more than ~1/8 of the free weights, i.e. for every capacity
+up to ~8 tasks left; deltas win for very large capacities).
+
+**Fingerprints** (:func:`arrays_fingerprint`): sha256 over the network's arrays (config,
+every weight and owner map, BN set and head) — independent of the ONNX serialisation, the
+temperature and the opset, so a patch made on the host matches the bundle exported there.
+
+**Reading is bounded and trust comes before work** (:func:`read_patch`): the file must be a
+regular file of at most :data:`MAX_PATCH_BYTES`; the header at most :data:`MAX_HEADER_BYTES`;
+the digest is computed while the file is streamed; the header is checked field by field
+(:func:`check_header`: types, ranges, consistent sizes); the signature is checked over the
+digest (:func:`check_signature`) before anything is decoded; the payload is decoded only when
+asked (:meth:`Patch.decoded`), and then only exactly the five members the header declares,
+each one's inflated size taken from the zip directory and compared with the size the header's
+layer records imply *before* it is inflated, its ``.npy`` header parsed by hand (dtype and
+shape must be the declared ones; no pickles, no object arrays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import stat
+import struct
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from mind_edge import __version__
+from mind_edge.errors import MindEdgeError
+from mind_edge.fileio import sha256_bytes
+from mind_edge.runtime.graph import NetArrays
+from mind_edge.schema import Fields, check_int, json_type, strict_json_loads
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"MEPATCH\x00"
+PATCH_FORMAT = "mind-edge-patch"
+PATCH_SCHEMA = 1
+DIGEST_BYTES = 32
+ENCODINGS = ("bitmap", "delta8", "delta16", "delta32")
+_DELTA_TYPES = {"delta8": np.uint8, "delta16": np.uint16, "delta32": np.uint32}
+#: Largest patch file read (a capacity-2 ResNet-18 patch is ~25 MB).
+MAX_PATCH_BYTES = 256 << 20
+MAX_HEADER_BYTES = 8 << 20
+#: The payload may inflate to at most this many bytes, and to at most MAX_INFLATE_RATIO x its size + 1 MiB
+#: (float32 weights barely compress; a zip bomb inflates 1000x).
+MAX_INFLATED_BYTES = 1 << 30
+MAX_INFLATE_RATIO = 32
+MAX_LAYERS = 4096
+MAX_WEIGHTS_PER_LAYER = 1 << 31
+MAX_TASKS = 127
+MAX_CLASSES = 100_000
+MAX_CLASS_ID = 10_000_000
+_NPY_HEADER_MAX = 4096
+PAYLOAD_MEMBERS = ("positions", "values", "bn", "head_w", "head_b")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
+_FIX = "re-create it with 'mind-edge patch create'"
+
+
+class PatchError(MindEdgeError):
+    """A patch file is malformed, tampered with, unsigned, for another bundle or already applied."""
+
+
+class AlreadyAppliedError(PatchError):
+    """The patch is already part of the bundle: nothing to do (exit code 3, the bundle is unchanged)."""
+
+    exit_code = 3
+    label = "nothing to do"
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def arrays_fingerprint(arrays: NetArrays) -> str:
+    """sha256 over every array, class id and config value of a network (order-independent names)."""
+    h = hashlib.sha256()
+
+    def put(data: bytes) -> None:
+        h.update(struct.pack("<Q", len(data)))
+        h.update(data)
+
+    def arr(a: np.ndarray, dtype: str) -> None:
+        a = np.ascontiguousarray(a, dtype=np.dtype(dtype))
+        put(json.dumps(list(a.shape)).encode())
+        put(a.tobytes())
+
+    put(b"mind-edge-arrays-v1")
+    put(json.dumps(dict(arrays.net), sort_keys=True).encode())
+    for layer in sorted(arrays.layers, key=lambda x: x.name):
+        put(json.dumps([layer.name, layer.stride, layer.padding]).encode())
+        arr(layer.weight, "<f4")
+        arr(layer.owner, "i1")
+    for norm in sorted(arrays.norms, key=lambda x: x.name):
+        put(norm.name.encode())
+        put(struct.pack("<Q", len(norm.sets)))
+        for s in norm.sets:
+            put(repr(float(s.eps)).encode())
+            for k in ("gamma", "beta", "mean", "var"):
+                arr(getattr(s, k), "<f4")
+    for head in arrays.heads:
+        put(json.dumps([int(c) for c in head.classes]).encode())
+        arr(head.weight, "<f4")
+        arr(head.bias, "<f4")
+    return h.hexdigest()
+
+
+
+# ----------------------------------------------------------------------------- positions
+
+
+def encode_positions(base_owner: np.ndarray, claimed: np.ndarray) -> tuple[str, np.ndarray]:
+    """``(encoding, data)``: the smaller of a bitmap over the base's free positions and deltas."""
+    flat = base_owner.reshape(-1)
+    free = np.flatnonzero(flat == -1)
+    claimed = np.sort(np.asarray(claimed, dtype=np.int64))
+    bitmap = np.packbits(np.isin(free, claimed, assume_unique=True))
+    gaps = np.diff(claimed, prepend=np.int64(-1))
+    top = int(gaps.max()) if gaps.size else 0
+    name = "delta8" if top < 2**8 else "delta16" if top < 2**16 else "delta32"
+    deltas = gaps.astype(_DELTA_TYPES[name])
+    if bitmap.nbytes <= deltas.nbytes:
+        return "bitmap", bitmap
+    return name, deltas
+
+
+def decode_positions(encoding: str, data: np.ndarray, base_owner: np.ndarray, count: int, where: str) -> np.ndarray:
+    """Sorted flat indices of the claimed positions; every one must be free in the base."""
+    flat = base_owner.reshape(-1)
+    if encoding == "bitmap":
+        free = np.flatnonzero(flat == -1)
+        if data.dtype != np.uint8 or data.ndim != 1 or data.size != -(-free.size // 8):
+            raise PatchError(f"{where}: the position bitmap has {data.size} bytes, the base has {free.size} free weights "
+                             f"({-(-free.size // 8)} bytes); the patch was made for another network")
+        bits = np.unpackbits(data, count=free.size).astype(bool)
+        if np.unpackbits(data)[free.size:].any():
+            raise PatchError(f"{where}: the position bitmap has bits set beyond the {free.size} free weights")
+        idx = free[bits]
+    elif encoding in _DELTA_TYPES:
+        if data.dtype != _DELTA_TYPES[encoding] or data.ndim != 1:
+            raise PatchError(f"{where}: {encoding} positions stored as {data.dtype}")
+        gaps = data.astype(np.int64)
+        if gaps.size and gaps.min() < 1:
+            raise PatchError(f"{where}: claimed positions are not strictly increasing")
+        idx = np.cumsum(gaps) - 1
+        if idx.size and idx[-1] >= flat.size:
+            raise PatchError(f"{where}: a claimed position {int(idx[-1])} lies beyond the layer's {flat.size} weights")
+        if idx.size and (flat[idx] != -1).any():
+            raise PatchError(f"{where}: the patch claims weights already owned by an earlier task; it was made for another base")
+    else:
+        raise PatchError(f"{where}: unknown position encoding {encoding!r}; this mind-edge reads {', '.join(ENCODINGS)}")
+    if idx.size != count:
+        raise PatchError(f"{where}: the patch claims {idx.size} weights, its header says {count}")
+    return idx
+
+
+# ----------------------------------------------------------------------------- header schema
+
+
+def check_header(header: Any, where: str) -> dict:
+    """Typed check of a patch header: every field mind-edge reads, with consistent sizes.
+
+    Returns the header; raises :class:`PatchError` naming the field (never echoing its value).
+    """
+    if not isinstance(header, dict) or header.get("format") != PATCH_FORMAT:
+        raise PatchError(f"{where} is not a mind-edge task patch (its header has no \"format\": \"{PATCH_FORMAT}\")")
+    version = header.get("schema_version")
+    if version != PATCH_SCHEMA:
+        shown = version if isinstance(version, int) and not isinstance(version, bool) else json_type(version)
+        raise PatchError(f"{where} has patch schema {shown}; this mind-edge ({__version__}) reads "
+                         f"schema {PATCH_SCHEMA}. Upgrade mind-edge on this device or re-create the patch")
+    f = Fields(header, f"{where} has a malformed header", PatchError, hint=_FIX)
+    task = f.int("task", lo=1, hi=MAX_TASKS - 1)
+    classes = f.ints("classes", lo=0, hi=MAX_CLASS_ID, min_len=1, max_len=MAX_CLASSES, unique=True)
+    f.strs("class_names", min_len=len(classes), max_len=len(classes), max_str=1024)
+    net = f.sub("net")
+    net.str("arch", max_len=64)
+    net.int("in_channels", lo=1, hi=3)
+    net.ints("input_size", lo=1, hi=1 << 16, min_len=2, max_len=2)
+    net.float("width", positive=True)
+    capacity = net.int("capacity", lo=1, hi=MAX_TASKS)
+    if task >= capacity:
+        raise PatchError(f"{where} adds task {task} to a network of capacity {capacity}; {_FIX}")
+    base = f.sub("base")
+    base.str("fingerprint", pattern=_HEX64, max_len=64)
+    if base.int("num_tasks", lo=1, hi=MAX_TASKS) != task:
+        raise PatchError(f"{where} has a malformed header: its base holds {base.obj['num_tasks']} tasks but it adds task "
+                         f"{task}; {_FIX}")
+    for i, cl in enumerate(base.list("classes", max_len=MAX_TASKS)):
+        if not isinstance(cl, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cl):
+            raise PatchError(f"{where} has a malformed header: \"base.classes[{i}]\" must be a list of integers; {_FIX}")
+    f.str("result_fingerprint", pattern=_HEX64, max_len=64)
+    layers = f.list("layers", min_len=1, max_len=MAX_LAYERS)
+    names = set()
+    for i, rec in enumerate(layers):
+        lf = f.item(rec, f"layers[{i}]")
+        name = lf.str("name", max_len=256)
+        if name in names:
+            raise PatchError(f"{where} has a malformed header: layer {i} repeats an earlier layer's name; {_FIX}")
+        names.add(name)
+        shape = lf.ints("shape", lo=1, hi=MAX_WEIGHTS_PER_LAYER, min_len=1, max_len=8)
+        numel = math.prod(shape)
+        if numel > MAX_WEIGHTS_PER_LAYER:
+            raise PatchError(f"{where} has a malformed header: layer {i} has {numel} weights; {_FIX}")
+        free = lf.int("free", lo=0, hi=numel)
+        claimed = lf.int("claimed", lo=0, hi=free)
+        enc = lf.str("encoding", choices=ENCODINGS)
+        nbytes = lf.int("position_bytes", lo=0)
+        want = -(-free // 8) if enc == "bitmap" else claimed * np.dtype(_DELTA_TYPES[enc]).itemsize
+        if nbytes != want:
+            raise PatchError(f"{where} has a malformed header: layer {i} declares {nbytes} position bytes, its "
+                             f"{enc} encoding of {claimed} of {free} free weights takes {want}; {_FIX}")
+    for i, rec in enumerate(f.list("norms", max_len=MAX_LAYERS)):
+        nf = f.item(rec, f"norms[{i}]")
+        nf.str("name", max_len=256)
+        nf.int("channels", lo=1, hi=1 << 16)
+        nf.float("eps", positive=True)
+    head = f.sub("head")
+    if head.int("classes", lo=1, hi=MAX_CLASSES) != len(classes):
+        raise PatchError(f"{where} has a malformed header: its head has {head.obj['classes']} classes, it lists "
+                         f"{len(classes)}; {_FIX}")
+    head.int("features", lo=1, hi=1 << 20)
+    payload = f.sub("payload")
+    payload.int("bytes", lo=0)
+    payload.str("sha256", pattern=_HEX64, max_len=64)
+    payload.str("kind", choices=("npz",), default="npz")
+    sig = f.obj_or_none("signature")
+    if sig is not None:
+        sig.str("algorithm", choices=("ed25519",))
+        sig.str("key_id", pattern=_KEY_ID, max_len=16)
+    for key in ("created", "creator"):
+        if f.has(key):
+            f.str(key, max_len=256)
+    if f.has("source"):
+        f.sub("source")
+    return header
+
+
+def declared_members(header: Mapping[str, Any]) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """``{member: (dtype, shape)}`` of the payload arrays, as the (checked) header implies them."""
+    f32, u8 = np.dtype("<f4"), np.dtype("|u1")
+    layers, norms, head = header["layers"], header["norms"], header["head"]
+    return {
+        "positions": (u8, (sum(int(x["position_bytes"]) for x in layers),)),
+        "values": (f32, (sum(int(x["claimed"]) for x in layers),)),
+        "bn": (f32, (sum(4 * int(x["channels"]) for x in norms),)),
+        "head_w": (f32, (int(head["classes"]), int(head["features"]))),
+        "head_b": (f32, (int(head["classes"]),)),
+    }
+
+
+# ----------------------------------------------------------------------------- the patch file
+
+
+@dataclass(frozen=True, eq=False)
+class Patch:
+    """A patch whose frame, digest and header are checked; ``arrays`` once :meth:`decoded`.
+
+    The signature is checked by :func:`check_signature` / :func:`verify_signature`.
+    """
+
+    path: Path | None
+    header: dict
+    arrays: Mapping[str, np.ndarray] = field(repr=False)
+    digest: bytes
+    signature: bytes
+    size: int
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def where(self) -> str:
+        return f"patch {self.path}" if self.path else "the patch"
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hex()
+
+    @property
+    def task(self) -> int:
+        return int(self.header["task"])
+
+    @property
+    def classes(self) -> list[int]:
+        return [int(c) for c in self.header["classes"]]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(n) for n in self.header["class_names"]]
+
+    @property
+    def base_fingerprint(self) -> str:
+        return str(self.header["base"]["fingerprint"])
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.signature)
+
+    @property
+    def key_id(self) -> str | None:
+        sig = self.header.get("signature")
+        return sig.get("key_id") if isinstance(sig, dict) else None
+
+    def decoded(self) -> "Patch":
+        """This patch with its payload arrays decoded (bounded; see the module docstring)."""
+        if self.arrays:
+            return self
+        return replace(self, arrays=decode_payload(self.payload, self.header, self.where))
+
+    def summary(self) -> dict:
+        h = self.header
+        sizes = {"total_bytes": self.size, "payload_bytes": int(h["payload"]["bytes"])}
+        return {
+            "file": str(self.path) if self.path else None,
+            "sha256": self.sha256,
+            "format": h["format"], "schema_version": h["schema_version"],
+            "task": self.task, "classes": self.classes, "class_names": self.class_names,
+            "net": h["net"], "base": h["base"], "result_fingerprint": h["result_fingerprint"],
+            "claimed_weights": int(sum(x["claimed"] for x in h["layers"])),
+            "encodings": {e: sum(1 for x in h["layers"] if x["encoding"] == e) for e in ENCODINGS
+                          if any(x["encoding"] == e for x in h["layers"])},
+            "signed": self.signed, "signature": h.get("signature"),
+            "created": h.get("created"), "creator": h.get("creator"), "source": h.get("source"),
+            **sizes,
+        }
+
+
+class _Reader:
+    """Sequential reads from bytes or a file, feeding every byte into the digest."""
+
+    def __init__(self, data: bytes | None, fd: int | None, size: int, where: str) -> None:
+        self.view = memoryview(data) if data is not None else None
+        self.fd, self.size, self.where, self.off = fd, size, where, 0
+        self.h = hashlib.sha256()
+
+    def truncated(self, what: str) -> PatchError:
+        return PatchError(f"{self.where} is truncated ({self.size} bytes, cut inside the {what}); copy the whole file again")
+
+    def read(self, n: int, what: str, *, digest: bool = True) -> bytes:
+        if self.off + n > self.size:
+            raise self.truncated(what)
+        if self.view is not None:
+            out = bytes(self.view[self.off : self.off + n])
+        else:
+            parts, left = [], n
+            while left:
+                block = os.read(self.fd, min(left, 1 << 20))
+                if not block:
+                    raise self.truncated(what)
+                parts.append(block)
+                left -= len(block)
+            out = b"".join(parts)
+        self.off += n
+        if digest:
+            self.h.update(out)
+        return out
+
+
+def _parse(r: _Reader, path: Path | None) -> Patch:
+    where = r.where
+    if r.size < len(MAGIC) + 4 or r.read(len(MAGIC), "magic") != MAGIC:
+        raise PatchError(f"{where} is not a mind-edge task patch (no {MAGIC[:7].decode()} header); "
+                         "make one with 'mind-edge patch create'")
+    (hlen,) = struct.unpack("<I", r.read(4, "header"))
+    if hlen > MAX_HEADER_BYTES:
+        raise PatchError(f"{where} declares a {hlen:,}-byte header, more than the {MAX_HEADER_BYTES:,} this mind-edge "
+                         f"reads; it is not a patch mind-edge wrote")
+    if r.off + hlen + 8 > r.size:
+        raise r.truncated("header")
+    head_bytes = r.read(hlen, "header")
+    (plen,) = struct.unpack("<Q", r.read(8, "header"))
+    if r.off + plen + DIGEST_BYTES + 2 > r.size:
+        raise r.truncated("payload" if r.off + plen > r.size else "digest")
+    ph = hashlib.sha256()
+    body = r.read(plen, "payload")
+    ph.update(body)
+    digest = r.read(DIGEST_BYTES, "digest", digest=False)
+    if r.h.digest() != digest:
+        raise PatchError(f"{where} is corrupt or was tampered with: its content does not match its sha256 "
+                         f"({digest.hex()[:12]}… recorded); get the original file again")
+    (slen,) = struct.unpack("<H", r.read(2, "signature", digest=False))
+    if r.off + slen > r.size:
+        raise r.truncated("signature")
+    sig = r.read(slen, "signature", digest=False)
+    if r.off != r.size:
+        raise PatchError(f"{where} has {r.size - r.off} unexpected bytes after its end; the file was modified — get the original")
+    try:
+        header = strict_json_loads(head_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise PatchError(f"{where} has a malformed header (not UTF-8 JSON); {_FIX}") from None
+    check_header(header, where)
+    if header["payload"]["bytes"] != plen or header["payload"]["sha256"] != ph.hexdigest():
+        raise PatchError(f"{where}: the payload does not match the header's size/sha256; {_FIX}")
+    if slen not in (0, 64):
+        raise PatchError(f"{where} has a {slen}-byte signature; Ed25519 signatures have 64 bytes")
+    return Patch(path=path, header=header, arrays={}, digest=digest, signature=sig, size=r.size, payload=body)
+
+
+def parse_patch(data: bytes, path: Path | None = None, *, decode: bool = True) -> Patch:
+    """Parse and integrity-check patch bytes (magic, lengths, digest, typed header; the payload if ``decode``)."""
+    where = f"patch {path}" if path else "the patch"
+    if len(data) > MAX_PATCH_BYTES:
+        raise PatchError(f"{where} has {len(data):,} bytes, more than the {MAX_PATCH_BYTES:,} this mind-edge reads")
+    p = _parse(_Reader(bytes(data), None, len(data), where), path)
+    return p.decoded() if decode else p
+
+
+def read_patch(path: str | os.PathLike, *, decode: bool = True) -> Patch:
+    """:func:`parse_patch` of a file, streamed: a regular file of at most :data:`MAX_PATCH_BYTES`."""
+    path = Path(path)
+    where = f"patch {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise PatchError(f"patch file {path} does not exist") from None
+    except OSError as exc:
+        raise PatchError(f"patch file {path} cannot be opened ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PatchError(f"patch file {path} is not a regular file (a folder, FIFO or device); pass the .mepatch file")
+        if st.st_size > MAX_PATCH_BYTES:
+            raise PatchError(f"{where} has {st.st_size:,} bytes, more than the {MAX_PATCH_BYTES:,} this mind-edge reads; "
+                             "it is not a patch mind-edge wrote")
+        p = _parse(_Reader(None, fd, st.st_size, where), path)
+    except OSError as exc:
+        raise PatchError(f"patch file {path} cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    return p.decoded() if decode else p
+
+
+def decode_payload(body: bytes, header: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
+    """The payload arrays, exactly as declared by the (checked) header; bounded before inflating."""
+    members = declared_members(header)
+    total = sum(int(np.prod(shape)) * dt.itemsize for dt, shape in members.values())
+    if total > MAX_INFLATED_BYTES or total > MAX_INFLATE_RATIO * len(body) + (1 << 20):
+        raise PatchError(f"{where} declares {total:,} bytes of arrays in a {len(body):,}-byte payload; that is not a "
+                         f"patch mind-edge wrote (refused before decoding)")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(body))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        raise PatchError(f"{where}: the payload is not a valid .npz archive; {_FIX}") from None
+    with zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        want = sorted(f"{k}.npy" for k in members)
+        if sorted(names) != want:
+            unknown = sorted(set(names) - set(want))
+            raise PatchError(f"{where}: the payload holds {len(names)} members "
+                             f"({'unknown ones' if unknown else 'some missing'}); a patch holds exactly "
+                             f"{', '.join(want)}; {_FIX}")
+        out: dict[str, np.ndarray] = {}
+        for info in infos:
+            key = info.filename[:-4]
+            dt, shape = members[key]
+            nbytes = int(np.prod(shape)) * dt.itemsize
+            if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise PatchError(f"{where}: payload member {key} is encrypted or uses an unsupported compression; {_FIX}")
+            if info.file_size > nbytes + _NPY_HEADER_MAX or info.file_size < nbytes:
+                raise PatchError(f"{where}: payload member {key} inflates to {info.file_size:,} bytes but the header "
+                                 f"declares {nbytes:,} bytes of data; refused before inflating it")
+            try:
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        got_shape, fortran, got_dt = np.lib.format.read_array_header_1_0(fh, max_header_size=_NPY_HEADER_MAX)
+                    elif version == (2, 0):
+                        got_shape, fortran, got_dt = np.lib.format.read_array_header_2_0(fh, max_header_size=_NPY_HEADER_MAX)
+                    else:
+                        raise ValueError("npy version")
+                    if got_dt.hasobject or got_dt != dt or tuple(got_shape) != shape or (fortran and len(shape) > 1):
+                        raise PatchError(f"{where}: payload member {key} is not a {dt.name} array of shape "
+                                         f"{list(shape)} as the header declares; {_FIX}")
+                    data = fh.read(nbytes + 1)
+                    if len(data) != nbytes:
+                        raise ValueError("size")
+            except PatchError:
+                raise
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, SyntaxError, TypeError,
+                    NotImplementedError, RuntimeError):
+                raise PatchError(f"{where}: payload member {key} is corrupt; {_FIX}") from None
+            out[key] = np.frombuffer(data, dtype=dt).reshape(shape)
+    return out
+
+
+# ----------------------------------------------------------------------------- signatures
+
+
+def check_signature(patch: Patch, trusted: Sequence[tuple[str, bytes, str]]) -> str | None:
+    """Require a valid signature by one of ``trusted`` (``(key_id, public key, where it came from)``).
+
+    No trusted keys: the signature is not checked (returns None). Otherwise returns the key id
+    that verified; raises :class:`PatchError` before anything of the patch is decoded.
+    """
+    if not trusted:
+        if patch.signed:
+            log.info("%s is signed (key %s) but no key is trusted here; signature not checked", patch.where, patch.key_id)
+        return None
+    from mind_edge.runtime import signing
+
+    sources = " and ".join(sorted({src for _, _, src in trusted}))
+    if not patch.signed:
+        raise PatchError(f"{patch.where} is not signed but a signature is required ({sources}); "
+                         "sign it with 'mind-edge patch create --sign-key KEY'")
+    for kid, pub, _ in trusted:
+        if signing.verify_digest(pub, patch.digest, patch.signature):
+            return kid
+    claimed = patch.key_id
+    ids = ", ".join(k for k, _, _ in trusted)
+    if claimed and claimed not in {k for k, _, _ in trusted}:
+        raise PatchError(f"{patch.where} is signed with key {claimed}, not with the key {ids} of {sources}; "
+                         "verify with the matching public key or re-sign the patch")
+    raise PatchError(f"the signature of {patch.where} does not verify with {sources} (key {ids}); "
+                     "the patch or its signature was tampered with")
+
+
+def verify_signature(patch: Patch, public_key_path: str | os.PathLike | None) -> str | None:
+    """Check the signature against ``public_key_path`` (required when given); returns the key id used."""
+    if public_key_path is None:
+        return check_signature(patch, ())
+    from mind_edge.runtime import signing
+
+    pub = signing.load_public_key(public_key_path)
+    return check_signature(patch, [(signing.key_id(pub), pub, f"--verify-key {public_key_path}")])
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def _layer_bytes(data: np.ndarray) -> bytes:
+    return np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def diff_arrays(base: NetArrays, new: NetArrays, task: int) -> tuple[list[dict], list[dict], dict, dict[str, np.ndarray]]:
+    """What task ``task`` adds to ``base`` in ``new``: layer/norm/head records and payload arrays.
+
+    The payload holds five arrays whatever the depth (an .npz member costs ~250 bytes of
+    headers): ``positions`` (every layer's encoded positions, concatenated bytes; each layer's
+    byte count is in its record), ``values`` (every claimed weight, layer by layer, in
+    increasing flat index), ``bn`` (per BatchNorm gamma, beta, mean, var), ``head_w``, ``head_b``.
+    """
+    if base.num_tasks != task or new.num_tasks != task + 1:
+        raise PatchError(f"a patch for task {task} needs a base of {task} tasks and a network of {task + 1}; got "
+                         f"{base.num_tasks} and {new.num_tasks}")
+    pos_parts, val_parts, bn_parts = [], [], []
+    layers = []
+    for la in new.layers:
+        lb = base.layer(la.name)
+        claimed = np.flatnonzero(la.owner.reshape(-1) == task)
+        if not np.array_equal(np.where(la.owner == task, np.int8(-1), la.owner), lb.owner):
+            raise PatchError(f"layer {la.name}: the owner maps of earlier tasks differ between the base and the new network")
+        enc, data = encode_positions(lb.owner, claimed)
+        blob = _layer_bytes(data)
+        pos_parts.append(blob)
+        val_parts.append(np.ascontiguousarray(la.weight.reshape(-1)[claimed], dtype=np.float32))
+        layers.append({"name": la.name, "shape": list(la.weight.shape), "free": int((lb.owner == -1).sum()),
+                       "claimed": int(claimed.size), "encoding": enc, "position_bytes": len(blob)})
+    norms = []
+    for na in new.norms:
+        s = na.sets[task]
+        bn_parts.append(np.stack([s.gamma, s.beta, s.mean, s.var]).astype(np.float32).reshape(-1))
+        norms.append({"name": na.name, "channels": int(s.gamma.size), "eps": float(s.eps)})
+    head = new.heads[task]
+    payload = {
+        "positions": np.frombuffer(b"".join(pos_parts), dtype=np.uint8),
+        "values": np.concatenate(val_parts).astype(np.float32),
+        "bn": np.concatenate(bn_parts).astype(np.float32),
+        "head_w": np.ascontiguousarray(head.weight, dtype=np.float32),
+        "head_b": np.ascontiguousarray(head.bias, dtype=np.float32),
+    }
+    return layers, norms, {"classes": len(head.classes), "features": int(head.weight.shape[1])}, payload
+
+
+def build_patch(
+    base: NetArrays,
+    new: NetArrays,
+    task: int,
+    class_names: Sequence[str],
+    *,
+    sign_key: str | os.PathLike | None = None,
+    source: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The bytes of the patch that turns ``base`` (tasks ``< task``) into ``new`` (task ``task`` added)."""
+    from datetime import datetime, timezone
+
+    if dict(base.net) != dict(new.net):
+        raise PatchError(f"the base network {dict(base.net)} and the new one {dict(new.net)} have different architectures")
+    classes = list(new.heads[task].classes)
+    if len(class_names) != len(classes):
+        raise PatchError(f"task {task} has {len(classes)} classes but {len(class_names)} class names were given")
+    layers, norms, head, payload = diff_arrays(base, new, task)
+    body = _npz_bytes(payload)
+    signer = {"algorithm": "ed25519", "key_id": _secret_key_id(sign_key)} if sign_key is not None else None
+    header = {
+        "format": PATCH_FORMAT,
+        "schema_version": PATCH_SCHEMA,
+        "task": int(task),
+        "classes": [int(c) for c in classes],
+        "class_names": [str(n) for n in class_names],
+        "net": dict(new.net),
+        "base": {"fingerprint": arrays_fingerprint(base), "num_tasks": base.num_tasks, "classes": base.task_classes},
+        "result_fingerprint": arrays_fingerprint(new),
+        "layers": layers,
+        "norms": norms,
+        "head": head,
+        "payload": {"bytes": len(body), "sha256": sha256_bytes(body), "kind": "npz"},
+        "signature": signer,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "creator": f"mind-edge {__version__}",
+        "source": dict(source or {}),
+    }
+    head_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    out = MAGIC + struct.pack("<I", len(head_bytes)) + head_bytes + struct.pack("<Q", len(body)) + body
+    digest = hashlib.sha256(out).digest()
+    sig = b""
+    if sign_key is not None:
+        from mind_edge.runtime import signing
+
+        sig, kid = signing.sign_digest(sign_key, digest)
+        if kid != signer["key_id"]:
+            raise PatchError(f"the secret key {sign_key} changed while the patch was signed; sign again")
+    return out + digest + struct.pack("<H", len(sig)) + sig
+
+
+def _secret_key_id(path) -> str:
+    from mind_edge.runtime import signing
+
+    nacl = signing._nacl()
+    seed = signing._read_key(path, signing.SECRET_TAG, "secret key")
+    return signing.key_id(bytes(nacl.SigningKey(seed).verify_key))
