@@ -2,7 +2,7 @@
 
 ``Runtime(bundle).predict(x)`` accepts a float32 NCHW batch (already normalised), a uint8
 NHWC batch or one HWC image (normalised here with :func:`mind_edge.imageio.normalize`), or
-image files (decoded with :func:`mind_edge.imageio.load_image`: the same Pillow + numpy steps
+image files, folders of images and glob patterns (:func:`collect_images`; decoded with :func:`mind_edge.imageio.load_image`: the same Pillow + numpy steps
 as training). It returns labels, tasks, confidences and class names; another temperature than
 the bundle's re-routes in numpy from the graph's ``task_logits``.
 """
@@ -66,6 +66,43 @@ def _is_path_list(x) -> bool:
     return isinstance(x, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in x)
 
 
+#: File suffixes taken from a folder given to predict (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+_GLOB_CHARS = ("*", "?", "[")
+
+
+def collect_images(sources: Sequence[PathLike]) -> list[Path]:
+    """Image files from files, folders and glob patterns, in the order given.
+
+    A folder contributes every image file below it (:data:`IMAGE_SUFFIXES`, recursively, sorted;
+    hidden files and folders are skipped), e.g. an ImageFolder ``test/`` tree; a pattern that is
+    not an existing path (``'shots/*.jpg'``, ``'data/**/*.png'``) contributes its sorted matches,
+    as ``yolo predict source=`` does. A folder without images or a pattern without matches is an
+    :class:`InputError`; a plain file is passed on as it is (its decoding reports a bad file).
+    """
+    import glob
+
+    out: list[Path] = []
+    for src in sources:
+        p = Path(src)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                raise InputError(f"folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)}); "
+                                 "pass image files, a folder of images or a glob pattern")
+            out.extend(found)
+        elif not p.exists() and any(ch in str(src) for ch in _GLOB_CHARS):
+            found = sorted(Path(m) for m in glob.glob(str(src), recursive=True) if Path(m).is_file())
+            if not found:
+                raise InputError(f"no file matches the pattern {str(src)!r}; check the path (quote the pattern so "
+                                 "that mind-edge, not the shell, expands it)")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
 def _image_info(path: Path) -> tuple[tuple[int, int], int] | None:
     """``((H, W), bands)`` of an image file from its header, or None if Pillow cannot open it."""
     from PIL import Image
@@ -124,8 +161,7 @@ class Runtime:
             if not inputs:
                 raise InputError("predict got an empty list of image files; pass at least one image")
             images, names = [], []
-            for p in inputs:
-                p = Path(p)
+            for p in collect_images(inputs):
                 info = _image_info(p) if strict else None
                 if info is not None and (info[0] != spec.size or info[1] != c):
                     raise InputError(
