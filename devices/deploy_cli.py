@@ -30,10 +30,10 @@ def register(app: typer.Typer) -> None:
         bench: Annotated[bool, typer.Option("--bench/--no-bench", help="Run 'mind-edge bench' on the device and fetch its JSON.")] = True,
         bench_args: Annotated[Optional[str], typer.Option(help="Extra arguments for the remote 'mind-edge bench', e.g. \"--min-seconds 5 --batch 8\".")] = None,
         backend: Annotated[Optional[str], typer.Option(help="Benchmark backend(s) on the device (default: trt,ort if an engine was built, else the bench default).")] = None,
-        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to save the fetched benchmark JSON (default: beside the bundle).")] = None,
+        out: Annotated[Optional[Path], typer.Option("--out", help="Where to save the fetched benchmark JSON (default: beside the bundle). No short form: -o is an ssh option, as in ssh itself.")] = None,
         strict_host_key_checking: Annotated[str, typer.Option(help="ssh StrictHostKeyChecking: accept-new (trust on first use), yes, no.")] = "accept-new",
         connect_timeout: Annotated[int, typer.Option(help="ssh ConnectTimeout in seconds.")] = 10,
-        ssh_option: Annotated[Optional[List[str]], typer.Option("--ssh-option", "-o", help="Extra ssh option KEY=VALUE (repeatable), e.g. -o ProxyJump=gateway.")] = None,
+        ssh_option: Annotated[Optional[List[str]], typer.Option("--ssh-option", "-o", help="Extra ssh option KEY=VALUE (repeatable), e.g. -o ProxyJump=gateway, as ssh -o takes it.")] = None,
         ssh_config: Annotated[Optional[Path], typer.Option(help="ssh config file instead of ~/.ssh/config (ssh -F).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the deploy summary and the benchmark as JSON.")] = False,
     ) -> None:
