@@ -121,6 +121,9 @@ class DeviceProfile:
     defaults: Defaults
     notes: str
     sources: tuple[str, ...]
+    #: False for a device whose stock software is below what mind-edge needs (``support_note`` says why).
+    supported: bool = True
+    support_note: str = ""
     path: str = field(default="", compare=False)
 
     @property
@@ -176,6 +179,12 @@ _TOP: dict[str, tuple[tuple[type, ...], bool]] = {
     "defaults": ((dict,), False),
     "notes": ((str,), False),
     "sources": ((list,), False),
+}
+# Optional top-level keys: "supported": false marks a profile whose stock software mind-edge
+# does not support (its "support_note" says why and what would work).
+_TOP_OPTIONAL: dict[str, tuple[tuple[type, ...], bool]] = {
+    "supported": ((bool,), False),
+    "support_note": ((str,), False),
 }
 _CPU = {"model": ((str,), True), "cores": ((int,), True)}
 _SOFTWARE = {
@@ -279,7 +288,9 @@ def _validate(data: Any, path: Path) -> list[str]:
     if not isinstance(data, dict):
         return [f"top level is {type(data).__name__}, must be a JSON object"]
     errors: list[str] = []
-    _check_obj(data, _TOP, "", errors)
+    _check_obj(data, _TOP, "", errors, _TOP_OPTIONAL)
+    if data.get("supported") is False and not str(data.get("support_note") or "").strip():
+        errors.append("key 'support_note' must say why a profile with \"supported\": false is unsupported")
     if isinstance(data.get("schema_version"), int) and data["schema_version"] != SCHEMA_VERSION:
         errors.append(
             f"key 'schema_version' is {data['schema_version']}, this mind-edge reads version {SCHEMA_VERSION}"
@@ -387,6 +398,8 @@ def _build(data: Mapping[str, Any], path: Path) -> DeviceProfile:
         defaults=Defaults(**d),
         notes=data["notes"],
         sources=tuple(data["sources"]),
+        supported=bool(data.get("supported", True)),
+        support_note=str(data.get("support_note", "")),
         path=str(path),
     )
 
@@ -669,6 +682,8 @@ def detect(
             "pick one explicitly (mind-edge devices list) or add a profile file"
         )
 
+    if not profile.supported:
+        warnings.append(f"profile '{profile.name}' is not supported by mind-edge: {profile.support_note}")
     if profile.is_jetson:
         if l4t and profile.l4t_major is not None and int(l4t.split(".")[0]) != profile.l4t_major:
             warnings.append(
