@@ -8,8 +8,13 @@
 6. predict the new classes' images with the patched bundle, and compare it with a bundle
    freshly exported from the run that learned task 5 (labels and tasks must agree 100 %)
 
-    python examples/on_device_update.py --out runs/update           # full (fast preset, ~1-2 min on 2 cores)
-    python examples/on_device_update.py --out /tmp/u --quick        # seconds: narrow net, 1 epoch per stage
+    python examples/on_device_update.py --out runs/update           # full (fast preset; see the README for times)
+    python examples/on_device_update.py --out /tmp/u --quick        # narrow net, 1 epoch per stage
+
+--out must be a new or empty folder; --overwrite replaces only what an earlier run of this example
+wrote there (it keeps example.json as its mark). Defaults of the options can come from the
+``on_device_update`` section of the JSON file named by $MIND_EDGE_DEFAULTS (as the CLI's do).
+Training progress goes to stderr: a bar on a terminal, plain lines at least every 5 s otherwise.
 
 The equivalent commands::
 
@@ -32,17 +37,30 @@ from pathlib import Path
 
 import numpy as np
 
+#: What this example writes into --out (all that --overwrite may replace there).
+OUTPUTS = ("example.json", "run4", "host_bundle", "device", "new_classes", "run5", "keys", "task4.mepatch",
+           "fresh_bundle", "summary.json")
+
 
 def main(argv: list[str] | None = None) -> dict:
+    from mind_edge.cli import read_defaults
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/on_device_update"))
+    ap.add_argument("--overwrite", action="store_true", help="replace what an earlier run of this example wrote in --out")
     ap.add_argument("--quick", action="store_true", help="width 0.25, 1+1 epochs (a test, not a demo of accuracy)")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--distill-epochs", type=int, default=None)
     ap.add_argument("--width", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory-budget", type=float, default=None, help="MB, for the learn step")
+    ap.set_defaults(**read_defaults("on_device_update"))
     args = ap.parse_args(argv)
+    from mind_edge.cli import check_owned_out
+
+    # before anything is imported or trained: never remove a folder this example did not write
+    args.replace_previous = check_owned_out(args.out, args.overwrite, marker="example.json",
+                                            what="examples/on_device_update.py")
     import torch
 
     threads = torch.get_num_threads()
@@ -67,13 +85,15 @@ def _run(args) -> dict:
     from mind_edge.runtime.bundle import Bundle
     from mind_edge.runtime.patch import apply_patch
     from mind_edge.runtime.predict import Runtime
+    from mind_edge.cli import RichReporter, clear_owned_out, err_console
     from mind_edge.runtime.signing import generate_keypair
     from mind_edge.train import preset
 
     out: Path = args.out
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    if args.replace_previous:
+        clear_owned_out(out, OUTPUTS)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "example.json").write_text(json.dumps({"created_by": "examples/on_device_update.py", "outputs": list(OUTPUTS)}) + "\n")
     quick = args.quick
     epochs = args.epochs or (1 if quick else None)
     distill = args.distill_epochs or (1 if quick else None)
@@ -87,7 +107,8 @@ def _run(args) -> dict:
 
     t = step("1. train 4 of 5 digits tasks on the host (capacity 10)")
     spec = RunSpec(dataset="digits", tasks=5, seed=args.seed, width=width, capacity=10, train=cfg, device="cpu")
-    run4 = train_run(spec, out / "run4", stop_after=4)
+    with RichReporter(err_console) as rep:
+        run4 = train_run(spec, out / "run4", stop_after=4, reporter=rep)
     times["train 4 tasks"] = time.perf_counter() - t
     print(f"TAG after 4 tasks {run4.final['tag']:.3f}, TAW {run4.final['taw']:.3f}")
 
@@ -110,7 +131,8 @@ def _run(args) -> dict:
             d.mkdir(parents=True)
             for i in np.flatnonzero(arrays.labels == c):
                 Image.fromarray(arrays.images[i][..., 0], mode="L").save(d / f"{i:04d}.png")
-    res = learn(out / "run4", folder, out / "run5", device="cpu", memory_budget_mb=args.memory_budget)
+    with RichReporter(err_console) as rep:
+        res = learn(out / "run4", folder, out / "run5", device="cpu", memory_budget_mb=args.memory_budget, reporter=rep)
     times["learn"] = time.perf_counter() - t
     print(f"task {res.task} = classes {res.class_names} (ids {res.classes}); new task TAW {res.new_task.get('taw', float('nan')):.3f}, "
           f"TAG over all tasks {res.final.get('tag') or float('nan'):.3f}; batch {res.batch_size}; peak RSS {res.peak_rss_mb:.0f} MB")
@@ -168,6 +190,12 @@ def _run(args) -> dict:
 
 
 if __name__ == "__main__":
-    s = main()
+    from mind_edge.errors import MindEdgeError
+
+    try:
+        s = main()
+    except MindEdgeError as exc:  # one line and exit 2, as the CLI does
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     agree = s["agreement_with_fresh_export"]
     sys.exit(0 if agree["label"] == 1.0 and agree["task"] == 1.0 else 1)

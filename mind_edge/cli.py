@@ -489,34 +489,34 @@ def info(
 DEMO_OUTPUTS = ("demo.json", "run", "bundle", "images", "bench.json")
 
 
-def check_demo_out(out: Path, overwrite: bool) -> bool:
-    """Refuse a file or a non-empty --out, unless ``overwrite`` and it holds a previous demo.
+def check_owned_out(out: Path, overwrite: bool, *, marker: str, what: str) -> bool:
+    """Refuse a file or a non-empty ``out``, unless ``overwrite`` and ``what`` wrote it before.
 
-    ``demo.json`` (written first) marks a folder as the demo's; a folder without it is never
-    touched. Returns whether a previous demo's outputs are to be replaced.
+    ``marker`` (a file ``what`` writes first into its folder) marks the folder as its own; a folder
+    without it is never touched. Returns whether a previous run's outputs are to be replaced.
     """
     from mind_edge.errors import ConfigError
 
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is a file; choose another --out for the demo")
+        raise ConfigError(f"--out {out} exists and is a file; choose another --out for {what}")
     if not out.is_dir() or not any(out.iterdir()):
         return False
     if not overwrite:
-        raise ConfigError(f"--out {out} is not empty; choose another --out for the demo, or pass --overwrite to "
-                          "replace a previous demo's outputs there (nothing else is removed)")
-    if not (out / "demo.json").is_file():
-        raise ConfigError(f"--out {out} is not empty and was not written by 'mind-edge demo' (no demo.json); "
-                          "--overwrite only replaces a previous demo's outputs: choose another --out")
+        raise ConfigError(f"--out {out} is not empty; choose another --out for {what}, or pass --overwrite to "
+                          f"replace the outputs of an earlier {what} there (nothing else is removed)")
+    if not (out / marker).is_file():
+        raise ConfigError(f"--out {out} is not empty and was not written by {what} (no {marker}); "
+                          f"--overwrite only replaces the outputs of an earlier {what}: choose another --out")
     return True
 
 
-def clear_demo_out(out: Path) -> None:
-    """Remove a previous demo's own outputs (:data:`DEMO_OUTPUTS`) from ``out``, nothing else."""
+def clear_owned_out(out: Path, names: tuple[str, ...]) -> None:
+    """Remove the entries ``names`` (what a command writes) from ``out``, nothing else."""
     import shutil
 
-    for name in DEMO_OUTPUTS:
-        p = out / name
+    for name in names:
+        p = Path(out) / name
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         elif p.exists() or p.is_symlink():
@@ -545,7 +545,7 @@ def demo(
         raise ConfigError(f"--images-per-class must be >= 1, got {images_per_class}")
     if not width > 0:
         raise ConfigError(f"--width must be > 0, got {width}")
-    replace_previous = check_demo_out(out, overwrite)  # cheap checks first: nothing imported or removed yet
+    replace_previous = check_owned_out(out, overwrite, marker="demo.json", what="'mind-edge demo'")  # nothing imported yet
     require_modules("torch", "safetensors", "sklearn", "onnx", "onnxruntime")
 
     import numpy as np
@@ -557,7 +557,7 @@ def demo(
     from mind_edge.train import preset as make_preset
 
     if replace_previous:
-        clear_demo_out(out)
+        clear_owned_out(out, DEMO_OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo.json").write_text(json.dumps({"created_by": "mind-edge demo", "outputs": list(DEMO_OUTPUTS)}) + "\n")
     times: dict[str, float] = {}
