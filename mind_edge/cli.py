@@ -100,7 +100,11 @@ def require_modules(*modules: str) -> None:
     from mind_edge.errors import MissingExtraError
 
     for module in modules:
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken or blocked install counts as missing
+            found = False
+        if not found:
             raise MissingExtraError(module, EXTRA_OF.get(module, "all"), f"'{_command_name()}'")
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mind_edge.core.plan import ARCHS, FREE, BlockPlan, ConvPlan, NetConfig, plan_net
+from mind_edge.core.routing import EXTRA_SCORES, RoutingStats, plan_taps
 from mind_edge.errors import CapacityError, ConfigError
 
 __all__ = ["ARCHS", "FREE", "NetConfig", "MaskedConv2d", "TaskBatchNorm2d", "TaskHead", "DownsampleA", "BasicBlock",
@@ -64,13 +65,65 @@ class TaskBatchNorm2d(nn.Module):
         return self.sets[task](x)
 
 
-class TaskHead(nn.Module):
-    """A task's classifier plus the global class ids its outputs stand for."""
+class RoutingStatsBuffers(nn.Module):
+    """One task's routing statistics as buffers (:class:`mind_edge.core.routing.RoutingStats`).
 
-    def __init__(self, in_features: int, classes: list[int]):
+    ``count`` is the number of training images they were gathered from; 0 means not gathered
+    yet (a run trained before routing statistics existed: ``mind-edge calibrate`` fills them).
+    """
+
+    def __init__(self, tap_dims: tuple[int, ...], num_classes: int):
+        super().__init__()
+        self.tap_dims = tuple(tap_dims)
+        for k, f in enumerate(self.tap_dims):
+            self.register_buffer(f"whiten{k}", torch.zeros(f, f))
+            self.register_buffer(f"means{k}", torch.zeros(num_classes, f))
+        n_scores = len(self.tap_dims) + len(EXTRA_SCORES)
+        self.register_buffer("score_mean", torch.zeros(n_scores))
+        self.register_buffer("score_std", torch.ones(n_scores))
+        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+
+    @property
+    def ready(self) -> bool:
+        return int(self.count) > 0
+
+    def whiten(self, k: int) -> torch.Tensor:
+        return getattr(self, f"whiten{k}")
+
+    def means(self, k: int) -> torch.Tensor:
+        return getattr(self, f"means{k}")
+
+    def to_arrays(self) -> RoutingStats | None:
+        if not self.ready:
+            return None
+
+        def np32(t: torch.Tensor):
+            return t.detach().cpu().numpy().astype("float32", copy=True)
+
+        k = len(self.tap_dims)
+        return RoutingStats(whiten=tuple(np32(self.whiten(j)) for j in range(k)),
+                            means=tuple(np32(self.means(j)) for j in range(k)),
+                            score_mean=np32(self.score_mean), score_std=np32(self.score_std), count=int(self.count))
+
+    @torch.no_grad()
+    def load_arrays(self, stats: RoutingStats) -> None:
+        stats.check(self.tap_dims, self.means(0).shape[0])
+        for j in range(len(self.tap_dims)):
+            self.whiten(j).copy_(torch.from_numpy(stats.whiten[j]))
+            self.means(j).copy_(torch.from_numpy(stats.means[j]))
+        self.score_mean.copy_(torch.from_numpy(stats.score_mean))
+        self.score_std.copy_(torch.from_numpy(stats.score_std))
+        self.count.fill_(int(stats.count))
+
+
+class TaskHead(nn.Module):
+    """A task's classifier, the global class ids its outputs stand for and its routing statistics."""
+
+    def __init__(self, in_features: int, classes: list[int], tap_dims: tuple[int, ...] = ()):
         super().__init__()
         self.fc = nn.Linear(in_features, len(classes))
         self.register_buffer("classes", torch.tensor(classes, dtype=torch.int64))
+        self.routing = RoutingStatsBuffers(tuple(tap_dims) or (in_features,), len(classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x)
@@ -140,6 +193,8 @@ class MindNet(nn.Module):
         self.stem_bn = TaskBatchNorm2d(self.plan.stem.out_ch)
         self.blocks = nn.ModuleList(BasicBlock(b) for b in self.plan.blocks)
         self.feature_dim = self.plan.feature_dim
+        #: blocks whose pooled outputs feed the routing statistics (mind_edge.core.routing.tap_blocks)
+        self.tap_blocks, self.tap_dims = plan_taps(self.plan)
         self.heads = nn.ModuleList()
         self._init_weights()
 
@@ -175,7 +230,7 @@ class MindNet(nn.Module):
         device = self.stem.weight.device
         for bn in self.task_batchnorms():
             bn.add_task()
-        self.heads.append(TaskHead(self.feature_dim, list(classes)))
+        self.heads.append(TaskHead(self.feature_dim, list(classes), self.tap_dims))
         return self.to(device).num_tasks - 1
 
     def claim_size(self, layer: MaskedConv2d) -> int:
@@ -187,12 +242,20 @@ class MindNet(nn.Module):
 
     # -- forward --------------------------------------------------------------------
     def features(self, x: torch.Tensor, task: int, include_free: bool = False) -> torch.Tensor:
+        return self.tap_features(x, task, include_free, taps=False)[-1]
+
+    def tap_features(self, x: torch.Tensor, task: int, include_free: bool = False, taps: bool = True) -> list[torch.Tensor]:
+        """Pooled outputs ``[B, F_k]`` of sub-network ``task`` at every routing tap (the last one is
+        the head's input); with ``taps=False`` only the head's input."""
         if not 0 <= task < self.num_tasks:
             raise ConfigError(f"task {task} does not exist; the model holds {self.num_tasks} tasks")
         out = F.relu(self.stem_bn(self.stem(x, task, include_free), task))
-        for block in self.blocks:
+        pooled = []
+        for i, block in enumerate(self.blocks):
             out = block(out, task, include_free)
-        return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+            if taps and i in self.tap_blocks:
+                pooled.append(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return pooled if taps else [torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)]
 
     def forward(self, x: torch.Tensor, task: int, include_free: bool = False) -> torch.Tensor:  # type: ignore[override]
         """Logits of task ``task``'s head computed by sub-network ``task``."""
@@ -201,6 +264,19 @@ class MindNet(nn.Module):
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits of every sub-network (its weights, BN set and head)."""
         return [self(x, t) for t in range(self.num_tasks)]
+
+    def forward_all_taps(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """Every sub-network's logits and its pooled features at the routing taps."""
+        logits, taps = [], []
+        for t in range(self.num_tasks):
+            pooled = self.tap_features(x, t)
+            logits.append(self.heads[t](pooled[-1]))
+            taps.append(pooled)
+        return logits, taps
+
+    def routing_stats(self) -> list[RoutingStats | None]:
+        """Every task's routing statistics (``None`` where not gathered)."""
+        return [h.routing.to_arrays() for h in self.heads]
 
     # -- bookkeeping ----------------------------------------------------------------
     def owner_counts(self) -> dict[str, list[int]]:

@@ -1,0 +1,413 @@
+"""Task-agnostic routing: the one contract (policies, constants, statistics) and its numpy form.
+
+A MIND model holds N sub-networks and, at test time, does not know the task. Every policy
+computes one **score per task** ``s[b, t]`` (``task_confidence``); the task is
+``argmax_t s[b, t]`` (the first index on exact ties, as ONNX ArgMax does) and the label is
+the argmax of that task's head, mapped to its global class id. The policies:
+
+=============== ======= ============ =============================================================
+policy          version statistics   score of task t for an input x
+=============== ======= ============ =============================================================
+``maxprob``     1       no           ``max softmax(z_t / T)`` — MIND's rule (the paper's)
+``entropy``     1       no           maxprob, then of the two most confident tasks the one with
+                                     the lower normalised entropy (``H / log C_t``) wins
+``maxlogit``    1       yes          ``(max z_t - mu) / sd`` (mu, sd of task t's own training data)
+``energy``      1       yes          ``(logsumexp z_t - mu) / sd``
+``mahalanobis`` 1       yes          ``-sum_k (d_tk - mu_k) / sd_k`` where ``d_tk`` is the squared
+                                     Mahalanobis distance of sub-network t's pooled, L2-normalised
+                                     features at tap k to the nearest class mean of task t
+``combined``    1       yes          ``mahalanobis + maxlogit``
+=============== ======= ============ =============================================================
+
+**Routing statistics** (:class:`RoutingStats`) are what a task gathers from *its own* training
+data at the end of its training (never images or features of it afterwards, never another
+task's data): per feature tap k the whitening matrix ``L_k`` (lower Cholesky factor of the
+precision of a Ledoit-Wolf shrunk covariance of the class-centred features, so
+``d = ||(f - m_c) L_k||^2``), the whitened class means ``m_c L_k``, and the mean and spread of
+every score on the task's own training images. They are frozen with the task like its weights.
+
+**Feature taps** are the global-average-pooled outputs of the first residual block and of the
+last block of every stage (:func:`tap_blocks`); for the CIFAR ResNet-32 at width 1 that is
+16 + 16 + 32 + 64 channels, i.e. about 24 kB of statistics per task. Distances at several depths
+tell in-distribution from foreign inputs far better than the last layer alone
+(``benchmarks/routing.py``; Lee et al. 2018 use the same ensemble for out-of-distribution detection).
+
+Every backend computes the distance in the same expanded form, in float32::
+
+    g = normalise(f) @ L_k                      # [F_k]
+    d = sum(g * g) - 2 * g @ means_k.T + mnorm  # mnorm = sum(means_k ** 2, axis=1); padding: PAD_DISTANCE
+    d_k = min over classes of d
+
+so the torch evaluation (:mod:`mind_edge.routing`), this numpy version and the ONNX routing
+head (:mod:`mind_edge.runtime.graph`) agree to float32 rounding (a test holds them equal).
+
+**Routed confidence.** ``maxprob``/``entropy``: the chosen task's max-probability. Score
+policies: ``softmax_t(s)[task] * max softmax(z_task / T)``, the probability of the chosen task
+among the tasks times that of the class within it (what the ECE of ``benchmarks/routing.py``
+measures).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from mind_edge.errors import ConfigError
+
+#: ``task_logits`` padding beyond a head's classes: exp((PAD - max) / T) underflows to 0 for any T < 1e3.
+PAD_LOGIT = -1.0e4
+#: Squared-distance padding beyond a head's classes (never the minimum; finite in float32).
+PAD_DISTANCE = 1.0e30
+#: Lower bound of a score's spread (a constant score on the training data must not divide by 0).
+MIN_SPREAD = 1e-6
+#: Score columns of :attr:`RoutingStats.score_mean` after the K tap distances.
+EXTRA_SCORES = ("maxlogit", "energy")
+#: Layout of the routing statistics (graph initializers, checkpoint buffers, patches).
+STATS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    version: int
+    needs_stats: bool  # uses statistics gathered from each task's training data
+    uses_features: bool  # needs the pooled features of the taps (not only the logits)
+    summary: str
+
+
+POLICIES: dict[str, Policy] = {p.name: p for p in (
+    Policy("maxprob", 1, False, False, "MIND's rule: the sub-network with the highest max softmax(z/T)"),
+    Policy("entropy", 1, False, False, "maxprob, then the lower normalised entropy of the top two tasks"),
+    Policy("maxlogit", 1, True, False, "max-logit, z-normalised by each task's own training data"),
+    Policy("energy", 1, True, False, "energy (logsumexp of the logits), z-normalised likewise"),
+    Policy("mahalanobis", 1, True, True, "multi-depth Mahalanobis distance to the task's class means, z-normalised"),
+    Policy("combined", 1, True, True, "mahalanobis + maxlogit"),
+)}
+
+#: The policy new runs, exports and the demo use (chosen by benchmarks/routing.py; README "Routing").
+DEFAULT_POLICY = "mahalanobis"
+
+
+def get_policy(name: str) -> Policy:
+    """The policy called ``name`` (one error line listing the choices otherwise)."""
+    policy = POLICIES.get(str(name))
+    if policy is None:
+        raise ConfigError(f"unknown routing policy {name!r}; choose one of {', '.join(POLICIES)}")
+    return policy
+
+
+def check_temperature(value, what: str = "temperature") -> float:
+    """The one rule for a routing temperature: a finite number > 0."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a finite number > 0, got {value!r}") from None
+    if not (math.isfinite(t) and t > 0):
+        raise ConfigError(f"{what} must be a finite number > 0, got {value!r}")
+    return t
+
+
+def tap_blocks(block_strides: Sequence[int]) -> list[int]:
+    """Indices of the residual blocks whose pooled outputs are routing taps.
+
+    ``block_strides[i]`` is the stride of block i's first conv: the first block and the last
+    block of every stage (the block before a strided one, and the last block) are taps.
+    """
+    n = len(block_strides)
+    if n == 0:
+        raise ConfigError("a network without residual blocks has no routing taps")
+    ends = {i for i in range(n) if i == n - 1 or int(block_strides[i + 1]) != 1}
+    return sorted({0} | ends)
+
+
+def plan_taps(plan) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(block indices, channel counts)`` of the routing taps of a :class:`mind_edge.core.plan.NetPlan`."""
+    blocks = tuple(tap_blocks([b.conv1.stride for b in plan.blocks]))
+    return blocks, tuple(int(plan.blocks[i].conv2.out_ch) for i in blocks)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingStats:
+    """One task's routing statistics (float32 numpy arrays)."""
+
+    whiten: tuple[np.ndarray, ...]  # per tap [F_k, F_k]: P_k = L L^T, lower-triangular L
+    means: tuple[np.ndarray, ...]  # per tap [C, F_k]: class means times L
+    score_mean: np.ndarray  # [K + 2]: tap distances, then EXTRA_SCORES
+    score_std: np.ndarray  # [K + 2]
+    count: int  # training images the statistics were gathered from
+
+    @property
+    def num_taps(self) -> int:
+        return len(self.whiten)
+
+    @property
+    def tap_dims(self) -> tuple[int, ...]:
+        return tuple(int(w.shape[0]) for w in self.whiten)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.means[0].shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in (*self.whiten, *self.means, self.score_mean, self.score_std)) + 8)
+
+    def same_as(self, other: "RoutingStats | None") -> bool:
+        if other is None or self.count != other.count or self.num_taps != other.num_taps:
+            return False
+        pairs = list(zip(self.whiten, other.whiten)) + list(zip(self.means, other.means))
+        pairs += [(self.score_mean, other.score_mean), (self.score_std, other.score_std)]
+        return all(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes() for a, b in pairs)
+
+    def check(self, tap_dims: Sequence[int] | None = None, num_classes: int | None = None, where: str = "") -> None:
+        """Shapes, dtypes and finiteness (raises ConfigError naming what is wrong)."""
+        at = f" of {where}" if where else ""
+        if len(self.means) != len(self.whiten) or self.num_taps == 0:
+            raise ConfigError(f"routing statistics{at}: {len(self.whiten)} whitening matrices but {len(self.means)} mean sets")
+        if tap_dims is not None and tuple(tap_dims) != self.tap_dims:
+            raise ConfigError(f"routing statistics{at} have taps of {list(self.tap_dims)} channels; the network has {list(tap_dims)}")
+        c = self.num_classes
+        if num_classes is not None and c != num_classes:
+            raise ConfigError(f"routing statistics{at} hold {c} class means; the head has {num_classes} classes")
+        k = self.num_taps
+        for w, m in zip(self.whiten, self.means):
+            f = w.shape[0]
+            if w.shape != (f, f) or m.shape != (c, f):
+                raise ConfigError(f"routing statistics{at}: whitening {list(w.shape)} / means {list(m.shape)} do not fit")
+        if self.score_mean.shape != (k + len(EXTRA_SCORES),) or self.score_std.shape != self.score_mean.shape:
+            raise ConfigError(f"routing statistics{at}: score statistics {list(self.score_mean.shape)}, expected [{k + 2}]")
+        arrays = (*self.whiten, *self.means, self.score_mean, self.score_std)
+        if any(a.dtype != np.float32 or not np.all(np.isfinite(a)) for a in arrays):
+            raise ConfigError(f"routing statistics{at} are not finite float32 arrays")
+        if not np.all(self.score_std > 0) or self.count < 1:
+            raise ConfigError(f"routing statistics{at}: spreads must be > 0 and the image count >= 1")
+
+
+def l2_normalise(f: np.ndarray) -> np.ndarray:
+    """``f / max(||f||, 1e-12)`` along the last axis, float32."""
+    f = np.asarray(f, dtype=np.float32)
+    norm = np.sqrt(np.sum(f * f, axis=-1, keepdims=True, dtype=np.float32))
+    return f / np.maximum(norm, np.float32(1e-12))
+
+
+def tap_distance(f: np.ndarray, whiten: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance of features ``f`` ``[B, F]`` to the nearest class mean: ``[B]``."""
+    g = l2_normalise(f) @ whiten
+    mnorm = np.sum(means * means, axis=1, dtype=np.float32)
+    d = np.sum(g * g, axis=1, keepdims=True, dtype=np.float32) - np.float32(2.0) * (g @ means.T) + mnorm[None, :]
+    return d.min(axis=1)
+
+
+def _shrunk_covariance(x: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf shrinkage of the covariance of centred rows ``x`` towards ``mu * I`` (float64)."""
+    n, p = x.shape
+    s = x.T @ x / n
+    mu = np.trace(s) / p
+    d2 = float(np.sum((s - mu * np.eye(p)) ** 2))
+    x2 = x * x
+    b2 = float((np.sum(x2.T @ x2) / n - np.sum(s * s)) / n)
+    alpha = 1.0 if d2 <= 0 else min(max(b2, 0.0), d2) / d2
+    return (1.0 - alpha) * s + alpha * mu * np.eye(p)
+
+
+def _whitening(cov: np.ndarray) -> np.ndarray:
+    """Lower-triangular L with ``L @ L.T == inv(cov)`` (float64), robust to near-singular covariances."""
+    vals, vecs = np.linalg.eigh(cov)
+    floor = max(float(vals.max()), 1e-12) * 1e-8
+    precision = (vecs / np.maximum(vals, floor)) @ vecs.T
+    return np.linalg.cholesky((precision + precision.T) / 2)
+
+
+def logit_scores(logits: np.ndarray) -> np.ndarray:
+    """``[B, 2]``: max-logit and energy (logsumexp) of one head's logits ``[B, C]`` (float32)."""
+    z = np.asarray(logits, dtype=np.float32)
+    m = z.max(axis=1)
+    energy = m + np.log(np.sum(np.exp(z - m[:, None]), axis=1, dtype=np.float32))
+    return np.stack([m, energy], axis=1)
+
+
+def fit_routing_stats(taps: Sequence[np.ndarray], labels: np.ndarray, num_classes: int, logits: np.ndarray) -> RoutingStats:
+    """Routing statistics of one task from its own training images.
+
+    ``taps[k]``: ``[n, F_k]`` pooled features of the task's sub-network at tap k, ``labels``:
+    ``[n]`` local class ids, ``logits``: ``[n, C]`` of the task's head. Deterministic (a run
+    calibrated later equals the statistics gathered during training).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.shape[0]
+    if n < 2:
+        raise ConfigError(f"routing statistics need at least 2 training images of the task, got {n}")
+    present = np.bincount(labels, minlength=num_classes)
+    whiten, means, dists = [], [], []
+    for f in taps:
+        f = np.asarray(f)
+        if f.shape[0] != n:
+            raise ConfigError(f"{f.shape[0]} feature rows for {n} labels")
+        x = l2_normalise(f).astype(np.float64)
+        centers = np.zeros((num_classes, x.shape[1]))
+        for c in range(num_classes):
+            # a class without images (cannot happen for a learned task) keeps the task's mean
+            centers[c] = x[labels == c].mean(axis=0) if present[c] else x.mean(axis=0)
+        lw = _whitening(_shrunk_covariance(x - centers[labels]))
+        w32 = lw.astype(np.float32)
+        m32 = (centers @ lw).astype(np.float32)
+        whiten.append(w32)
+        means.append(m32)
+        dists.append(tap_distance(f, w32, m32).astype(np.float64))
+    scores = np.concatenate([np.stack(dists, axis=1), logit_scores(logits).astype(np.float64)], axis=1)
+    return RoutingStats(
+        whiten=tuple(whiten), means=tuple(means),
+        score_mean=scores.mean(axis=0).astype(np.float32),
+        score_std=np.maximum(scores.std(axis=0), MIN_SPREAD).astype(np.float32),
+        count=int(n),
+    )
+
+
+# ----------------------------------------------------------------------------- numpy routing
+
+
+@dataclass(frozen=True)
+class RoutedArrays:
+    label: np.ndarray  # [B] int64 global class id
+    task: np.ndarray  # [B] int64
+    confidence: np.ndarray  # [B] float32
+    task_confidence: np.ndarray  # [B, N] float32: the policy's per-task score
+
+
+def class_table(task_classes: Sequence[Sequence[int]], cmax: int | None = None) -> np.ndarray:
+    """``[N, Cmax]`` int64 table of every head's global class ids, padded with ``-1``."""
+    if not task_classes:
+        raise ConfigError("a class table needs at least one task")
+    width = max(len(c) for c in task_classes) if cmax is None else int(cmax)
+    table = np.full((len(task_classes), width), -1, dtype=np.int64)
+    for t, classes in enumerate(task_classes):
+        if not 0 < len(classes) <= width:
+            raise ConfigError(f"task {t} has {len(classes)} classes; expected 1..{width}")
+        table[t, : len(classes)] = np.asarray(classes, dtype=np.int64)
+    return table
+
+
+def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e * (np.float32(1.0) / e.sum(axis=axis, keepdims=True, dtype=np.float32))
+
+
+def softmax_max(task_logits: np.ndarray, temperature: float) -> np.ndarray:
+    """``max(softmax(task_logits / T, axis=2), axis=2)`` in float32: ``[B, N]``."""
+    z = np.asarray(task_logits, dtype=np.float32) / np.float32(temperature)
+    return _softmax(z, 2).max(axis=2)
+
+
+def split_taps(task_features: np.ndarray, tap_dims: Sequence[int]) -> list[np.ndarray]:
+    """``task_features`` ``[B, N, sum F_k]`` (the graph output) → per tap ``[B, N, F_k]``."""
+    bounds = np.cumsum([0, *tap_dims])
+    if task_features.shape[-1] != bounds[-1]:
+        raise ConfigError(f"task_features has {task_features.shape[-1]} channels; the taps have {int(bounds[-1])}")
+    return [task_features[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def policy_scores(
+    policy: str,
+    task_logits: np.ndarray,
+    temperature: float,
+    *,
+    num_classes: Sequence[int],
+    stats: Sequence[RoutingStats | None] | None = None,
+    taps: Sequence[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores [B, N], maxprob [B, N])`` of ``policy``; ``taps[k]`` is ``[B, N, F_k]``."""
+    p = get_policy(policy)
+    z = np.asarray(task_logits, dtype=np.float32)
+    maxprob = softmax_max(z, temperature)
+    if not p.needs_stats:
+        return maxprob, maxprob
+    if stats is None or any(s is None for s in stats):
+        missing = [t for t, s in enumerate(stats or [None] * z.shape[1]) if s is None]
+        raise ConfigError(
+            f"routing policy {policy!r} needs routing statistics, which task(s) {missing} do not have; "
+            "run 'mind-edge calibrate RUN' on the training run (then export again)"
+        )
+    n = z.shape[1]
+    k = stats[0].num_taps
+    extra = np.stack([logit_scores(z[:, t, : num_classes[t]]) for t in range(n)], axis=1)  # [B, N, 2]
+    mean = np.stack([s.score_mean for s in stats])  # [N, K+2]
+    std = np.stack([s.score_std for s in stats])
+    score = np.zeros(z.shape[:2], dtype=np.float32)
+    if policy in ("maxlogit", "combined"):
+        score = score + (extra[:, :, 0] - mean[:, k]) / std[:, k]
+    if policy == "energy":
+        score = score + (extra[:, :, 1] - mean[:, k + 1]) / std[:, k + 1]
+    if p.uses_features:
+        if taps is None or len(taps) != k:
+            raise ConfigError(f"routing policy {policy!r} needs the pooled features of {k} taps (graph output task_features)")
+        for j in range(k):
+            d = np.stack([tap_distance(taps[j][:, t], stats[t].whiten[j], stats[t].means[j]) for t in range(n)], axis=1)
+            score = score - (d - mean[:, j]) / std[:, j]
+    return score.astype(np.float32), maxprob
+
+
+def route_numpy(
+    task_logits: np.ndarray,
+    table: np.ndarray,
+    temperature: float,
+    policy: str = "maxprob",
+    *,
+    stats: Sequence[RoutingStats | None] | None = None,
+    task_features: np.ndarray | None = None,
+) -> RoutedArrays:
+    """Route a batch from the graph's ``task_logits`` ``[B, N, Cmax]`` (and ``task_features``
+    ``[B, N, sum F_k]`` for feature policies) with the class ``table`` ``[N, Cmax]``."""
+    temperature = check_temperature(temperature)
+    z = np.asarray(task_logits, dtype=np.float32)
+    table = np.asarray(table)
+    if z.ndim != 3 or table.ndim != 2 or z.shape[1:] != table.shape:
+        raise ConfigError(
+            f"routing needs task_logits [B, N, Cmax] and a class table [N, Cmax]; got "
+            f"{list(z.shape)} and {list(table.shape)}"
+        )
+    sizes = [int(np.sum(row >= 0)) for row in table]
+    taps = None
+    if get_policy(policy).uses_features and stats is not None and all(s is not None for s in stats):
+        if task_features is None:
+            raise ConfigError(f"routing policy {policy!r} needs the graph output task_features; re-export the bundle")
+        taps = split_taps(np.asarray(task_features, dtype=np.float32), stats[0].tap_dims)
+    score, maxprob = policy_scores(policy, z, temperature, num_classes=sizes, stats=stats, taps=taps)
+    rows = np.arange(z.shape[0])
+    task = np.argmax(score, axis=1).astype(np.int64)
+    if policy == "entropy" and z.shape[1] > 1:
+        probs = _softmax(z / np.float32(temperature), 2)
+        ent = -np.sum(probs * np.log(np.maximum(probs, np.float32(1e-30))), axis=2, dtype=np.float32)
+        ent = ent / np.log(np.maximum(np.asarray(sizes, dtype=np.float32), np.float32(2.0)))
+        order = np.argsort(-score, axis=1, kind="stable")[:, :2]
+        pick = np.argmin(np.take_along_axis(ent, order, axis=1), axis=1)
+        task = order[rows, pick].astype(np.int64)
+    local = np.argmax(z[rows, task], axis=1)
+    label = table[task, local].astype(np.int64)
+    if get_policy(policy).needs_stats:
+        confidence = _softmax(score, 1)[rows, task] * maxprob[rows, task]
+    else:
+        confidence = maxprob[rows, task]
+    return RoutedArrays(label=label, task=task, confidence=confidence.astype(np.float32), task_confidence=score)
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE with ``bins`` equal-width confidence bins (Guo et al. 2017)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if confidence.size == 0:
+        return float("nan")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            ece += sel.mean() * abs(confidence[sel].mean() - correct[sel].mean())
+    return float(ece)
