@@ -10,9 +10,11 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mind_edge.devices.profiles import Detection, DeviceProfile, detect, get_profile, list_profiles
 from mind_edge.errors import MindEdgeError
+from mind_edge.textsafe import clean, text
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def _console() -> Console:
 
 
 def _fail(exc: MindEdgeError) -> NoReturn:
-    message = " ".join(str(exc).split())
+    message = clean(" ".join(str(exc).split()))  # one line, no control characters
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -81,7 +83,7 @@ def list_cmd(json_out: JsonOpt = False) -> None:
     table.add_column("power modes")
     table.add_column("workspace", no_wrap=True, justify="right")
     for p in profiles:
-        table.add_row(
+        table.add_row(*(text(v) for v in (  # data, never markup
             p.name,
             p.display_name,
             _or(p.jetpack),
@@ -91,7 +93,7 @@ def list_cmd(json_out: JsonOpt = False) -> None:
             str(p.dla_cores),
             _modes(p),
             _workspace(p),
-        )
+        )))
     _console().print(table)
 
 
@@ -108,7 +110,7 @@ def show_cmd(
     if json_out:
         _echo_json(p.to_dict())
         return
-    table = Table(title=f"{p.display_name} ({p.name})", show_header=False)
+    table = Table(title=text(f"{p.display_name} ({p.name})"), show_header=False)
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value")
     gpu = (
@@ -145,7 +147,7 @@ def show_cmd(
         ("sources", "\n".join(p.sources)),
     ]
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, Text("\n").join(text(line) for line in str(value).split("\n")))
     _console().print(table)
 
 
@@ -163,9 +165,9 @@ def _detection_table(d: Detection) -> Table:
         ("CPU", f"{_or(d.cpu_model)} x{_or(d.cpu_count, '?')}"),
         ("memory", mem),
     ]:
-        table.add_row(key, value)
+        table.add_row(key, text(value))
     for w in d.warnings:
-        table.add_row("[yellow]warning[/yellow]", w)
+        table.add_row(Text("warning", style="yellow"), text(w))
     return table
 
 

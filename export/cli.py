@@ -65,7 +65,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(res.summary()))
             return
-        table = Table(title=f"bundle {res.bundle}", title_justify="left", show_header=False)
+        from mind_edge.textsafe import markup, text  # paths and messages are data, never markup
+
+        table = Table(title=text(f"bundle {res.bundle}"), title_justify="left", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
         table.add_row("graph", f"{res.layout} layout, opset {res.opset}, {res.num_tasks} tasks, T={res.temperature:g}")
@@ -82,6 +84,6 @@ def register(app: typer.Typer) -> None:
             table.add_row("max |Δ|", deltas)
             table.add_row("agreement", agree)
             for w in rep.get("warnings", []):
-                table.add_row("warning", f"[yellow]{w}[/]")
+                table.add_row("warning", f"[yellow]{markup(w)}[/]")
         table.add_row("time", f"{res.seconds:.1f} s")
         console.print(table)

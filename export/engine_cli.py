@@ -47,11 +47,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(res.summary()))
             return
         fp = res.fingerprint
-        table = Table(title=f"engine {res.path}", title_justify="left", show_header=False)
+        from mind_edge.textsafe import text  # paths and names are data, never markup
+
+        table = Table(title=text(f"engine {res.path}"), title_justify="left", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
         table.add_row("status", "[yellow]reused (same fingerprint; --force rebuilds)[/]" if res.reused else "[green]built[/]")
-        table.add_row("machine", fp.machine.describe())
+        table.add_row("machine", text(fp.machine.describe()))
         table.add_row("precision", f"{fp.precision} ({fp.typing} typing"
                       + (f", {len(res.pinned_fp32_layers)} routing-head layers pinned to FP32" if res.pinned_fp32_layers else "")
                       + (", FP16 casts in the graph" if fp.precision == "fp16" and fp.typing == "strong" else "") + ")")
@@ -61,7 +63,7 @@ def register(app: typer.Typer) -> None:
         table.add_row("size", f"{res.record.bytes / 1e6:.2f} MB, sha256 {res.record.sha256[:16]}…")
         table.add_row("time", f"{res.seconds:.1f} s")
         for note in res.notes:
-            table.add_row("note", note)
+            table.add_row("note", text(note))
         console.print(table)
 
     @engine_app.command("list")
@@ -88,15 +90,17 @@ def register(app: typer.Typer) -> None:
                                    "engines": rows}))
             return
         title = f"engines of {bundle} — this machine: " + (machine.describe() if machine else f"unknown ({why_unknown})")
-        table = Table(title=title, title_justify="left")
+        from mind_edge.textsafe import text
+
+        table = Table(title=text(title), title_justify="left")
         for col in ("file", "precision", "DLA", "batch", "TensorRT", "GPU", "usable here"):
             table.add_column(col)
         for r in rows:
             usable = "?" if r["usable"] is None else ("[green]yes[/]" if r["usable"] else "[red]no[/]: " + "; ".join(r["why"]))
-            table.add_row(r["file"], f"{r['precision']} ({r['typing']})", "-" if r["dla_core"] is None else str(r["dla_core"]),
+            table.add_row(text(r["file"]), f"{r['precision']} ({r['typing']})", "-" if r["dla_core"] is None else str(r["dla_core"]),
                           r["batch"], r["tensorrt"], f"{r['gpu']} ({r['compute']})", usable)
         if not rows:
-            console.print(f"bundle {bundle} has no engine yet; build one with: mind-edge engine build {bundle}", soft_wrap=True)
+            console.print(text(f"bundle {bundle} has no engine yet; build one with: mind-edge engine build {bundle}"), soft_wrap=True)
             return
         console.print(table)
 

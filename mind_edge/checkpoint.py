@@ -24,27 +24,126 @@ RUN_JSON = "run.json"
 FORMAT_TAG = "mind-edge"
 
 
+MAX_RUN_JSON_BYTES = 64 << 20
+_RUN_FIX = "the run directory is corrupt or was edited — re-train it or restore run.json"
+
+
 def read_run_json(run_dir: str | Path) -> dict:
+    """``run.json`` of ``run_dir``, checked by its typed loader (:func:`check_run_meta`).
+
+    Unknown extra keys are kept (newer writers add sections); the keys mind-edge reads must
+    have the right types, or one :class:`CheckpointError` line names the field.
+    """
+    from mind_edge.schema import read_regular_file
+
     run_dir = Path(run_dir)
     path = run_dir / RUN_JSON
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist; pass the --out folder of a 'mind-edge train' run")
-    if not path.is_file():
-        have = ", ".join(sorted(p.name for p in run_dir.iterdir())) or "nothing"
+    if not path.exists():
+        from mind_edge.textsafe import clean
+
+        have = ", ".join(sorted(clean(p.name, limit=80) for p in run_dir.iterdir())[:30]) or "nothing"
         raise CheckpointError(f"{path} is missing (the folder holds: {have}); is {run_dir} a mind-edge run directory?")
+    data = read_regular_file(path, max_bytes=MAX_RUN_JSON_BYTES, error=CheckpointError, what="run file")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc}); the run directory is corrupt") from exc
+        meta = json.loads(data.decode("utf-8"))  # NaN allowed: a metric of an empty set is written as NaN
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not UTF-8 text; {_RUN_FIX}") from None
+    except (ValueError, RecursionError) as exc:
+        msg = str(exc) if isinstance(exc, json.JSONDecodeError) else "too deeply nested"
+        raise CheckpointError(f"{path} is not valid JSON ({msg}); the run directory is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path} is not a mind-edge run file (no \"format\": \"{FORMAT_TAG}\")")
     version = meta.get("schema_version")
     if version != RUN_SCHEMA:
+        shown = version if isinstance(version, int) and not isinstance(version, bool) else f"of type {type(version).__name__}"
         raise CheckpointError(
-            f"{path} has schema version {version!r}; this mind-edge reads version {RUN_SCHEMA}. "
+            f"{path} has schema version {shown}; this mind-edge reads version {RUN_SCHEMA}. "
             "Upgrade mind-edge or re-train the run"
         )
+    check_run_meta(meta, str(path))
     return meta
+
+
+def check_run_meta(meta: dict, where: str) -> None:
+    """Typed check of the ``run.json`` fields mind-edge reads (extra keys are allowed)."""
+    from mind_edge.schema import Fields, check_int
+
+    f = Fields(meta, f"{where} is malformed", CheckpointError, hint=_RUN_FIX)
+    net = f.sub("net")
+    net.str("arch", max_len=64)
+    net.int("in_channels", lo=1, hi=3)
+    net.ints("input_size", lo=1, hi=1 << 16, min_len=2, max_len=2)
+    net.float("width", positive=True)
+    net.int("capacity", lo=1, hi=127)
+    sc = f.sub("scenario")
+    sc.str("dataset", max_len=256)
+    sc.str("order", max_len=64)
+    sc.int("seed")
+    names = sc.strs("class_names", max_len=10_000_000, max_str=4096)
+
+    def class_lists(obj: "Fields", key: str) -> None:
+        for i, cl in enumerate(obj.list(key, max_len=127)):
+            if not isinstance(cl, list):
+                raise obj._fail(f"{obj._name(key)}[{i}]", "a list of class ids", cl)
+            for c in cl:
+                check_int(c, f"{obj._name(key)}[{i}]", obj, lo=0, hi=max(0, len(names) - 1))
+
+    class_lists(sc, "tasks")
+    if "learned_tasks" in meta:
+        class_lists(f, "learned_tasks")
+    if "data" in meta:
+        d = f.sub("data")
+        d.int("in_channels", lo=1, hi=3)
+        d.ints("input_size", lo=1, hi=1 << 16, min_len=2, max_len=2)
+        d.floats("mean", min_len=1, max_len=3)
+        d.floats("std", positive=True, min_len=1, max_len=3)
+        for key in ("dataset", "channel_order", "root"):
+            if d.has(key):
+                d.str(key, max_len=4096)
+    tr = f.sub("train")
+    if "method" in tr.obj:
+        tr.str("method", max_len=64)
+    for key in ("epochs", "distill_epochs"):
+        if key in tr.obj:
+            tr.int(key, lo=0)
+    if "batch_size" in tr.obj:
+        tr.int("batch_size", lo=1)
+    for key in ("lr", "distill_lr", "gamma", "weight_decay", "beta"):
+        if key in tr.obj:
+            tr.float(key)
+    if "temperature" in tr.obj:
+        tr.float("temperature", positive=True)
+    for key in ("milestones", "distill_milestones"):
+        if key in tr.obj:
+            tr.ints(key, lo=0)
+    if "seed" in meta:
+        f.int("seed")
+    if f.has("checkpoint_sha256"):
+        f.str("checkpoint_sha256", max_len=64)
+    for i, step in enumerate(f.list("steps", default=[])):
+        sf = f.item(step, f"steps[{i}]")
+        for key in ("tag_matrix", "taw_matrix"):
+            if key not in sf.obj:
+                continue
+            for r, row in enumerate(sf.list(key, max_len=127)):
+                if not isinstance(row, list):
+                    raise sf._fail(f"{sf._name(key)}[{r}]", "a list of accuracies", row)
+                for v in row:
+                    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                        raise sf._fail(f"{sf._name(key)}[{r}]", "numbers or null", v)
+        if "step" in sf.obj:
+            sf.int("step", lo=-1)
+        if sf.has("source"):
+            sf.sub("source")
+    if f.has("final"):
+        final = f.sub("final")
+        for key, v in final.obj.items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise final._fail(final._name(key), "a number", v)
+    if f.has("spec_key"):
+        f.sub("spec_key")
 
 
 def save_checkpoint(run_dir: str | Path, model) -> str:

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mind_edge.errors import MindEdgeError
+from mind_edge.textsafe import markup, text
 
 app = typer.Typer(
     name="mind-edge",
@@ -61,12 +62,29 @@ def _setup_logging(verbose: bool) -> None:
 
     root = logging.getLogger("mind_edge")
     if not any(isinstance(h, RichHandler) for h in root.handlers):
-        root.addHandler(RichHandler(console=err_console, show_path=False, show_time=False))
+        handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+        handler.addFilter(_one_clean_line)
+        root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+def _one_clean_line(record: logging.LogRecord) -> bool:
+    """Log messages carry data (names, paths): one line, no control characters, never markup."""
+    from mind_edge.textsafe import clean
+
+    record.msg, record.args = clean(record.getMessage()), None
+    return True
+
+
+def fail(message: str, code: int = 2, label: str = "error") -> typer.Exit:
+    """Print ``label: message`` as ONE line on stderr (the message is data: never markup, no control
+    characters, newlines shown as ``\\n``) and return the exit to raise."""
+    from rich.text import Text
+
+    from mind_edge.textsafe import clean
+
+    err_console.print(Text.assemble((f"{label}:", "bold red" if code == 2 else "bold yellow"), " ", clean(message)),
+                      highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -119,7 +137,10 @@ def handle_errors(fn):
             message = str(exc)
             if getattr(exc, "extra", None) in ("ort", "sign") and "mind-edge[device]" not in message:
                 message += "; on a device, 'mind-edge[device]' installs everything the device side needs"
-            raise fail(message) from None
+            raise fail(message, getattr(exc, "exit_code", 2), getattr(exc, "label", "error")) from None
+        except OSError as exc:  # a file system failure nothing more specific caught: still one line, exit 2
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise fail(f"{_command_name()} failed: {exc.strerror or type(exc).__name__}{where}") from None
         except ModuleNotFoundError as exc:
             top = (exc.name or "").split(".")[0]
             if top not in EXTRA_OF:
@@ -385,7 +406,7 @@ def train(
     with RichReporter(err_console) as rep:
         result = train_run(spec, out, resume=resume, reporter=rep)
     _show_run(result.meta)
-    console.print(f"run directory: [bold]{out}[/]")
+    console.print(f"run directory: [bold]{markup(out)}[/]")
 
 
 def check_new_output(out: Path, what: str, hint: str = "") -> None:
@@ -440,7 +461,7 @@ def eval_cmd(
     if as_json:
         console.print_json(json.dumps(res))
         return
-    table = Table(title=f"{run_dir} — T={res['temperature']} policy={res['policy']}", title_justify="left")
+    table = Table(title=text(f"{run_dir} — T={res['temperature']} policy={res['policy']}"), title_justify="left")
     for col in ("task", "TAG", "TAW", "routing"):
         table.add_column(col, justify="right")
     for j, (a, b, r) in enumerate(zip(res["tag"], res["taw"], res["routing"])):
@@ -470,18 +491,18 @@ def info(
         summary["checkpoint_ok"] = ok
         console.print_json(json.dumps(summary))
         return
-    table = Table(title=str(run_dir), title_justify="left", show_header=False)
+    table = Table(title=text(run_dir), title_justify="left", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     net, sc, tr = meta["net"], meta["scenario"], meta["train"]
-    table.add_row("architecture", f"{net['arch']} width {net['width']} input {net['in_channels']}x{net['input_size'][0]}x{net['input_size'][1]} capacity {net['capacity']}")
-    table.add_row("scenario", f"{sc['dataset']}: {len(meta['learned_tasks'])} of {len(sc['tasks'])} tasks learned, order {sc['order']} (seed {sc['seed']})")
-    table.add_row("method", f"{tr['method']}-distillation, {tr['epochs']}+{tr['distill_epochs']} epochs, T={tr['temperature']}, routing {tr['routing']}")
+    table.add_row("architecture", text(f"{net['arch']} width {net['width']} input {net['in_channels']}x{net['input_size'][0]}x{net['input_size'][1]} capacity {net['capacity']}"))
+    table.add_row("scenario", text(f"{sc['dataset']}: {len(meta['learned_tasks'])} of {len(sc['tasks'])} tasks learned, order {sc['order']} (seed {sc['seed']})"))
+    table.add_row("method", text(f"{tr['method']}-distillation, {tr['epochs']}+{tr['distill_epochs']} epochs, T={tr['temperature']}, routing {tr['routing']}"))
     table.add_row("checkpoint", f"{ck.stat().st_size / 1e6:.2f} MB, sha256 {'verified' if ok else '[red]MISMATCH[/]'}")
     names = sc["class_names"]
     for t, classes in enumerate(sc["tasks"]):
         mark = "" if t < len(meta["learned_tasks"]) else " (not learned yet)"
-        table.add_row(f"task {t}", ", ".join(str(names[c]) for c in classes) + mark)
+        table.add_row(f"task {t}", text(", ".join(str(names[c]) for c in classes) + mark))
     console.print(table)
     _show_run(meta)
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Mapping, Optional
 
 import typer
 
+from mind_edge.textsafe import markup, text
+
 DEFAULT_BACKENDS = "ort"
 DEFAULT_MONITOR_INTERVAL_MS = 100
 IDLE_SECONDS = 1.0  # = mind_edge.runtime.bench.IDLE_SECONDS (not imported here: bench pulls numpy)
@@ -82,9 +84,11 @@ def render(report: Mapping[str, Any], console) -> None:
 
     ctx, gemm, model = report["context"], report["gemm"], report["model"]
     v = ctx["versions"]
-    console.print(f"[bold]{model.get('description', 'model')}[/]")
+    from mind_edge.textsafe import markup as m  # names, paths and reasons are data, never markup
+
+    console.print(f"[bold]{m(model.get('description', 'model'))}[/]")
     vers = ", ".join(f"{k} {v[k]}" for k in ("onnxruntime", "torch", "tensorrt", "numpy") if v.get(k))
-    console.print(f"{ctx['cpu_model']} · {ctx['available_cpus']} CPU(s) available · {ctx['threads']} thread(s) · "
+    console.print(f"{m(ctx['cpu_model'])} · {ctx['available_cpus']} CPU(s) available · {ctx['threads']} thread(s) · "
                   f"python {v['python']} · {vers} · load {ctx.get('load_average_start')} → {ctx.get('load_average_end')}",
                   highlight=False)
     if gemm.get("peak_gflops"):
@@ -133,7 +137,7 @@ def render(report: Mapping[str, Any], console) -> None:
                       f"idle {_fmt(idle.get('power_w'), '.2f')} W over {_fmt(idle.get('seconds'), '.1f')} s "
                       f"({idle.get('n_samples', 0)} samples); energy above idle in the JSON", highlight=False, soft_wrap=True)
     for (name, status, reason), tasks in unavailable.items():
-        console.print(f"[yellow]{name}: {status}[/] ({', '.join(str(t) for t in sorted(set(tasks)))} task(s)): {reason}",
+        console.print(f"[yellow]{m(name)}: {m(status)}[/] ({', '.join(str(t) for t in sorted(set(tasks)))} task(s)): {m(reason)}",
                       highlight=False, soft_wrap=True)
     _speedups(report, console)
     for fit in report.get("linearity", []):
@@ -142,7 +146,7 @@ def render(report: Mapping[str, Any], console) -> None:
     for w in report.get("warnings", []):
         if " unavailable: " in w or " failed: " in w:
             continue  # printed under the table
-        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {m(w)}", highlight=False, soft_wrap=True)
 
 
 def _speedups(report: Mapping[str, Any], console) -> None:
@@ -223,11 +227,11 @@ def register(app: typer.Typer) -> None:
                                                       seed=seed)
             with err_console.status("benchmarking …") as status:
                 report = run_benchmark(spec, sources, workdir=work, model_info=info,
-                                       progress=lambda msg: status.update(f"benchmarking: {msg}"),
+                                       progress=lambda msg: status.update(f"benchmarking: {markup(msg)}"),
                                        monitor=tegrastats,
                                        idle_seconds=IDLE_SECONDS if monitor_idle_seconds is None else monitor_idle_seconds)
         render(report, console)
         if json_out is not None:
-            console.print(f"JSON: {write_json(report, json_out)}")
+            console.print(text(f"JSON: {write_json(report, json_out)}"))
         if plot is not None:
-            console.print(f"plot: {plot_report(report, plot)}")
+            console.print(text(f"plot: {plot_report(report, plot)}"))

@@ -64,9 +64,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps({"bundle": str(bundle), "backend": backend, "providers": used,
                                    "temperature": pred.temperature, "predictions": pred.records()}))
             return
-        table = Table(title=f"{bundle} — T={pred.temperature:g}, {backend} on {', '.join(used)}", title_justify="left")
+        from mind_edge.textsafe import text  # file and class names are data: never markup, no control characters
+
+        table = Table(title=text(f"{bundle} — T={pred.temperature:g}, {backend} on {', '.join(used)}"), title_justify="left")
         for col, just in (("file", "left"), ("class", "left"), ("label", "right"), ("task", "right"), ("confidence", "right")):
             table.add_column(col, justify=just)
         for r in pred.records():
-            table.add_row(r["file"], r["class_name"], str(r["label"]), str(r["task"]), f"{r['confidence']:.4f}")
+            table.add_row(text(r["file"]), text(r["class_name"]), str(r["label"]), str(r["task"]), f"{r['confidence']:.4f}")
         console.print(table)

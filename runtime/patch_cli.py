@@ -13,6 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from mind_edge.textsafe import markup as m
+from mind_edge.textsafe import text
+
 
 def _mb(n: float) -> str:
     return f"{n / 1e6:.3f} MB"
@@ -55,11 +58,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(res.summary()))
             return
-        table = Table(title=f"learned task {res.task} → {res.out}", title_justify="left", show_header=False)
+        table = Table(title=text(f"learned task {res.task} → {res.out}"), title_justify="left", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
-        table.add_row("classes", ", ".join(f"{n} (id {c})" for n, c in zip(res.class_names, res.classes)))
-        table.add_row("data", f"{res.train_images} training images, {res.test_images} test images ({res.test_split})")
+        table.add_row("classes", text(", ".join(f"{n} (id {c})" for n, c in zip(res.class_names, res.classes))))
+        table.add_row("data", text(f"{res.train_images} training images, {res.test_images} test images ({res.test_split})"))
         if res.new_task:
             nt = res.new_task
             table.add_row("new task", f"TAW {nt['taw']:.3f} · TAG {nt['tag']:.3f} · routed to it {nt['routing']:.3f}")
@@ -88,9 +91,9 @@ def register(app: typer.Typer) -> None:
         from mind_edge.runtime.signing import generate_keypair
 
         kp = generate_keypair(key, overwrite=overwrite)
-        console.print(f"secret key: [bold]{kp.secret_path}[/] (keep it on the build host)\n"
-                      f"public key: [bold]{kp.public_path}[/] (copy it to devices; --verify-key)\nkey id: {kp.key_id}",
-                      highlight=False)
+        console.print(f"secret key: [bold]{m(kp.secret_path)}[/] (keep it on the build host)\n"
+                      f"public key: [bold]{m(kp.public_path)}[/] (copy it to devices: 'mind-edge patch trust BUNDLE "
+                      f"KEY.pub' pins it; or --verify-key)\nkey id: {kp.key_id}", highlight=False)
 
     # ------------------------------------------------------------------------- patch create
     @patch_app.command("create")
@@ -112,7 +115,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(res.summary()))
             return
         console.print(
-            f"patch [bold]{res.path}[/]: task {res.task}, classes {', '.join(res.class_names)}; "
+            f"patch [bold]{m(res.path)}[/]: task {res.task}, classes {m(', '.join(res.class_names))}; "
             f"{res.patch_bytes:,} bytes = {100 * res.ratio:.1f} % of the patched model.onnx ({res.model_bytes:,} bytes); "
             f"{res.claimed_weights:,} of {res.dense_weights:,} weights; "
             f"{'signed' if res.signed else 'unsigned'}; sha256 {res.sha256[:16]}…", highlight=False)
@@ -135,27 +138,29 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 typer.echo(json.dumps(st))
                 return
-            console.print(f"bundle {st['bundle']}: live version {st['version'] or '(plain, never patched)'}, "
-                          f"{st['num_tasks']} tasks; versions kept: {', '.join(st['versions']) or '-'}", highlight=False)
+            trust = ", ".join(st["trusted_keys"]) or "none pinned (mind-edge patch trust)"
+            console.print(text(f"bundle {st['bundle']}: live version {st['version'] or '(plain, never patched)'}, "
+                               f"{st['num_tasks']} tasks; versions kept: {', '.join(st['versions']) or '-'}; "
+                               f"trusted keys: {trust}"), highlight=False)
             for rec in st["patches"]:
-                console.print(f"  task {rec['task']}: {', '.join(rec['class_names'])} — patch {rec['sha256'][:16]}… "
-                              f"applied {rec['applied']}{' signed by ' + rec['signed_by'] if rec.get('signed_by') else ''}",
-                              highlight=False)
+                console.print(text(f"  task {rec['task']}: {', '.join(rec['class_names'])} — patch {rec['sha256'][:16]}… "
+                                   f"applied {rec.get('applied')}"
+                                   f"{' signed by ' + rec['signed_by'] if rec.get('signed_by') else ''}"), highlight=False)
             return
-        p = read_patch(target)
+        p = read_patch(target, decode=False)  # inspect shows the checked header; the payload is never decoded here
         checked = verify_signature(p, verify_key) if verify_key is not None else None
         s = p.summary()
         s["signature_verified_with"] = checked
         if as_json:
             typer.echo(json.dumps(s))
             return
-        table = Table(title=f"patch {target}", title_justify="left", show_header=False)
+        table = Table(title=text(f"patch {target}"), title_justify="left", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
-        table.add_row("task", f"{s['task']}: {', '.join(f'{n} (id {c})' for n, c in zip(s['class_names'], s['classes']))}")
+        table.add_row("task", text(f"{s['task']}: {', '.join(f'{n} (id {c})' for n, c in zip(s['class_names'], s['classes']))}"))
         net = s["net"]
-        table.add_row("network", f"{net['arch']} width {net['width']} input {net['in_channels']}x{net['input_size'][0]}x"
-                                 f"{net['input_size'][1]} capacity {net['capacity']}")
+        table.add_row("network", text(f"{net['arch']} width {net['width']} input {net['in_channels']}x{net['input_size'][0]}x"
+                                      f"{net['input_size'][1]} capacity {net['capacity']}"))
         table.add_row("base", f"{s['base']['num_tasks']} tasks, fingerprint {s['base']['fingerprint'][:16]}…")
         table.add_row("result", f"fingerprint {s['result_fingerprint'][:16]}…")
         table.add_row("content", f"{s['claimed_weights']:,} claimed weights (positions: "
@@ -163,9 +168,9 @@ def register(app: typer.Typer) -> None:
         table.add_row("size", f"{s['total_bytes']:,} bytes (payload {s['payload_bytes']:,})")
         sig = s["signature"]
         table.add_row("signature", "none" if not p.signed else f"ed25519, key {sig.get('key_id') if sig else '?'}"
-                      + (f" — [green]verified[/] with {verify_key}" if checked else " (not checked; pass --verify-key)"))
+                      + (f" — [green]verified[/] with {m(verify_key)}" if checked else " (not checked; pass --verify-key)"))
         table.add_row("sha256", s["sha256"])
-        table.add_row("created", f"{s.get('created')} by {s.get('creator')}")
+        table.add_row("created", text(f"{s.get('created')} by {s.get('creator')}"))
         console.print(table)
 
     # ------------------------------------------------------------------------- patch apply
@@ -174,11 +179,14 @@ def register(app: typer.Typer) -> None:
     def apply_cmd(
         bundle: Annotated[Path, typer.Argument(help="The deployed bundle folder.")],
         patch: Annotated[Path, typer.Argument(help="The patch file.")],
-        verify_key: Annotated[Optional[Path], typer.Option("--verify-key", help="Public key: the patch must carry a valid signature by it.")] = None,
+        verify_key: Annotated[Optional[Path], typer.Option("--verify-key", help="Public key: the patch must carry a valid signature by it (a bundle with trusted keys, see 'patch trust', requires one of them anyway).")] = None,
         keep: Annotated[int, typer.Option(help="Versions to keep (the new one and its predecessors; >= 2 for rollback).")] = 2,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
-        """Verify, apply and validate a patch, then switch the bundle to the new version atomically."""
+        """Verify, apply and validate a patch, then switch the bundle to the new version atomically.
+
+        Exit codes: 0 applied; 2 refused or failed (the bundle is unchanged); 3 already applied (nothing to do).
+        """
         from mind_edge.runtime.patch import apply_patch
 
         res = apply_patch(bundle, patch, verify_key=verify_key, keep=keep)
@@ -186,8 +194,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(res.summary()))
             return
         console.print(
-            f"bundle [bold]{res.bundle}[/] now at version {res.version} (previous {res.previous} kept for rollback): "
-            f"task {res.task} added ({', '.join(res.class_names)}); earlier tasks' logits on the probe batch moved "
+            f"bundle [bold]{m(res.bundle)}[/] now at version {res.version} (previous {res.previous} kept for rollback): "
+            f"task {res.task} added ({m(', '.join(res.class_names))}); earlier tasks' logits on the probe batch moved "
             f"{res.max_abs_diff:.1e}; {'signature verified (key ' + res.signed_by + ')' if res.signed_by else 'no signature checked'}; "
             f"{res.seconds:.2f} s", highlight=False)
 
@@ -206,7 +214,43 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps({"bundle": str(res.bundle), "version": res.version, "removed": res.removed,
                                    "num_tasks": res.num_tasks}))
             return
-        console.print(f"bundle [bold]{res.bundle}[/] rolled back to version {res.version} ({res.num_tasks} tasks); "
+        console.print(f"bundle [bold]{m(res.bundle)}[/] rolled back to version {res.version} ({res.num_tasks} tasks); "
                       f"version {res.removed} removed", highlight=False)
+
+    # ------------------------------------------------------------------------- patch trust
+    @patch_app.command("trust")
+    @handle_errors
+    def trust_cmd(
+        bundle: Annotated[Path, typer.Argument(help="The bundle folder (plain or versioned).")],
+        key: Annotated[Optional[Path], typer.Argument(help="Public key file (KEY.pub of 'mind-edge keygen') to pin.")] = None,
+        remove: Annotated[Optional[str], typer.Option("--remove", help="Key id to remove from the bundle's trusted keys.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Pin public keys in a bundle (TRUSTED_KEYS): every later 'patch apply' then requires a signature by one of them.
+
+        Without KEY and --remove: list the trusted keys.
+        """
+        from mind_edge.runtime.patch import _bundle_root
+        from mind_edge.runtime.signing import read_trusted_keys, trust_key, untrust_key
+
+        root = _bundle_root(bundle)
+        added = None
+        if key is not None and remove is not None:
+            from mind_edge.errors import ConfigError
+
+            raise ConfigError("pass either a KEY to trust or --remove KEY_ID, not both")
+        if key is not None:
+            kid, added = trust_key(root, key)
+        elif remove is not None:
+            untrust_key(root, remove)
+        keys = [k for k, _ in read_trusted_keys(root)]
+        if as_json:
+            typer.echo(json.dumps({"bundle": str(root), "trusted_keys": keys, "added": added}))
+            return
+        if key is not None:
+            console.print(text(f"bundle {root}: key {kid} {'now trusted' if added else 'was already trusted'}; "
+                               "every 'patch apply' requires a signature by one of its trusted keys"), highlight=False)
+        console.print(text(f"trusted keys of {root}: {', '.join(keys) if keys else 'none (any patch applies; pass --verify-key to require a signature)'}"),
+                      highlight=False)
 
     app.add_typer(patch_app, name="patch")
