@@ -195,6 +195,9 @@ def load_model(run_dir: str | Path, verify: bool = True):
     model = build_model(config, learned)
     state = load_state(run_dir / CHECKPOINT, meta.get("checkpoint_sha256") if verify else None)
     own = model.state_dict()
+    # A run trained before routing statistics existed has none: its heads load uncalibrated
+    # (count 0) and 'mind-edge calibrate' gathers them; any other missing key is an error.
+    state = {**{k: v for k, v in own.items() if ".routing." in k and k not in state}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:

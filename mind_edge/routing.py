@@ -1,31 +1,66 @@
-"""Task-agnostic inference: pick the sub-network that is most sure of itself.
+"""Task-agnostic routing in torch, and gathering a task's routing statistics.
 
-For every task ``t``: ``p_t = softmax(z_t / T)`` and ``c_t = max(p_t)``; the task is
-``argmax_t c_t`` (the first one on exact ties, as ONNX ArgMax does) and the class is the
-argmax of that head, mapped to its global label. The optional ``entropy`` policy looks at
-the two most confident tasks and keeps the one whose distribution has the lower entropy
-(normalised by ``log(num_classes)`` so heads of different sizes compare fairly).
+The policies, their formulas and constants are defined once in :mod:`mind_edge.core.routing`
+(read its docstring); this module is their torch form, used by training-time evaluation, the
+exporter's validation and the torch latency baselines. It computes every score exactly as the
+numpy form and the ONNX head do (float32, the same expanded distance), so they agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 
+from mind_edge.core.routing import (
+    DEFAULT_POLICY,
+    PAD_LOGIT,
+    POLICIES,
+    RoutingStats,
+    check_temperature,
+    fit_routing_stats,
+    get_policy,
+)
 from mind_edge.errors import ConfigError
 
-POLICIES = ("maxprob", "entropy")
-PAD_LOGIT = -1.0e4  # task_logits padding: exp((PAD - max) / T) underflows to 0 for any T < 1e3
+__all__ = ["DEFAULT_POLICY", "PAD_LOGIT", "POLICIES", "Routed", "pad_logits", "route", "gather_routing_stats",
+           "torch_stats"]
 
 
 @dataclass
 class Routed:
     label: torch.Tensor  # [B] int64 global class id
     task: torch.Tensor  # [B] int64
-    confidence: torch.Tensor  # [B] float32, chosen task's max-probability
-    task_confidence: torch.Tensor  # [B, N]
+    confidence: torch.Tensor  # [B] float32
+    task_confidence: torch.Tensor  # [B, N]: the policy's per-task score
     task_logits: torch.Tensor  # [B, N, Cmax], padded with PAD_LOGIT
+
+
+@dataclass
+class TorchStats:
+    """One task's :class:`RoutingStats` as tensors on the device of the features."""
+
+    whiten: list[torch.Tensor]
+    means: list[torch.Tensor]
+    mnorm: list[torch.Tensor]
+    score_mean: torch.Tensor
+    score_std: torch.Tensor
+
+
+def torch_stats(stats: Sequence[RoutingStats | None], device) -> list[TorchStats | None]:
+    out: list[TorchStats | None] = []
+    for s in stats:
+        if s is None:
+            out.append(None)
+            continue
+        means = [torch.from_numpy(m).to(device) for m in s.means]
+        out.append(TorchStats(whiten=[torch.from_numpy(w).to(device) for w in s.whiten], means=means,
+                              mnorm=[(m * m).sum(dim=1) for m in means],
+                              score_mean=torch.from_numpy(s.score_mean).to(device),
+                              score_std=torch.from_numpy(s.score_std).to(device)))
+    return out
 
 
 def pad_logits(logits: list[torch.Tensor]) -> torch.Tensor:
@@ -36,33 +71,105 @@ def pad_logits(logits: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def _tap_distance(f: torch.Tensor, s: TorchStats, k: int) -> torch.Tensor:
+    """Squared Mahalanobis distance to the nearest class mean (the expanded form of the contract)."""
+    f = f.float()
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    g = f @ s.whiten[k]
+    d = (g * g).sum(dim=1, keepdim=True) - 2.0 * (g @ s.means[k].T) + s.mnorm[k][None, :]
+    return d.min(dim=1).values
+
+
+def _logit_scores(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    m = z.max(dim=1).values
+    energy = m + torch.log(torch.exp(z - m[:, None]).sum(dim=1))
+    return m, energy
+
+
 def route(
     logits: list[torch.Tensor],
     classes: list[torch.Tensor],
     temperature: float,
     policy: str = "maxprob",
+    *,
+    taps: list[list[torch.Tensor]] | None = None,
+    stats: Sequence[TorchStats | None] | None = None,
 ) -> Routed:
-    """Route a batch given every task's logits and every head's global class ids."""
-    if policy not in POLICIES:
-        raise ConfigError(f"unknown routing policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    if temperature <= 0:
-        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    """Route a batch given every task's logits (and, for feature policies, its tap features)."""
+    p = get_policy(policy)
+    temperature = check_temperature(temperature)
     padded = pad_logits(logits)  # [B, N, C]
     probs = torch.softmax(padded / temperature, dim=2)
-    task_conf, _ = probs.max(dim=2)  # [B, N]
-    task = torch.argmax(task_conf, dim=1)
-    if policy == "entropy" and len(logits) > 1:
-        top2 = torch.topk(task_conf, 2, dim=1).indices  # [B, 2]
-        sizes = torch.tensor([z.shape[1] for z in logits], dtype=probs.dtype, device=probs.device)
-        ent = -(probs * torch.log(probs.clamp_min(1e-30))).sum(dim=2) / torch.log(sizes.clamp_min(2))
-        e2 = torch.gather(ent, 1, top2)
-        task = torch.gather(top2, 1, torch.argmin(e2, dim=1, keepdim=True)).squeeze(1)
-    chosen = padded[torch.arange(padded.shape[0]), task]  # [B, C]
+    maxprob, _ = probs.max(dim=2)  # [B, N]
+    rows = torch.arange(padded.shape[0], device=padded.device)
+    if p.needs_stats:
+        if stats is None or any(s is None for s in stats):
+            missing = [t for t, s in enumerate(stats or [None] * len(logits)) if s is None]
+            raise ConfigError(
+                f"routing policy {policy!r} needs routing statistics, which task(s) {missing} do not have; "
+                "run 'mind-edge calibrate RUN' first"
+            )
+        n_taps = len(stats[0].whiten)
+        score = torch.zeros_like(maxprob)
+        for t, (z, s) in enumerate(zip(logits, stats)):
+            ml, energy = _logit_scores(z.float())
+            col = torch.zeros_like(ml)
+            if policy in ("maxlogit", "combined"):
+                col = col + (ml - s.score_mean[n_taps]) / s.score_std[n_taps]
+            if policy == "energy":
+                col = col + (energy - s.score_mean[n_taps + 1]) / s.score_std[n_taps + 1]
+            if p.uses_features:
+                if taps is None:
+                    raise ConfigError(f"routing policy {policy!r} needs the tap features of every sub-network")
+                for k in range(n_taps):
+                    col = col - (_tap_distance(taps[t][k], s, k) - s.score_mean[k]) / s.score_std[k]
+            score[:, t] = col
+        task = torch.argmax(score, dim=1)
+        confidence = torch.softmax(score, dim=1)[rows, task] * maxprob[rows, task]
+    else:
+        score = maxprob
+        task = torch.argmax(maxprob, dim=1)
+        if policy == "entropy" and len(logits) > 1:
+            top2 = torch.topk(maxprob, 2, dim=1).indices  # [B, 2]
+            sizes = torch.tensor([z.shape[1] for z in logits], dtype=probs.dtype, device=probs.device)
+            ent = -(probs * torch.log(probs.clamp_min(1e-30))).sum(dim=2) / torch.log(sizes.clamp_min(2))
+            e2 = torch.gather(ent, 1, top2)
+            task = torch.gather(top2, 1, torch.argmin(e2, dim=1, keepdim=True)).squeeze(1)
+        confidence = maxprob[rows, task]
+    chosen = padded[rows, task]  # [B, C]
     local = torch.argmax(chosen, dim=1)
     cmax = padded.shape[2]
     table = torch.stack(
         [torch.cat([c, c.new_full((cmax - c.numel(),), -1)]) for c in classes]
     ).to(local.device)  # [N, Cmax]
     label = table[task, local]
-    confidence = task_conf[torch.arange(task.shape[0]), task]
-    return Routed(label, task, confidence, task_conf, padded)
+    return Routed(label, task, confidence, score, padded)
+
+
+@torch.no_grad()
+def gather_routing_stats(model, task: int, images: np.ndarray, local_labels: np.ndarray, spec, *,
+                         device: torch.device | str = "cpu", batch_size: int = 256) -> RoutingStats:
+    """Gather task ``task``'s routing statistics from its own training images and store them in its head.
+
+    Eval mode, no augmentation, the images in their stored order: deterministic, so
+    ``mind-edge calibrate`` on a run equals what training gathered (on the same device).
+    """
+    from mind_edge.data import BatchLoader
+
+    was = model.training
+    model.eval()
+    device = torch.device(device)
+    taps: list[list[np.ndarray]] = [[] for _ in model.tap_blocks]
+    logits = []
+    for x, _ in BatchLoader(images, local_labels, spec=spec, batch_size=batch_size, train=False, generator=None,
+                            device=device):
+        pooled = model.tap_features(x, task)
+        for k, f in enumerate(pooled):
+            taps[k].append(f.float().cpu().numpy())
+        logits.append(model.heads[task](pooled[-1]).float().cpu().numpy())
+    head = model.heads[task]
+    stats = fit_routing_stats([np.concatenate(f) for f in taps], np.asarray(local_labels), len(head.classes),
+                              np.concatenate(logits))
+    head.routing.load_arrays(stats)
+    model.train(was)
+    return stats

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from mind_edge.errors import ConfigError
 from mind_edge.nets import FREE, MindNet, NetConfig, reinit_free_weights
-from mind_edge.routing import route
+from mind_edge.core.routing import DEFAULT_POLICY, check_temperature, expected_calibration_error, get_policy
+from mind_edge.routing import gather_routing_stats, route, torch_stats
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     beta: float = 5.0
     temperature: float = 6.5
-    routing: str = "maxprob"
+    routing: str = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -69,8 +70,8 @@ class TrainConfig:
             raise ConfigError(f"epochs must be >= 1 and distill epochs >= 0, got {self.epochs}/{self.distill_epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        object.__setattr__(self, "temperature", check_temperature(self.temperature))
+        get_policy(self.routing)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         object.__setattr__(self, "distill_milestones", tuple(int(m) for m in self.distill_milestones))
 
@@ -365,6 +366,10 @@ def learn_task(
     )
     report.distill_seconds, report.distill_loss = sd.seconds, sd.last_loss
     model.eval()
+    # routing statistics from this task's own training images (frozen with the task from now on)
+    t0 = time.perf_counter()
+    gather_routing_stats(model, task, images, local_labels, spec, device=device)
+    report.extra["routing_stats_seconds"] = round(time.perf_counter() - t0, 3)
     return report
 
 
@@ -377,6 +382,7 @@ class EvalResult:
     taw: list[float]  # per task accuracy, task-aware
     routing: list[float]  # per task fraction routed to the true task
     counts: list[int]
+    ece: float = float("nan")  # expected calibration error of the routed confidence (all test images)
 
     @property
     def routing_overall(self) -> float:
@@ -385,6 +391,58 @@ class EvalResult:
 
 
 @torch.no_grad()
+def evaluate_policies(
+    model: MindNet,
+    test_sets: list[tuple[np.ndarray, np.ndarray]],
+    spec,
+    *,
+    temperature: float,
+    policies: list[str] | tuple[str, ...],
+    device: torch.device | str = "cpu",
+    batch_size: int = 512,
+) -> dict[str, EvalResult]:
+    """TAG, TAW, routing accuracy and ECE of every policy on ``test_sets[j] = (images, local labels)``
+    of task j, from one forward pass of every sub-network."""
+    model.eval()
+    device = torch.device(device)
+    policies = [get_policy(p).name for p in policies]
+    features = any(get_policy(p).uses_features for p in policies)
+    stats = None
+    if any(get_policy(p).needs_stats for p in policies):
+        stats = torch_stats(model.routing_stats(), device)
+    classes = [model.heads[t].classes for t in range(model.num_tasks)]
+    acc = {p: ([], [], [], [], [], []) for p in policies}  # tag, taw, routing, counts, confidences, correct
+    for j, (images, local) in enumerate(test_sets):
+        hits = {p: [0, 0, 0] for p in policies}
+        n = 0
+        gl = model.heads[j].classes.cpu()
+        for x, y in _make_loader(images, local, spec, batch_size, None, device, train=False):
+            if features:
+                logits, taps = model.forward_all_taps(x)
+            else:
+                logits, taps = model.forward_all(x), None
+            y_cpu = y.cpu()
+            taw_hits = int((logits[j].argmax(1).cpu() == y_cpu).sum())
+            for p in policies:
+                r = route(logits, classes, temperature, p, taps=taps, stats=stats)
+                ok = r.label.cpu() == gl[y_cpu]
+                hits[p][0] += int(ok.sum())
+                hits[p][1] += taw_hits
+                hits[p][2] += int((r.task.cpu() == j).sum())
+                acc[p][4].append(r.confidence.float().cpu().numpy())
+                acc[p][5].append(ok.numpy())
+            n += x.shape[0]
+        for p in policies:
+            for i in range(3):
+                acc[p][i].append(hits[p][i] / max(n, 1))
+            acc[p][3].append(n)
+    out = {}
+    for p, (tag, taw, rout, counts, conf, correct) in acc.items():
+        ece = expected_calibration_error(np.concatenate(conf), np.concatenate(correct)) if conf else float("nan")
+        out[p] = EvalResult(tag, taw, rout, counts, ece)
+    return out
+
+
 def evaluate(
     model: MindNet,
     test_sets: list[tuple[np.ndarray, np.ndarray]],
@@ -395,24 +453,6 @@ def evaluate(
     device: torch.device | str = "cpu",
     batch_size: int = 512,
 ) -> EvalResult:
-    """TAG, TAW and routing accuracy on ``test_sets[j] = (images, local labels)`` of task j."""
-    model.eval()
-    device = torch.device(device)
-    classes = [model.heads[t].classes for t in range(model.num_tasks)]
-    tag, taw, rout, counts = [], [], [], []
-    for j, (images, local) in enumerate(test_sets):
-        n_tag = n_taw = n_rout = n = 0
-        gl = model.heads[j].classes.cpu()
-        for x, y in _make_loader(images, local, spec, batch_size, None, device, train=False):
-            logits = model.forward_all(x)
-            r = route(logits, classes, temperature, policy)
-            y_cpu = y.cpu()
-            n_tag += int((r.label.cpu() == gl[y_cpu]).sum())
-            n_taw += int((logits[j].argmax(1).cpu() == y_cpu).sum())
-            n_rout += int((r.task.cpu() == j).sum())
-            n += x.shape[0]
-        tag.append(n_tag / max(n, 1))
-        taw.append(n_taw / max(n, 1))
-        rout.append(n_rout / max(n, 1))
-        counts.append(n)
-    return EvalResult(tag, taw, rout, counts)
+    """TAG, TAW and routing accuracy of one policy (see :func:`evaluate_policies`)."""
+    return evaluate_policies(model, test_sets, spec, temperature=temperature, policies=[policy], device=device,
+                             batch_size=batch_size)[get_policy(policy).name]
