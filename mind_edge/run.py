@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from mind_edge import __version__
+from mind_edge.core.routing import POLICIES, STATS_VERSION, get_policy
 from mind_edge.checkpoint import load_model, read_run_json, save_checkpoint, write_run_json
 from mind_edge.errors import CheckpointError, ConfigError, DataError
 from mind_edge.fileio import atomic_write_text
 from mind_edge.metrics import DEFINITIONS, empty_matrix, matrix_from_json, matrix_to_json, summarize
-from mind_edge.train import NullReporter, Reporter, TrainConfig, evaluate, learn_task, resolve_device
+from mind_edge.train import NullReporter, Reporter, TrainConfig, evaluate, evaluate_policies, learn_task, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -230,14 +231,30 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
         })
         meta["final"] = final
         meta["owner_counts"] = model.owner_counts()
+        meta["routing_stats"] = {"version": STATS_VERSION, "bytes_per_task": model.routing_stats()[t].nbytes}
         write_outputs(run_dir, model, meta)
         log.info("task %d: TAG %.3f TAW %.3f routing %.3f", t, final["tag"], final["taw"], final["routing"])
     return RunResult(run_dir, meta)
 
 
+def parse_policies(text: str | None) -> list[str] | None:
+    """``"a,b"`` → ``["a", "b"]``; ``"all"`` → every policy; ``None`` → ``None`` (the run's)."""
+    if text is None:
+        return None
+    names = list(POLICIES) if text.strip() == "all" else [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise ConfigError("--routing needs a policy name, a comma-separated list or 'all'")
+    return [get_policy(p).name for p in names]
+
+
 def evaluate_run(run_dir: str | Path, *, temperature: float | None = None, policy: str | None = None,
-                 root: str | None = None, device: str = "auto") -> dict:
-    """Re-evaluate a run directory on its test data (optionally at another temperature/policy)."""
+                 root: str | None = None, device: str = "auto", policies: list[str] | None = None) -> dict:
+    """Re-evaluate a run directory on its test data (optionally at another temperature/policy).
+
+    ``policies``: evaluate several policies from one forward pass; the result then has a
+    ``policies`` entry (per policy: tag, taw, routing, ece and the per-task rows) besides the
+    first policy's figures at the top level.
+    """
     from mind_edge.data import Scenario, load_dataset, task_arrays
 
     model, meta = load_model(run_dir)
@@ -258,6 +275,15 @@ def evaluate_run(run_dir: str | Path, *, temperature: float | None = None, polic
         tests = [task_arrays(test_set, scenario, t)[:2] for t in range(model.num_tasks)]
     cfg = TrainConfig.from_json(meta["train"])
     T = temperature if temperature is not None else cfg.temperature
-    ev = evaluate(model.to(dev), tests, dspec, temperature=T, policy=policy or cfg.routing, device=dev)
-    return {"temperature": T, "policy": policy or cfg.routing, "tag": ev.tag, "taw": ev.taw, "routing": ev.routing,
-            "tag_mean": float(np.mean(ev.tag)), "taw_mean": float(np.mean(ev.taw)), "routing_overall": ev.routing_overall}
+    names = policies or [policy or cfg.routing]
+    results = evaluate_policies(model.to(dev), tests, dspec, temperature=T, policies=names, device=dev)
+
+    def summary(name: str) -> dict:
+        ev = results[name]
+        return {"policy": name, "tag": ev.tag, "taw": ev.taw, "routing": ev.routing, "tag_mean": float(np.mean(ev.tag)),
+                "taw_mean": float(np.mean(ev.taw)), "routing_overall": ev.routing_overall, "ece": ev.ece}
+
+    out = {"temperature": T, **summary(names[0])}
+    if policies:
+        out["policies"] = {name: summary(name) for name in names}
+    return out
