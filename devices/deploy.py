@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mind_edge.devices.errors import DeviceError
+from mind_edge.runtime.signing import TRUSTED_KEYS_FILE
 from mind_edge.runtime.engine_fingerprint import MACHINE_LOCAL_PATTERNS
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class SshTarget:
         return args
 
     def ssh_command(self, remote_command: str) -> list[str]:
-        return self.ssh_args() + [self.host, remote_command]
+        return self.ssh_args() + ["--", self.host, remote_command]  # '--': the host is never an option
 
     def rsync_shell(self) -> str:
         """The ``rsync -e`` value: the same ssh with the same options (quoted for rsync's own splitting)."""
@@ -152,8 +153,11 @@ class DeployOptions:
             raise DeployError(f"engine must be auto, always or never, got {self.engine!r}")
         if not self.remote_dir.strip():
             raise DeployError("--dir must not be empty")
-        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
-            raise DeployError(f"--name must be a plain folder name, got {self.name!r}")
+        if self.remote_dir.lstrip().startswith("-") or not self.remote_dir.isprintable():
+            raise DeployError("--dir must not start with '-' or hold control characters (it would be read as an option "
+                              "on the device); write ./-name for such a folder")
+        if self.name is not None:
+            check_remote_name(self.name, "--name")
         try:
             if not shlex.split(self.remote_cmd):
                 raise ValueError("empty")
@@ -211,6 +215,16 @@ def _q(s: str) -> str:
     if s.startswith("~/"):
         return '"$HOME"/' + shlex.quote(s[2:])
     return shlex.quote(s)
+
+
+def check_remote_name(name: str, what: str) -> str:
+    """A bundle folder name for the device: one plain component, not starting with '.' or '-'."""
+    if not name or "/" in name or name.startswith((".", "-")) or not name.isprintable() or name in ("..",):
+        from mind_edge.textsafe import clean
+
+        raise DeployError(f"{what} must be a plain folder name (no '/', not starting with '.' or '-', no control "
+                          f"characters), got {clean(name, limit=60)!r}")
+    return name
 
 
 def _rsync_path(s: str) -> str:
@@ -363,15 +377,23 @@ class Deployer:
         return (f"{prefix} {where}: the bundle needs {_size(need)}, {have}. Free space on the device "
                 "(old bundles, engines, logs) or deploy to another --dir")
 
-    def copy(self, bundle: Path, name: str, remote: RemoteInfo, size: int) -> str:
+    def copy(self, bundle: Path, name: str, remote: RemoteInfo, size: int, *, extra: Sequence[Path] = ()) -> str:
+        """rsync ``bundle/`` (+ ``extra`` files) into a temporary folder on the device, then swap it into place.
+
+        Every local path is absolute and follows ``--`` (never an option); ``--protect-args`` keeps the
+        remote shell from interpreting names; ``--no-perms --chmod=ugo=rwX`` gives the copied files the
+        device's umask modes (a runtime service of another user can read them when that umask allows it).
+        """
         o, t = self.options, self.target
         d = o.remote_dir.rstrip("/") or "/"
         tmp = f".{name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-        args = [t.rsync, "-a", "--no-owner", "--no-group"]
+        bundle = Path(bundle).resolve()
+        args = [t.rsync, "-a", "--no-owner", "--no-group", "--no-perms", "--chmod=ugo=rwX", "--protect-args"]
         args += [f"--exclude={pat}" for pat in EXCLUDES]
         if remote.exists:
             args.append(f"--link-dest=../{name}")  # relative to the destination: unchanged files are hard links
-        args += ["-e", t.rsync_shell(), f"{bundle}/", f"{t.host}:{_rsync_path(d)}/{tmp}/"]
+        args += ["-e", t.rsync_shell(), "--", f"{bundle}/", *(str(Path(p).resolve()) for p in extra),
+                 f"{t.host}:{_rsync_path(d)}/{tmp}/"]
         log.debug("running %s", shlex.join(args))
         proc = self.runner(args)
         if proc.returncode != 0:
@@ -463,8 +485,11 @@ class Deployer:
         b = Bundle.load(bundle)
         # a versioned bundle (patched on the host: CURRENT -> versions/vNNNN) sends its current version
         # as a plain bundle under the bundle's own name; the device's patch history starts from there
-        name = o.name or (b.root or b.path).resolve().name
-        size = bundle_bytes(b.path)
+        name = o.name or check_remote_name((b.root or b.path).resolve().name, "the bundle's folder name (pass --name)")
+        src = b.path.resolve()  # absolute: a local path never reaches rsync where it could be read as an option
+        keyring = (b.root or b.path).resolve() / TRUSTED_KEYS_FILE
+        extra = [keyring] if b.version is not None and keyring.is_file() else []  # a plain bundle sends its own
+        size = bundle_bytes(src) + sum(p.stat().st_size for p in extra)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         remote = self.probe(name)
@@ -487,7 +512,7 @@ class Deployer:
             raise DiskFullError(self._space_message(size, remote.disk_total_kb, remote.disk_free_kb, remote.mount,
                                                     "not enough disk space for"))
         t1 = time.perf_counter()
-        remote_bundle = self.copy(b.path, name, remote, size)
+        remote_bundle = self.copy(src, name, remote, size, extra=extra)
         seconds["copy"] = time.perf_counter() - t1
         result = DeployResult(target=t.describe(), remote_bundle=remote_bundle, copied_bytes=size, remote=remote,
                               seconds=seconds)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,6 +47,8 @@ __all__ = [
     "normalize",
     "check_size",
     "check_channels",
+    "check_image_file",
+    "MAX_PIXELS",
 ]
 
 #: File name extensions accepted for image folders (compared case-insensitively).
@@ -91,17 +94,47 @@ def _convert_pil(img: Image.Image, size: tuple[int, int], channels: int) -> np.n
     return np.ascontiguousarray(arr)
 
 
+#: Largest image decoded (pixels, from the file's header, checked before decoding): 8192 x 8192.
+MAX_PIXELS = 1 << 26
+
+
+def check_image_file(path: str | os.PathLike) -> Path:
+    """``path`` if it is a regular file; a FIFO, device or folder would block or fail inside the decoder."""
+    import stat
+
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise DataError(
+            f"image file {str(p)!r} does not exist; check the path (the folder "
+            f"{str(p.parent)!r} {'exists' if p.parent.is_dir() else 'does not exist either'})."
+        ) from None
+    except OSError as exc:
+        raise DataError(f"image file {str(p)!r} cannot be read ({exc.strerror}).") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{str(p)!r} is not a regular file (a folder, FIFO or device); pass image files.")
+    return p
+
+
 def load_image(path: str | os.PathLike, size: Sequence[int], channels: int) -> np.ndarray:
     """Decode an image file to ``uint8`` ``(H, W, C)`` at ``size = (H, W)`` with ``channels``.
 
-    See the module docstring for the exact steps. A missing, unreadable or corrupt file raises
-    :class:`DataError` naming the file.
+    See the module docstring for the exact steps. A missing, unreadable, non-regular or corrupt
+    file, or one that declares more than :data:`MAX_PIXELS` pixels, raises :class:`DataError`
+    naming the file (checked from the header, before decoding).
     """
     size = check_size(size)
     channels = check_channels(channels)
-    p = Path(path)
+    p = check_image_file(path)
     try:
-        with Image.open(p) as img:
+        with warnings.catch_warnings():  # our own pixel limit below refuses such files with one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p)
+        with img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise DataError(f"image file {str(p)!r} declares {img.size[0]}x{img.size[1]} pixels, more than the "
+                                f"{MAX_PIXELS:,} mind-edge decodes; resize it first.")
             img.load()  # force the full decode here, so truncated files fail inside the try
             return _convert_pil(img, size, channels)
     except FileNotFoundError as exc:

@@ -33,6 +33,7 @@ from mind_edge.fileio import atomic_write, atomic_write_json, fsync_dir, make_te
 from mind_edge.schema import Fields, check_int, json_type, plain_name, read_json_file, read_regular_file
 from mind_edge.textsafe import clean
 from mind_edge.runtime.errors import BundleError
+from mind_edge.runtime.signing import TRUSTED_KEYS_FILE
 from mind_edge.runtime.routing import class_table
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,12 @@ VERSIONS_DIR = "versions"
 VERSION_RE = re.compile(r"^v[0-9]{4,9}$")
 REQUIRED_KEYS = ("layout", "opset", "input", "tasks", "temperature", "outputs", "files")
 #: Bundle-level files mind-edge manages itself; never a name under bundle.json's "files".
-TRUSTED_KEYS_FILE = "TRUSTED_KEYS"
 RESERVED_NAMES = (BUNDLE_JSON, POINTER_FILE, VERSIONS_DIR, TRUSTED_KEYS_FILE)
 MAX_TASKS = 127  # owner maps are int8
 MAX_CLASSES = 100_000  # per task
 MAX_CLASS_ID = 10_000_000
+MAX_SIDE = 8192  # input height/width
+MAX_INPUT_PIXELS = 1 << 22  # 2048 x 2048: a float32 RGB image of 48 MB
 
 
 def _regular(path: Path) -> bool:
@@ -192,11 +194,12 @@ def check_meta(meta: dict, where: str) -> _Parsed:
     b0 = shape[0]
     if isinstance(b0, bool) or not isinstance(b0, int) or not (b0 == -1 or b0 >= 1):
         raise BundleError(f"{where} is malformed: \"input.shape[0]\" must be -1 (dynamic batch) or a batch size; {_FIX}")
-    c, h, w = (check_int(v, f"input.shape[{i + 1}]", inp, lo=1, hi=1 << 16) for i, v in enumerate(shape[1:]))
+    c, h, w = (check_int(v, f"input.shape[{i + 1}]", inp, lo=1, hi=MAX_SIDE) for i, v in enumerate(shape[1:]))
     if c not in (1, 3):
         raise BundleError(f"{where} is malformed: the input has {c} channels, mind-edge bundles have 1 or 3; {_FIX}")
-    if h * w > 1 << 26:
-        raise BundleError(f"{where} is malformed: the input is {h}x{w} pixels, more than this mind-edge handles; {_FIX}")
+    if h * w > MAX_INPUT_PIXELS:
+        raise BundleError(f"{where} is malformed: the input is {h}x{w} pixels, more than the {MAX_INPUT_PIXELS:,} this "
+                          f"mind-edge runs; {_FIX}")
     mean, std = inp.floats("mean", min_len=c, max_len=c), inp.floats("std", positive=True, min_len=c, max_len=c)
     spec = InputSpec(name=inp.str("name", max_len=256), channels=c, height=h, width=w, dtype=inp.str("dtype", max_len=32),
                      channel_order=inp.str("channel_order", max_len=16), mean=tuple(mean), std=tuple(std),
@@ -339,6 +342,12 @@ class Bundle:
     @property
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
+
+    def superseded(self) -> bool:
+        """A plain bundle that the first ``patch apply`` turned into a versioned one since it was loaded
+        (its files moved into ``versions/``): load ``root`` again to read the live version."""
+        root = self.root or self.path
+        return self.version is None and not os.path.lexists(self.model_path) and os.path.lexists(root / POINTER_FILE)
 
     @property
     def layout(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
@@ -107,10 +108,16 @@ def _image_info(path: Path) -> tuple[tuple[int, int], int] | None:
     """``((H, W), bands)`` of an image file from its header, or None if Pillow cannot open it."""
     from PIL import Image
 
+    from mind_edge.imageio import check_image_file
+
+    check_image_file(path)  # a FIFO would block Image.open
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             return (img.size[1], img.size[0]), len(img.getbands())
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None  # load_image reports the decode error with its own message
 
 
@@ -124,10 +131,20 @@ class Runtime:
         turns on FP16 in ONNX Runtime's TensorRT execution provider."""
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.backend = backend
-        self.runner = runner if runner is not None else make_runner(backend, self.bundle.model_path,
-                                                                     providers=providers, threads=threads,
-                                                                     precision=precision)
-        self.runner.activate()
+        for attempt in (0, 1):
+            try:
+                self.runner = runner if runner is not None else make_runner(backend, self.bundle.model_path,
+                                                                             providers=providers, threads=threads,
+                                                                             precision=precision)
+                self.runner.activate()
+                break
+            except Exception:
+                # the first 'patch apply' of a plain bundle committed (and removed the plain files) after the bundle
+                # was loaded: open its live version instead (never a mix of the old metadata and the new model)
+                if attempt or runner is not None or not self.bundle.superseded():
+                    raise
+                log.info("bundle %s was updated while it was opened; using its live version", self.bundle.root)
+                self.bundle = Bundle.load(self.bundle.root or self.bundle.path)
         self._table = self.bundle.class_table()
 
     @property

@@ -38,7 +38,7 @@ SECRET_TAG = "mind-edge-ed25519-secret"
 PUBLIC_TAG = "mind-edge-ed25519-public"
 DOMAIN = b"mind-edge-patch-v1\0"
 SIGNATURE_BYTES = 64
-TRUSTED_KEYS_FILE = "TRUSTED_KEYS"  # = mind_edge.runtime.bundle.TRUSTED_KEYS_FILE
+TRUSTED_KEYS_FILE = "TRUSTED_KEYS"  #: the bundle's pinned keys, beside CURRENT (one definition; bundle/deploy import it)
 MAX_KEY_FILE_BYTES = 4096
 MAX_KEYRING_BYTES = 64 << 10
 
