@@ -386,11 +386,16 @@ def train(
     routing: Annotated[Optional[str], typer.Option(help="Routing policy: maxprob | entropy.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out at its next task.")] = False,
+    stop_after: Annotated[Optional[int], typer.Option(help="Learn only the first N tasks of the scenario; the rest stay for later (--resume, or 'mind-edge learn' on the device).")] = None,
 ) -> None:
     """Train MIND on a class-incremental scenario, one task after another."""
     # cheap checks first: nothing is imported or loaded before the arguments and --out are known good
     if not resume:
         check_new_output(out, "run directory", "or pass --resume to continue the run there")
+    if stop_after is not None and not 1 <= stop_after <= tasks:
+        from mind_edge.errors import ConfigError
+
+        raise ConfigError(f"--stop-after must be between 1 and --tasks ({tasks}), got {stop_after}")
     require_modules("torch", "safetensors")
     check_dataset(dataset, root)
     from mind_edge.run import RunSpec, train_run
@@ -404,7 +409,7 @@ def train(
     spec = RunSpec(dataset=dataset, root=root, download=download, tasks=tasks, order=order, seed=seed, arch=arch,
                    width=width, capacity=capacity, image_size=_parse_size(image_size), train=cfg, device=device)
     with RichReporter(err_console) as rep:
-        result = train_run(spec, out, resume=resume, reporter=rep)
+        result = train_run(spec, out, resume=resume, reporter=rep, stop_after=stop_after)
     _show_run(result.meta)
     console.print(f"run directory: [bold]{markup(out)}[/]")
 
