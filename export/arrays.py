@@ -13,7 +13,7 @@ def _np(t, dtype) -> np.ndarray:
 
 
 def arrays_from_model(model) -> NetArrays:
-    """Copy a ``MindNet``'s weights, owner maps, BN sets and heads into numpy arrays."""
+    """Copy a ``MindNet``'s weights, owner maps, BN sets and heads (with their routing statistics) into numpy arrays."""
     from mind_edge.nets import MindNet, TaskBatchNorm2d
 
     if not isinstance(model, MindNet):
@@ -36,7 +36,8 @@ def arrays_from_model(model) -> NetArrays:
                                     _np(s.running_var, np.float32), float(s.eps)))
             norms.append(NormArrays(name, tuple(sets)))
     heads = tuple(
-        HeadArrays(_np(h.fc.weight, np.float32), _np(h.fc.bias, np.float32), tuple(int(c) for c in h.classes.tolist()))
+        HeadArrays(_np(h.fc.weight, np.float32), _np(h.fc.bias, np.float32), tuple(int(c) for c in h.classes.tolist()),
+                   h.routing.to_arrays())
         for h in model.heads
     )
     arrays = NetArrays(net=model.config.to_json(), layers=tuple(layers), norms=tuple(norms), heads=heads)
@@ -72,4 +73,6 @@ def model_from_arrays(arrays: NetArrays):
         for head, ha in zip(model.heads, arrays.heads):
             head.fc.weight.copy_(torch.from_numpy(ha.weight))
             head.fc.bias.copy_(torch.from_numpy(ha.bias))
+            if ha.stats is not None:
+                head.routing.load_arrays(ha.stats)
     return model.eval()

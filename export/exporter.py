@@ -22,9 +22,9 @@ from mind_edge.errors import ConfigError, MindEdgeError, require
 from mind_edge.export.arrays import arrays_from_model
 from mind_edge.export.errors import ExportError
 from mind_edge.export.validate import torch_outputs, validate_export
-from mind_edge.runtime.bundle import Bundle, assemble_bundle
-from mind_edge.runtime.graph import CONTRACT, LAYOUTS, NetArrays, build_graph
-from mind_edge.runtime.routing import POLICY
+from mind_edge.runtime.bundle import Bundle, assemble_bundle, prepare_bundle, write_bundle
+from mind_edge.core.routing import check_temperature, get_policy
+from mind_edge.runtime.graph import CONTRACT, LAYOUTS, NetArrays, build_graph, resolve_policy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class ExportResult:
     naive_bytes: int  # N separate dense sub-networks (the alternative to one shared graph)
     report: dict = field(repr=False)  # validation report (validation.json)
     seconds: float = 0.0
+    precision: str = "fp32"  # fp32 | fp16 | int8 (model.onnx's precision; issue 14)
+    fp32_model_bytes: int | None = None  # the FP32 shared graph of the same network, for the size ratio
 
     @property
     def ratio_to_dense(self) -> float:
@@ -60,8 +62,19 @@ class ExportResult:
             "naive_bytes": self.naive_bytes, "ratio_to_dense": round(self.ratio_to_dense, 4),
             "validation": {k: self.report.get(k) for k in ("passed", "atol", "rtol", "max_abs_diff", "max_rel_diff",
                                                              "agreement")},
+            "precision": self.precision,
+            **({"precision_validation": _precision_summary(self.report.get("precision")),
+                "fp32_model_bytes": self.fp32_model_bytes} if self.precision != "fp32" else {}),
             "seconds": round(self.seconds, 3),
         }
+
+
+def _precision_summary(rep: dict | None) -> dict | None:
+    if not rep:
+        return None
+    keys = ("label_agreement", "routing_agreement", "tag_fp32", "tag", "taw_fp32", "taw", "tag_drop_points",
+            "max_abs_task_logits", "measured_on", "thresholds", "passed")
+    return {k: rep.get(k) for k in keys}
 
 
 def _names_by_id(class_names: Sequence[str] | Mapping[int, str], arrays: NetArrays) -> dict[int, str]:
@@ -91,12 +104,30 @@ def export_model(
     overwrite: bool = False,
     seed: int = 0,
     warnings: Sequence[str] = (),
+    validation_labels: np.ndarray | None = None,
+    precision: str = "fp32",
+    calibration_images: np.ndarray | None = None,
+    calibration_note: str = "",
+    thresholds: Any = None,
+    routing: str = "auto",
 ) -> ExportResult:
     """Export a ``MindNet`` to a bundle in ``out_dir``; validates against the model first.
 
     ``validation_inputs`` (float32 NCHW, normalised) are the real inputs to compare on
     (e.g. the run's test data); ``random_inputs`` seeded standard-normal inputs are added.
+
+    ``precision`` (issue 14): ``fp16`` or ``int8`` writes that graph as ``model.onnx`` (the FP32
+    graph is validated first as always), validated against the FP32 model on the same inputs
+    (``validation_labels``, the global labels of ``validation_inputs``, give TAG/TAW) and refused
+    below ``thresholds`` (:class:`mind_edge.export.quantize.PrecisionThresholds`). ``int8`` needs
+    ``calibration_images`` (uint8 NHWC, e.g. the run's training images) and keeps ``master.onnx``
+    (the FP32 shared graph) and ``calibration.npz`` in the bundle for task patches.
     """
+    from mind_edge.runtime.precision import check_precision
+
+    precision = check_precision(precision)
+    if precision == "int8" and (calibration_images is None or len(calibration_images) == 0):
+        raise ConfigError("an INT8 export needs calibration images (the run's training images); none were given")
     t0 = time.perf_counter()
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -116,7 +147,8 @@ def export_model(
     channel_order = channel_order or ("RGB" if c_in == 3 else "L")
     names = _names_by_id(class_names, arrays)
 
-    proto = build_graph(arrays, layout=layout, temperature=float(temperature), opset=opset)
+    routing = resolve_policy(routing, arrays)
+    proto = build_graph(arrays, layout=layout, temperature=float(temperature), opset=opset, policy=routing)
     model_bytes = proto.SerializeToString()
     del proto
 
@@ -134,12 +166,21 @@ def export_model(
 
     if validate:
         report, _ = validate_export(model, model_bytes, arrays, layout=layout, temperature=float(temperature),
-                                       atol=float(atol), rtol=float(rtol), input_sets=sets, input_notes=notes)
+                                       atol=float(atol), rtol=float(rtol), input_sets=sets, input_notes=notes,
+                                       policy=routing)
     else:
         report = {"passed": None, "skipped": True, "reason": "exported with validate=False"}
         log.warning("export validation skipped: the bundle's agreement with the PyTorch model is unchecked")
     if warnings:
         report["warnings"] = list(warnings)
+
+    fp32_bytes = len(model_bytes)
+    bundle_layout, extra_files, extra_meta = layout, {}, {}
+    if precision != "fp32":  # -- precision plumbing (issue 14): model.onnx becomes the FP16/INT8 graph
+        model_bytes, bundle_layout, extra_files, extra_meta = _precision_parts(
+            model, arrays, precision, model_bytes, temperature=float(temperature), opset=opset, sets=sets, notes=notes,
+            labels=validation_labels, calibration_images=calibration_images, calibration_note=calibration_note,
+            mean=mean, std=std, thresholds=thresholds, report=report)
 
     # probe: a few real inputs (when given) and a few random ones, with the graph's outputs
     half = probe_size // 2 if "test" in sets else 0
@@ -148,20 +189,74 @@ def export_model(
     probe_x = np.stack([sets[s][i] for s, i in picks]) if picks else None
     probe_out = None  # assemble_bundle runs the graph on the probe with ONNX Runtime ...
     if probe_x is not None and importlib.util.find_spec("onnxruntime") is None:  # ... or, without it, PyTorch
-        probe_out = torch_outputs(model, probe_x, float(temperature))
-    path = assemble_bundle(out_dir, arrays, layout=layout, temperature=float(temperature), class_names=names,
-                           mean=mean, std=std, opset=opset, channel_order=channel_order, model_bytes=model_bytes,
-                           probe_inputs=probe_x, probe_outputs=probe_out, report=report, source=source,
-                           overwrite=overwrite)
+        probe_out = torch_outputs(model, probe_x, float(temperature), policy=routing)
+    if extra_files:
+        files, bmeta = prepare_bundle(arrays, layout=bundle_layout, temperature=float(temperature), class_names=names,
+                                      mean=mean, std=std, opset=opset, channel_order=channel_order,
+                                      model_bytes=model_bytes, probe_inputs=probe_x, probe_outputs=probe_out,
+                                      report=report, source=source, extra=extra_meta, policy=routing)
+        path = write_bundle(out_dir, {**files, **extra_files}, bmeta, overwrite=overwrite)
+    else:
+        path = assemble_bundle(out_dir, arrays, layout=bundle_layout, temperature=float(temperature), class_names=names,
+                               mean=mean, std=std, opset=opset, channel_order=channel_order, model_bytes=model_bytes,
+                               probe_inputs=probe_x, probe_outputs=probe_out, report=report, source=source,
+                               overwrite=overwrite, policy=routing, **({"extra": extra_meta} if extra_meta else {}))
     meta = Bundle.load(path, verify=False).meta
     seconds = time.perf_counter() - t0
     log.info("exported %d tasks (%s layout) to %s in %.1f s: %d bytes", arrays.num_tasks, layout, path, seconds,
              len(model_bytes))
     sizes = meta["sizes"]
-    return ExportResult(bundle=path, layout=layout, opset=int(opset), num_tasks=arrays.num_tasks,
+    return ExportResult(bundle=path, layout=bundle_layout, opset=int(opset), num_tasks=arrays.num_tasks,
                         temperature=float(temperature), model_bytes=len(model_bytes),
                         expected_bytes=sizes["expected_bytes"], dense_bytes=sizes["dense_fp32_bytes"],
-                        naive_bytes=sizes["naive_bytes"], report=report, seconds=seconds)
+                        naive_bytes=sizes["naive_bytes"], report=report, seconds=seconds, precision=precision,
+                        fp32_model_bytes=fp32_bytes if layout == "shared" else None)
+
+
+def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes, *, temperature: float, opset: int,
+                     sets: Mapping[str, np.ndarray], notes: Mapping[str, str], labels: np.ndarray | None,
+                     calibration_images: np.ndarray | None, calibration_note: str, mean, std, thresholds,
+                     report: dict) -> tuple[bytes, str, dict[str, bytes], dict]:
+    """The FP16/INT8 graph, validated against the FP32 model and checked against the thresholds
+    (issue 14): ``(model bytes, bundle layout, extra files, extra bundle.json keys)``."""
+    from mind_edge.export.quantize import PrecisionThresholds, check_thresholds, precision_report
+    from mind_edge.runtime import precision as prec
+
+    t0 = time.perf_counter()
+    calib = None
+    if precision == "int8":
+        calib = prec.calibration_inputs(calibration_images, mean, std)
+    shared_fp32 = fp32_bytes
+    if shared_fp32 is None or arrays is None:  # pragma: no cover
+        raise ExportError("internal: no FP32 graph to derive the precision graph from")
+    proto = prec.precision_model(arrays, precision, temperature=temperature, opset=opset, calibration=calib)
+    model_bytes = proto.SerializeToString()
+    build_s = time.perf_counter() - t0
+    rep = precision_report(model, model_bytes, precision, temperature=temperature, task_classes=arrays.task_classes,
+                           test_x=sets.get("test"), test_y=labels, random_x=sets.get("random"), notes=notes)
+    fp32_shared_len = len(build_graph(arrays, layout="shared", temperature=temperature, opset=opset).SerializeToString())
+    rep["sizes"] = {"model_bytes": len(model_bytes), "fp32_shared_bytes": fp32_shared_len,
+                    "ratio_to_fp32_shared": len(model_bytes) / fp32_shared_len}
+    rep["build_seconds"] = round(build_s, 3)
+    report["precision"] = rep
+    check_thresholds(rep, thresholds if thresholds is not None else PrecisionThresholds())
+    record: dict[str, Any] = {"precision": precision, "fp32": "pool, heads, task_logits and every route.* node",
+                              "model_bytes": len(model_bytes), "fp32_shared_bytes": fp32_shared_len,
+                              "validation": {k: rep.get(k) for k in ("label_agreement", "routing_agreement", "tag_fp32",
+                                                                     "tag", "max_abs_task_logits", "measured_on")}}
+    files: dict[str, bytes] = {}
+    if precision == "fp16":
+        record["graph"] = "shared layout, float16 backbone (weights, BN), owner maps 4-bit packed; FP32 routing"
+        return model_bytes, "shared", files, {"precision": record}
+    opts = prec.Int8Options()
+    record["graph"] = "folded per-task chains, QDQ (per-channel int8 weights, uint8 activations); FP32 routing"
+    record["int8"] = opts.to_json()
+    record["calibration"] = {"images": int(calibration_images.shape[0]), "source": calibration_note,
+                             "file": prec.CALIBRATION_FILE, "method": opts.method}
+    record["master"] = prec.MASTER_FILE
+    files[prec.MASTER_FILE] = build_graph(arrays, layout="shared", temperature=temperature, opset=opset).SerializeToString()
+    files[prec.CALIBRATION_FILE] = prec.npz_bytes({"images": np.ascontiguousarray(calibration_images, dtype=np.uint8)})
+    return model_bytes, "folded", files, {"precision": record}
 
 
 def run_test_inputs(meta: dict, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, str]:
@@ -201,10 +296,26 @@ def export_bundle(
     max_test_samples: int = 256,
     random_inputs: int = 32,
     overwrite: bool = False,
+    precision: str = "fp32",
+    calibration: int | None = None,
+    thresholds: Any = None,
+    routing: str | None = None,
 ) -> ExportResult:
-    """Export the run directory ``run_dir`` (checkpoint + run.json) as a bundle in ``out_dir``."""
+    """Export the run directory ``run_dir`` (checkpoint + run.json) as a bundle in ``out_dir``.
+
+    ``temperature`` and ``routing`` (a policy of :mod:`mind_edge.core.routing`) default to the run's.
+
+    ``precision`` ``fp16``/``int8`` (issue 14): see :func:`export_model`; ``calibration`` INT8
+    calibration images drawn from the run's training split (default
+    :data:`mind_edge.runtime.precision.DEFAULT_CALIBRATION`)."""
+    from mind_edge.runtime.precision import DEFAULT_CALIBRATION, check_precision
+
+    precision = check_precision(precision)
+    if calibration is not None and precision != "int8":
+        raise ConfigError(f"--calibration applies to --precision int8 only (this export is {precision})")
     from mind_edge.checkpoint import CHECKPOINT, load_model
     from mind_edge.fileio import sha256_file
+    from mind_edge.train import TrainConfig
 
     run_dir = Path(run_dir)
     if isinstance(max_test_samples, bool) or not isinstance(max_test_samples, int) or max_test_samples < 0:
@@ -213,12 +324,27 @@ def export_bundle(
     if model.num_tasks == 0:
         raise ExportError(f"run {run_dir} has no learned task yet; train at least one task before exporting")
     train = meta.get("train", {})
-    T = float(temperature) if temperature is not None else float(train.get("temperature", 1.0))
-    policy = train.get("routing", POLICY)
-    if policy != POLICY:
-        log.warning("run %s routes with the %r policy; the graph implements %r (the DESIGN default)", run_dir, policy, POLICY)
+    # the run's own temperature and policy unless asked otherwise (TrainConfig validated both when run.json was read)
+    run_cfg = TrainConfig.from_json(train)
+    T = check_temperature(temperature) if temperature is not None else run_cfg.temperature
+    policy = get_policy(routing).name if routing not in (None, "auto") else run_cfg.routing
+    if get_policy(policy).needs_stats and not all(h.routing.ready for h in model.heads):
+        raise ConfigError(f"run {run_dir} has no routing statistics for policy {policy!r} (it was trained before they "
+                          f"existed); run 'mind-edge calibrate {run_dir}' first, or export with --routing maxprob")
     x, note = (None, "validation disabled")
-    if validate:
+    y = calib_images = None
+    calib_note = ""
+    if precision == "int8":
+        from mind_edge.export.quantize import calibration_images
+
+        calib_images, calib_note = calibration_images(meta, model.num_tasks, int(calibration or DEFAULT_CALIBRATION))
+    if validate and precision != "fp32":
+        from mind_edge.export.quantize import run_test_set
+
+        x, y, note = run_test_set(meta, model.num_tasks, max_test_samples)
+        if x is None:
+            log.warning("cannot load the run's test data (%s); validating on random inputs only", note)
+    elif validate:
         x, note = run_test_inputs(meta, model.num_tasks, max_test_samples)
         if x is None:
             log.warning("cannot load the run's test data (%s); validating on random inputs only", note)
@@ -237,5 +363,7 @@ def export_bundle(
         validation_note=note, random_inputs=random_inputs, channel_order=meta["data"].get("channel_order"),
         validate=validate, source=source, overwrite=overwrite,
         warnings=[f"run test data unavailable: {note}"] if validate and x is None else [],
+        validation_labels=y, precision=precision, calibration_images=calib_images, calibration_note=calib_note,
+        thresholds=thresholds, routing=policy,
     )
     return result

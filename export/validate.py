@@ -27,18 +27,20 @@ import numpy as np
 from mind_edge import __version__
 from mind_edge.errors import MindEdgeError, require
 from mind_edge.export.errors import ExportValidationError
-from mind_edge.runtime.graph import CONTRACT, NetArrays, expected_bytes
+from mind_edge.runtime.graph import CONTRACT, NetArrays, expected_bytes, resolve_policy
 
 log = logging.getLogger(__name__)
 
-FLOAT_OUTPUTS = ("task_logits", "task_confidence", "confidence")
+FLOAT_OUTPUTS = ("task_logits", "task_features", "task_confidence", "confidence")
 INT_OUTPUTS = ("label", "task")
 SIZE_SLACK_RATIO = 0.02  # graph structure on top of the initializers: a few KB ...
 SIZE_SLACK_BYTES = 256 * 1024  # ... whatever the width
 
 
-def torch_outputs(model, x: np.ndarray, temperature: float, batch_size: int = 128) -> dict[str, np.ndarray]:
-    """What the graph must compute, from the PyTorch model (eval mode, its own device).
+def torch_outputs(model, x: np.ndarray, temperature: float, batch_size: int = 128,
+                  policy: str | None = "auto") -> dict[str, np.ndarray]:
+    """What the graph must compute, from the PyTorch model (eval mode, its own device), routing
+    with ``policy`` (``auto``: :func:`mind_edge.routing.resolve_model_policy`).
 
     Runs on a copy of the model in channels-last memory format (oneDNN's fast path on CPUs,
     ~1.6x faster for ResNet-32; the user's model is left untouched).
@@ -47,18 +49,19 @@ def torch_outputs(model, x: np.ndarray, temperature: float, batch_size: int = 12
 
     import torch
 
-    from mind_edge.routing import route
+    from mind_edge.routing import model_outputs, resolve_model_policy, torch_stats
 
     ref = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
     device = next(ref.parameters()).device
-    classes = [h.classes for h in ref.heads]
+    policy = resolve_model_policy(ref, policy)
+    stats = torch_stats(ref.routing_stats(), device) if all(h.routing.ready for h in ref.heads) else None
     parts: dict[str, list[np.ndarray]] = {k: [] for k in CONTRACT.output_names}
     with torch.inference_mode():
         for i in range(0, x.shape[0], batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)
-            r = route(ref.forward_all(xb.contiguous(memory_format=torch.channels_last)), classes, temperature)
+            out = model_outputs(ref, xb.contiguous(memory_format=torch.channels_last), temperature, policy, stats)
             for k in parts:
-                parts[k].append(getattr(r, k).detach().cpu().numpy())
+                parts[k].append(out[k].detach().cpu().numpy())
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -119,12 +122,16 @@ def validate_export(
     input_sets: Mapping[str, np.ndarray],
     input_notes: Mapping[str, str] | None = None,
     raise_on_failure: bool = True,
+    policy: str = "auto",
 ) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
-    """Run every check; returns ``(report, ort outputs per input set)`` or raises on failure."""
+    """Run every check; returns ``(report, ort outputs per input set)`` or raises on failure.
+
+    ``policy`` is the routing policy the graph was built with; the PyTorch reference routes with it."""
     onnx = require("onnx", "export", "validating an ONNX export")
     t0 = time.perf_counter()
     failures: list[str] = []
     report: dict = {"passed": False, "atol": atol, "rtol": rtol, "layout": layout, "temperature": temperature,
+                    "routing": resolve_policy(policy, arrays),
                     "contract": {"input": CONTRACT.input_name, "outputs": list(CONTRACT.output_names), "opset": None}}
     # 1. checker
     try:
@@ -158,7 +165,7 @@ def validate_export(
                 continue
             got = ort_outputs(session, x)
             outputs[set_name] = got
-            ref = torch_outputs(model, x, temperature)
+            ref = torch_outputs(model, x, temperature, policy=policy)
             for k, v in compare(ref, got, atol, rtol).items():
                 per_output[k][set_name] = v
         for k in FLOAT_OUTPUTS:
@@ -186,7 +193,7 @@ def validate_export(
                               for k in FLOAT_OUTPUTS}
     report["agreement"] = {k: min((v.get("agreement", 0.0) for v in per_output[k].values()), default=None) for k in INT_OUTPUTS}
     # 3. size
-    want = expected_bytes(arrays, layout)
+    want = expected_bytes(arrays, layout, policy)
     hi = int(want * (1 + SIZE_SLACK_RATIO) + SIZE_SLACK_BYTES)
     size_ok = want <= len(model_bytes) <= hi
     report["size"] = {"bytes": len(model_bytes), "expected_min": want, "expected_max": hi, "ok": size_ok}

@@ -26,7 +26,7 @@ from mind_edge.core.routing import (
 from mind_edge.errors import ConfigError
 
 __all__ = ["DEFAULT_POLICY", "PAD_LOGIT", "POLICIES", "Routed", "pad_logits", "route", "gather_routing_stats",
-           "torch_stats"]
+           "torch_stats", "resolve_model_policy", "model_outputs"]
 
 
 @dataclass
@@ -110,19 +110,18 @@ def route(
                 "run 'mind-edge calibrate RUN' first"
             )
         n_taps = len(stats[0].whiten)
+        w_tap, w_ml, w_en = p.weights
         score = torch.zeros_like(maxprob)
         for t, (z, s) in enumerate(zip(logits, stats)):
             ml, energy = _logit_scores(z.float())
-            col = torch.zeros_like(ml)
-            if policy in ("maxlogit", "combined"):
-                col = col + (ml - s.score_mean[n_taps]) / s.score_std[n_taps]
-            if policy == "energy":
-                col = col + (energy - s.score_mean[n_taps + 1]) / s.score_std[n_taps + 1]
-            if p.uses_features:
+            z_ml = (ml - s.score_mean[n_taps]) / s.score_std[n_taps]
+            z_en = (energy - s.score_mean[n_taps + 1]) / s.score_std[n_taps + 1]
+            col = z_ml * w_ml + z_en * w_en
+            if w_tap:
                 if taps is None:
                     raise ConfigError(f"routing policy {policy!r} needs the tap features of every sub-network")
                 for k in range(n_taps):
-                    col = col - (_tap_distance(taps[t][k], s, k) - s.score_mean[k]) / s.score_std[k]
+                    col = col - ((_tap_distance(taps[t][k], s, k) - s.score_mean[k]) / s.score_std[k]) * w_tap
             score[:, t] = col
         task = torch.argmax(score, dim=1)
         confidence = torch.softmax(score, dim=1)[rows, task] * maxprob[rows, task]
@@ -173,3 +172,25 @@ def gather_routing_stats(model, task: int, images: np.ndarray, local_labels: np.
     head.routing.load_arrays(stats)
     model.train(was)
     return stats
+
+
+def resolve_model_policy(model, policy: str | None) -> str:
+    """``auto``/``None`` → the default policy when every task of ``model`` has routing statistics,
+    else ``maxprob`` (the same rule as :func:`mind_edge.runtime.graph.resolve_policy`)."""
+    if policy in (None, "auto"):
+        return DEFAULT_POLICY if all(h.routing.ready for h in model.heads) else "maxprob"
+    return get_policy(policy).name
+
+
+def model_outputs(model, x: torch.Tensor, temperature: float, policy: str | None = "auto",
+                  stats: Sequence[TorchStats | None] | None = None) -> dict[str, torch.Tensor]:
+    """The graph contract's outputs computed by the PyTorch model (label, task, confidence,
+    task_confidence, task_logits, task_features) for a batch ``x``."""
+    policy = resolve_model_policy(model, policy)
+    logits, taps = model.forward_all_taps(x)
+    if stats is None and get_policy(policy).needs_stats:
+        stats = torch_stats(model.routing_stats(), x.device)
+    r = route(logits, [h.classes for h in model.heads], temperature, policy, taps=taps, stats=stats)
+    feats = torch.stack([torch.cat(t, dim=1) for t in taps], dim=1)  # [B, N, sum F_k]
+    return {"label": r.label, "task": r.task, "confidence": r.confidence, "task_confidence": r.task_confidence,
+            "task_logits": r.task_logits, "task_features": feats}

@@ -362,6 +362,15 @@ class Bundle:
         return float(self.meta["temperature"])
 
     @property
+    def policy(self) -> str:
+        """The routing policy the bundle's graph computes (``maxprob`` for bundles older than policies)."""
+        routing = self.meta.get("routing")
+        name = routing.get("policy", "maxprob") if isinstance(routing, dict) else "maxprob"
+        from mind_edge.runtime.routing import get_policy
+
+        return get_policy(name).name
+
+    @property
     def num_tasks(self) -> int:
         return len(self.task_classes)
 
@@ -507,6 +516,7 @@ def prepare_bundle(
     report: dict | None = None,
     source: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    policy: str = "auto",
 ) -> tuple[dict[str, bytes], dict]:
     """The files and ``bundle.json`` of a bundle for the network ``arrays``, checked, nothing written.
 
@@ -521,8 +531,8 @@ def prepare_bundle(
     """
     from datetime import datetime, timezone
 
-    from mind_edge.runtime.graph import CONTRACT, build_graph, expected_bytes, naive_sizes
-    from mind_edge.runtime.routing import POLICY
+    from mind_edge.runtime.graph import CONTRACT, build_graph, expected_bytes, naive_sizes, resolve_policy
+    from mind_edge.runtime.routing import get_policy
 
     from mind_edge.errors import require
 
@@ -534,8 +544,10 @@ def prepare_bundle(
     if len(mean) != c_in or len(std) != c_in or min(std) <= 0:
         raise BundleError(f"mean and std need {c_in} value(s) (one per input channel, std > 0); got mean={mean} std={std}")
     names = names_by_id(class_names, arrays.task_classes)
+    policy = resolve_policy(policy, arrays)
     if model_bytes is None:
-        model_bytes = build_graph(arrays, layout=layout, temperature=temperature, opset=opset).SerializeToString()
+        model_bytes = build_graph(arrays, layout=layout, temperature=temperature, opset=opset,
+                                  policy=policy).SerializeToString()
     if probe_inputs is None:
         probe_inputs = np.random.default_rng(0).standard_normal((4, c_in, h, w)).astype(np.float32)
         probe_outputs = None
@@ -556,12 +568,14 @@ def prepare_bundle(
         "tasks": task_records(arrays.task_classes, names),
         "num_classes": sum(len(c) for c in arrays.task_classes),
         "temperature": float(temperature),
-        "routing": {"policy": POLICY, "pad_logit": CONTRACT.pad_logit, "ties": "first index",
-                    "rule": "task = argmax_t max softmax(task_logits[t] / T); label = global id of that head's argmax"},
-        "outputs": CONTRACT.to_json(n, cmax),
+        "routing": {"policy": policy, "version": get_policy(policy).version, "pad_logit": CONTRACT.pad_logit,
+                    "ties": "first index", "stats": get_policy(policy).needs_stats,
+                    "rule": f"task = argmax_t score_t ({get_policy(policy).summary}); "
+                            "label = global id of that head's argmax (mind_edge.core.routing)"},
+        "outputs": CONTRACT.to_json(n, cmax, _feature_dim(arrays)),
         "exporter": {"mind_edge": __version__, "onnx": onnx.__version__, "opset": opset, "graph": "task-stacked"},
         "source": dict(source or {}),
-        "sizes": {"model_bytes": len(model_bytes), "expected_bytes": expected_bytes(arrays, layout),
+        "sizes": {"model_bytes": len(model_bytes), "expected_bytes": expected_bytes(arrays, layout, policy),
                   "dense_fp32_bytes": dense, "naive_bytes": naive, "dense_weights": arrays.dense_weight_count()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "probe": {"file": PROBE_FILE, "count": int(probe_inputs.shape[0]), "outputs_from": probe_from},
@@ -581,6 +595,14 @@ def prepare_bundle(
                 "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in files.items()}},
                "the new bundle.json")
     return files, meta
+
+
+def _feature_dim(arrays) -> int:
+    """Channels of ``task_features`` (all routing taps) of a network."""
+    from mind_edge.core.plan import plan_net
+    from mind_edge.core.routing import plan_taps
+
+    return int(sum(plan_taps(plan_net(arrays.net))[1]))
 
 
 def assemble_bundle(out_dir: str | os.PathLike, arrays, *, overwrite: bool = False, **kw) -> Path:

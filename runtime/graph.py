@@ -40,6 +40,7 @@ static shapes apart from the batch, no data-dependent shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -53,7 +54,17 @@ from mind_edge import __version__
 from mind_edge.core.plan import ConvPlan, NetPlan, plan_net, scaled_channels
 from mind_edge.errors import ConfigError, require
 from mind_edge.runtime.errors import GraphError
-from mind_edge.runtime.routing import PAD_LOGIT, class_table
+from mind_edge.core.routing import (
+    DEFAULT_POLICY,
+    PAD_DISTANCE,
+    PAD_LOGIT,
+    STATS_VERSION,
+    RoutingStats,
+    check_temperature,
+    class_table,
+    get_policy,
+    plan_taps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +99,8 @@ class GraphContract:
         OutputSpec("confidence", "float32", ("batch",)),
         OutputSpec("task_confidence", "float32", ("batch", "tasks")),
         OutputSpec("task_logits", "float32", ("batch", "tasks", "classes")),
+        # pooled features of every sub-network at the routing taps (a runtime re-routes from them)
+        OutputSpec("task_features", "float32", ("batch", "tasks", "features")),
     )
     opset: int = 17
     atol: float = 1e-4  # a float output element passes when |Δ| <= atol ...
@@ -99,13 +112,13 @@ class GraphContract:
     def output_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.outputs)
 
-    def output_shapes(self, num_tasks: int, cmax: int) -> dict[str, list[int]]:
-        """Concrete shapes with ``-1`` for the dynamic batch."""
-        dims = {"batch": -1, "tasks": num_tasks, "classes": cmax}
+    def output_shapes(self, num_tasks: int, cmax: int, features: int) -> dict[str, list[int]]:
+        """Concrete shapes with ``-1`` for the dynamic batch (``features``: channels of all routing taps)."""
+        dims = {"batch": -1, "tasks": num_tasks, "classes": cmax, "features": features}
         return {o.name: [dims[a] for a in o.axes] for o in self.outputs}
 
-    def to_json(self, num_tasks: int, cmax: int) -> list[dict]:
-        shapes = self.output_shapes(num_tasks, cmax)
+    def to_json(self, num_tasks: int, cmax: int, features: int) -> list[dict]:
+        shapes = self.output_shapes(num_tasks, cmax, features)
         return [{"name": o.name, "shape": shapes[o.name], "dtype": o.dtype, "axes": list(o.axes)} for o in self.outputs]
 
 
@@ -152,6 +165,7 @@ class HeadArrays:
     weight: np.ndarray  # float32 [C_t, F]
     bias: np.ndarray  # float32 [C_t]
     classes: tuple[int, ...]
+    stats: RoutingStats | None = None  # the task's routing statistics (mind_edge.core.routing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,7 +229,17 @@ class NetArrays:
         for a, b in zip(self.heads, other.heads):
             if a.classes != b.classes or not eq(a.weight, b.weight) or not eq(a.bias, b.bias):
                 return False
+            if (a.stats is None) != (b.stats is None) or (a.stats is not None and not a.stats.same_as(b.stats)):
+                return False
         return True
+
+    @property
+    def has_stats(self) -> bool:
+        """Every task has routing statistics."""
+        return all(h.stats is not None for h in self.heads)
+
+    def routing_stats(self) -> list[RoutingStats | None]:
+        return [h.stats for h in self.heads]
 
 
 def _names(items) -> str:
@@ -312,7 +336,8 @@ class _Builder:
         self._const: dict[tuple, str] = {}
 
     def init(self, name: str, array: np.ndarray) -> str:
-        self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # np.require keeps 0-d arrays scalar (np.ascontiguousarray would make them [1])
+        self.inits.append(self.onnx.numpy_helper.from_array(np.require(array, requirements="C"), name))
         return name
 
     def const(self, values, dtype) -> str:
@@ -398,6 +423,127 @@ def _shortcut_conv(b: _Builder, x: str, conv1: ConvPlan, layout: str, n: int, p:
     return b.node("Conv", [x, w], f"{p}.down_a", kernel_shape=[1, 1], strides=[s, s], pads=[0, 0, 0, 0], group=n)
 
 
+def resolve_policy(policy: str | None, arrays: NetArrays) -> str:
+    """``auto``/``None`` → the default policy when every task has routing statistics, else ``maxprob``."""
+    if policy in (None, "auto"):
+        return DEFAULT_POLICY if arrays.has_stats else "maxprob"
+    return get_policy(policy).name
+
+
+def graph_policy(model) -> str:
+    """The routing policy a mind-edge graph computes (``maxprob`` for graphs older than policies)."""
+    return str((graph_meta(model).get("routing") or {}).get("policy", "maxprob"))
+
+
+def _reduce(b: _Builder, op: str, x: str, axes: list[int], out: str, opset: int, keepdims: int = 0) -> str:
+    """Reduce* with ``axes`` as an attribute (opset < 18) or an input (opset >= 18; ReduceSum from 13)."""
+    as_input = opset >= 18 or (op == "ReduceSum" and opset >= 13)
+    if as_input:
+        return b.node(op, [x, b.const(axes, np.int64)], out, keepdims=keepdims)
+    return b.node(op, [x], out, axes=axes, keepdims=keepdims)
+
+
+def _stats_initializers(b: _Builder, arrays: NetArrays) -> None:
+    """The routing statistics as stacked initializers (route.tap{k}.whiten / means_t / mnorm, route.score_*)."""
+    n, cmax = arrays.num_tasks, arrays.cmax
+    stats = [h.stats for h in arrays.heads]
+    for k in range(stats[0].num_taps):
+        f = stats[0].tap_dims[k]
+        means_t = np.zeros((n, f, cmax), dtype=np.float32)
+        mnorm = np.full((n, 1, cmax), PAD_DISTANCE, dtype=np.float32)
+        for t, s in enumerate(stats):
+            c = s.num_classes
+            means_t[t, :, :c] = s.means[k].T
+            mnorm[t, 0, :c] = np.sum(s.means[k] * s.means[k], axis=1, dtype=np.float32)
+        b.init(f"route.tap{k}.whiten", np.stack([s.whiten[k] for s in stats]))
+        b.init(f"route.tap{k}.means_t", means_t)
+        b.init(f"route.tap{k}.mnorm", mnorm)
+    b.init("route.score_mean", np.stack([s.score_mean for s in stats]))
+    b.init("route.score_std", np.stack([s.score_std for s in stats]))
+
+
+def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, policy: str, temperature: float,
+                  opset: int) -> None:
+    """The task-selection head of ``policy``: outputs task, label, confidence, task_confidence, task_features.
+
+    The formulas are those of :mod:`mind_edge.core.routing` (same order of float32 operations as
+    its numpy form), so ONNX Runtime, numpy and torch agree.
+    """
+    n, cmax = arrays.num_tasks, arrays.cmax
+    b.node("Concat", taps, "task_features", axis=2)
+    if get_policy(policy).needs_stats:  # a score policy's graph carries (and uses) every task's statistics
+        _stats_initializers(b, arrays)
+    tname = b.init("route.temperature", np.array(temperature, dtype=np.float32))
+    probs = b.node("Softmax", [b.node("Div", [logits, tname], "route.scaled")], "route.probs", axis=2)
+    maxprob = _reduce(b, "ReduceMax", probs, [2], "route.maxprob", opset)  # [B, N]
+    pol = get_policy(policy)
+    if pol.needs_stats:
+        # one structure for every score policy: score = w_ml*z_maxlogit + w_en*z_energy - sum_k w_tap*z_k
+        w_tap, w_ml, w_en = pol.weights
+        score_mean, score_std = "route.score_mean", "route.score_std"
+        col = lambda x, j, name: b.node("Gather", [x, b.const(j, np.int64)], name, axis=1)  # noqa: E731  [N]
+        k_taps = len(taps)
+        ml = _reduce(b, "ReduceMax", logits, [2], "route.maxlogit", opset)  # [B, N]
+        shifted = b.node("Sub", [logits, b.node("Unsqueeze", [ml, b.const([2], np.int64)], "route.maxlogit.col")],
+                         "route.energy.shifted")
+        total = _reduce(b, "ReduceSum", b.node("Exp", [shifted], "route.energy.exp"), [2], "route.energy.sum", opset)
+        energy = b.node("Add", [ml, b.node("Log", [total], "route.energy.log")], "route.energy")
+        zs = []
+        for name, x, j in (("maxlogit", ml, k_taps), ("energy", energy, k_taps + 1)):
+            centred = b.node("Sub", [x, col(score_mean, j, f"route.{name}.mean")], f"route.{name}.centred")
+            zs.append(b.node("Div", [centred, col(score_std, j, f"route.{name}.std")], f"route.{name}.z"))
+        score = b.node("Add", [b.node("Mul", [zs[0], b.const(np.float32(w_ml), np.float32)], "route.maxlogit.term"),
+                               b.node("Mul", [zs[1], b.const(np.float32(w_en), np.float32)], "route.energy.term")],
+                       "route.logit_score")
+        for k, tap in enumerate(taps):
+            p = f"route.tap{k}"
+            norm = b.node("Max", [_reduce(b, "ReduceL2", tap, [2], f"{p}.norm", opset, keepdims=1),
+                                  b.const(np.float32(1e-12), np.float32)], f"{p}.norm_floor")
+            f = b.node("Unsqueeze", [b.node("Div", [tap, norm], f"{p}.unit"), b.const([2], np.int64)], f"{p}.row")
+            g = b.node("MatMul", [f, f"{p}.whiten"], f"{p}.white")  # [B, N, 1, F_k]
+            g2 = _reduce(b, "ReduceSum", b.node("Mul", [g, g], f"{p}.sq"), [3], f"{p}.g2", opset, keepdims=1)
+            cross = b.node("MatMul", [g, f"{p}.means_t"], f"{p}.cross")  # [B, N, 1, Cmax]
+            two = b.node("Mul", [b.const(np.float32(2.0), np.float32), cross], f"{p}.cross2")
+            d = b.node("Add", [b.node("Sub", [g2, two], f"{p}.d_part"), f"{p}.mnorm"], f"{p}.dist")
+            dmin = _reduce(b, "ReduceMin", d, [2, 3], f"{p}.dmin", opset)  # [B, N]
+            z = b.node("Div", [b.node("Sub", [dmin, col(score_mean, k, f"{p}.mean")], f"{p}.centred"),
+                               col(score_std, k, f"{p}.std")], f"{p}.z")
+            term = b.node("Mul", [z, b.const(np.float32(w_tap), np.float32)], f"{p}.term")
+            score = b.node("Sub", [score, term], f"{p}.score")
+        task_conf = b.node("Identity", [score], "task_confidence")
+        task = b.node("ArgMax", [task_conf], "task", axis=1, keepdims=0, select_last_index=0)
+        weight = b.node("Softmax", [task_conf], "route.task_prob", axis=1)
+        conf_matrix = b.node("Mul", [weight, maxprob], "route.confidence_matrix")
+    else:
+        task_conf = b.node("Identity", [maxprob], "task_confidence")
+        conf_matrix = task_conf
+        if policy == "entropy" and n > 1:
+            logp = b.node("Log", [b.node("Max", [probs, b.const(np.float32(1e-30), np.float32)], "route.probs_floor")],
+                          "route.logp")
+            ent = _reduce(b, "ReduceSum", b.node("Mul", [probs, logp], "route.plogp"), [2], "route.neg_entropy", opset)
+            sizes = np.log(np.maximum(np.array([len(h.classes) for h in arrays.heads], np.float32), np.float32(2.0)))
+            ent = b.node("Div", [b.node("Neg", [ent], "route.entropy_raw"), b.init("route.entropy_norm", sizes)],
+                         "route.entropy")
+            top2 = b.node("TopK", [task_conf, b.const([2], np.int64)], "route.top2_values", axis=1, largest=1, sorted=1)
+            b.nodes[-1].output.append("route.top2")
+            e2 = b.node("GatherElements", [ent, "route.top2"], "route.top2_entropy", axis=1)
+            pick = b.node("ArgMin", [e2], "route.pick", axis=1, keepdims=1, select_last_index=0)
+            task_2d = b.node("GatherElements", ["route.top2", pick], "route.task_2d", axis=1)
+            task = b.node("Squeeze", [task_2d, b.const([1], np.int64)], "task")
+        else:
+            task = b.node("ArgMax", [task_conf], "task", axis=1, keepdims=0, select_last_index=0)
+    table = class_table(arrays.task_classes, cmax)
+    local_all = b.node("ArgMax", [logits], "route.local_all", axis=2, keepdims=0, select_last_index=0)
+    task_col = b.node("Unsqueeze", [task, b.const([1], np.int64)], "route.task_col")
+    local = b.node("GatherElements", [local_all, task_col], "route.local", axis=1)
+    conf_col = b.node("GatherElements", [conf_matrix, task_col], "route.confidence_col", axis=1)
+    b.node("Squeeze", [conf_col, b.const([1], np.int64)], "confidence")
+    offset = b.node("Mul", [task_col, b.const(cmax, np.int64)], "route.offset")
+    flat = b.node("Add", [offset, local], "route.flat_index")
+    label_col = b.node("Gather", [b.init("route.class_table", table.reshape(-1)), flat], "route.label_col", axis=0)
+    b.node("Squeeze", [label_col, b.const([1], np.int64)], "label")
+
+
 def build_graph(
     arrays: NetArrays,
     *,
@@ -407,8 +553,10 @@ def build_graph(
     contract: GraphContract = CONTRACT,
     doc: str | None = None,
     shortcut: str = "conv",
+    policy: str = "auto",
 ):
-    """Build the ONNX model (``onnx.ModelProto``) of ``arrays`` in ``layout`` at ``temperature``.
+    """Build the ONNX model (``onnx.ModelProto``) of ``arrays`` in ``layout`` at ``temperature``,
+    routing with ``policy`` (:mod:`mind_edge.core.routing`; ``auto``: :func:`resolve_policy`).
 
     ``shortcut`` chooses how the parameter-free DownsampleA shortcuts of ``resnet32`` are
     written: ``conv`` (default) as a 1x1 strided grouped convolution with a 0/1 selection
@@ -427,11 +575,18 @@ def build_graph(
             f"opset {opset} is not supported; mind-edge builds opsets {MIN_OPSET}..{MAX_OPSET} "
             f"(TensorRT 10 parses them; {CONTRACT.opset} is the default)"
         )
-    temperature = float(temperature)
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
+    temperature = check_temperature(temperature)
+    pol = get_policy(resolve_policy(policy, arrays))
     plan = check_arrays(arrays)
     n, cmax = arrays.num_tasks, arrays.cmax
+    if pol.needs_stats and not arrays.has_stats:
+        missing = [t for t, h in enumerate(arrays.heads) if h.stats is None]
+        raise ConfigError(
+            f"routing policy {pol.name!r} needs routing statistics, which task(s) {missing} do not have; run "
+            "'mind-edge calibrate RUN' and export again, or export with --routing maxprob"
+        )
+    tap_blocks, tap_dims = plan_taps(plan)
+    taps: list[str] = []
     b = _Builder(onnx)
     TP = onnx.TensorProto
     h, w = plan.input_size
@@ -463,6 +618,10 @@ def build_graph(
             sc = x
         x = b.node("Relu", [b.node("Add", [y, sc], f"{p}.add")], f"{p}.relu2")
         h, w = h2, w2
+        if i in tap_blocks:  # routing tap: this block's pooled output per task, [B, N, F_k]
+            k = len(taps)
+            pool = b.node("GlobalAveragePool", [x], f"route.tap{k}.pool")
+            taps.append(b.node("Reshape", [pool, b.const([-1, n, tap_dims[k]], np.int64)], f"route.tap{k}"))
     # -- heads: [B, N, 1, F] x [N, F, Cmax] + [N, Cmax] (padding rows: weight 0, bias PAD_LOGIT)
     f = plan.feature_dim
     pooled = b.node("GlobalAveragePool", [x], "pool")
@@ -475,36 +634,19 @@ def build_graph(
     mm = b.node("MatMul", [feat, b.init("heads.weight", hw)], "heads.matmul")
     mm = b.node("Reshape", [mm, b.const([-1, n, cmax], np.int64)], "heads.logits")
     logits = b.node("Add", [mm, b.init("heads.bias", hb)], "task_logits")
-    # -- routing head
-    table = class_table(arrays.task_classes, cmax)
-    tname = b.init("route.temperature", np.array(temperature, dtype=np.float32))
-    scaled = b.node("Div", [logits, tname], "route.scaled")
-    probs = b.node("Softmax", [scaled], "route.probs", axis=2)
-    if opset >= 18:
-        task_conf = b.node("ReduceMax", [probs, b.const([2], np.int64)], "task_confidence", keepdims=0)
-        b.node("ReduceMax", [task_conf, b.const([1], np.int64)], "confidence", keepdims=0)
-    else:
-        task_conf = b.node("ReduceMax", [probs], "task_confidence", axes=[2], keepdims=0)
-        b.node("ReduceMax", [task_conf], "confidence", axes=[1], keepdims=0)
-    task = b.node("ArgMax", [task_conf], "task", axis=1, keepdims=0, select_last_index=0)
-    local_all = b.node("ArgMax", [logits], "route.local_all", axis=2, keepdims=0, select_last_index=0)
-    task_col = b.node("Unsqueeze", [task, b.const([1], np.int64)], "route.task_col")
-    local = b.node("GatherElements", [local_all, task_col], "route.local", axis=1)
-    offset = b.node("Mul", [task_col, b.const(cmax, np.int64)], "route.offset")
-    flat = b.node("Add", [offset, local], "route.flat_index")
-    label_col = b.node("Gather", [b.init("route.class_table", table.reshape(-1)), flat], "route.label_col", axis=0)
-    b.node("Squeeze", [label_col, b.const([1], np.int64)], "label")
-    assert {"label", "task", "confidence", "task_confidence", "task_logits"} == set(contract.output_names)
+    # -- routing head (every node and initializer named route.*: kept in FP32 by every precision)
+    _routing_head(b, logits, taps, arrays, pol.name, temperature, opset)
 
     batch = contract.batch_axis
     c_in = plan.in_channels
     H, W = plan.input_size
     inputs = [onnx.helper.make_tensor_value_info(contract.input_name, TP.FLOAT, [batch, c_in, H, W])]
-    dims = {"batch": batch, "tasks": n, "classes": cmax}
+    dims = {"batch": batch, "tasks": n, "classes": cmax, "features": int(sum(tap_dims))}
     dtypes = {"int64": TP.INT64, "float32": TP.FLOAT}
     outputs = [onnx.helper.make_tensor_value_info(o.name, dtypes[o.dtype], [dims[a] for a in o.axes]) for o in contract.outputs]
     graph = onnx.helper.make_graph(b.nodes, f"mind_edge_{plan.arch}_{layout}", inputs, outputs, b.inits,
-                                   doc_string=doc or f"MIND {plan.arch}, {n} tasks, {layout} layout, T={temperature}")
+                                   doc_string=doc or f"MIND {plan.arch}, {n} tasks, {layout} layout, T={temperature}, "
+                                                     f"routing {pol.name}")
     opset_ids = [onnx.helper.make_opsetid("", int(opset))]
     model = onnx.helper.make_model(graph, opset_imports=opset_ids, producer_name="mind-edge", producer_version=__version__)
     model.ir_version = onnx.helper.find_min_ir_version_for(opset_ids)
@@ -515,6 +657,9 @@ def build_graph(
         "num_tasks": n,
         "cmax": cmax,
         "temperature": temperature,
+        "routing": {"policy": pol.name, "version": pol.version, "tap_blocks": list(tap_blocks),
+                    "tap_dims": list(tap_dims), "stats": pol.needs_stats, "stats_version": STATS_VERSION,
+                    "stats_count": [h.stats.count if h.stats is not None else 0 for h in arrays.heads]},
         "classes": arrays.task_classes,
         "layers": [{"name": x.name, "stride": x.stride, "padding": x.padding} for x in arrays.layers],
         # one eps per norm when the tasks share it (always, for nets.py), so the metadata does not grow with N
@@ -595,16 +740,46 @@ def read_arrays(model_or_path) -> NetArrays:
         HeadArrays(np.ascontiguousarray(hw[t, :, : len(c)].T), np.ascontiguousarray(hb[t, : len(c)]), tuple(int(v) for v in c))
         for t, c in enumerate(meta["classes"])
     )
+    routing = meta.get("routing") or {}
+    if routing.get("stats"):
+        heads = _read_stats(heads, routing, get, where)
     arrays = NetArrays(net=dict(meta["net"]), layers=layers, norms=tuple(norms), heads=heads)
     check_arrays(arrays)
     return arrays
 
 
+def _read_stats(heads: tuple[HeadArrays, ...], routing: Mapping[str, Any], get, where: str) -> tuple[HeadArrays, ...]:
+    """Heads with the routing statistics stored in the graph's route.* initializers."""
+    dims = [int(f) for f in routing.get("tap_dims", [])]
+    counts = [int(c) for c in routing.get("stats_count", [])]
+    n = len(heads)
+    if len(counts) != n or not dims:
+        raise GraphError(f"{where}: the routing metadata does not describe {n} tasks' statistics; re-export the bundle")
+    whiten = [get(f"route.tap{k}.whiten") for k in range(len(dims))]
+    means_t = [get(f"route.tap{k}.means_t") for k in range(len(dims))]
+    score_mean, score_std = get("route.score_mean"), get("route.score_std")
+    out = []
+    for t, h in enumerate(heads):
+        c = len(h.classes)
+        try:
+            stats = RoutingStats(
+                whiten=tuple(np.ascontiguousarray(w[t], dtype=np.float32) for w in whiten),
+                means=tuple(np.ascontiguousarray(m[t, :, :c].T, dtype=np.float32) for m in means_t),
+                score_mean=np.ascontiguousarray(score_mean[t], dtype=np.float32),
+                score_std=np.ascontiguousarray(score_std[t], dtype=np.float32), count=counts[t])
+            stats.check(dims, c, where=f"task {t}")
+        except (IndexError, ValueError, ConfigError) as exc:
+            raise GraphError(f"{where}: routing statistics of task {t} are malformed ({exc}); re-export the bundle") from exc
+        out.append(dataclasses.replace(h, stats=stats))
+    return tuple(out)
+
+
 # ----------------------------------------------------------------------------- sizes
 
 
-def expected_bytes(arrays: NetArrays, layout: str) -> int:
-    """Bytes of the initializers a graph of ``arrays`` in ``layout`` stores (file size minus structure)."""
+def expected_bytes(arrays: NetArrays, layout: str, policy: str = "auto") -> int:
+    """Bytes of the initializers a graph of ``arrays`` in ``layout`` routing with ``policy`` stores
+    (file size minus structure)."""
     n, cmax = arrays.num_tasks, arrays.cmax
     p = arrays.dense_weight_count()
     bn_ch = sum(x.sets[0].gamma.size for x in arrays.norms)
@@ -612,9 +787,19 @@ def expected_bytes(arrays: NetArrays, layout: str) -> int:
     route = n * cmax * 8 + 4
     # DownsampleA shortcuts as 1x1 selection convs (build_graph's default shortcut="conv")
     select = sum(blk.conv1.out_ch * blk.conv1.in_ch * 4 for blk in plan_net(arrays.net).blocks if blk.shortcut == "A")
+    stats = routing_stats_bytes(arrays) if get_policy(resolve_policy(policy, arrays)).needs_stats else 0
     if layout == "shared":
-        return p * 5 + n * bn_ch * 16 + heads + route + (select + n * 4 if select else 0)
-    return n * p * 4 + n * bn_ch * 4 + heads + route + n * select
+        return p * 5 + n * bn_ch * 16 + heads + route + stats + (select + n * 4 if select else 0)
+    return n * p * 4 + n * bn_ch * 4 + heads + route + stats + n * select
+
+
+def routing_stats_bytes(arrays: NetArrays) -> int:
+    """Bytes of the stacked routing-statistics initializers (0 without statistics)."""
+    if not arrays.has_stats:
+        return 0
+    n, cmax = arrays.num_tasks, arrays.cmax
+    dims = arrays.heads[0].stats.tap_dims
+    return 4 * n * (sum(f * f + f * cmax + cmax for f in dims) + 2 * (len(dims) + 2))
 
 
 def subnetwork_arrays(arrays: NetArrays, task: int) -> NetArrays:
@@ -648,6 +833,7 @@ def random_arrays(
     *,
     seed: int = 0,
     free_fraction: float = 0.1,
+    stats: bool = False,
 ) -> NetArrays:
     """A random network of ``net`` (Kaiming-normal weights, random owners and BN sets, random heads).
 
@@ -684,7 +870,25 @@ def random_arrays(
         )
         for cl in task_classes
     )
+    if stats:
+        heads = tuple(dataclasses.replace(h, stats=random_stats(plan, len(h.classes), rng)) for h in heads)
     return NetArrays(net=dict(net), layers=tuple(layers), norms=tuple(norms), heads=heads)
+
+
+def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> RoutingStats:
+    """Plausible random routing statistics (whitening of a random covariance, means, score spreads)."""
+    _, dims = plan_taps(plan)
+    whiten, means = [], []
+    for f in dims:
+        a = rng.standard_normal((f, f)) / math.sqrt(f)
+        cov = a @ a.T + 0.05 * np.eye(f)
+        w = np.linalg.cholesky(np.linalg.inv(cov))
+        whiten.append(w.astype(np.float32))
+        means.append((rng.standard_normal((num_classes, f)) / math.sqrt(f) @ w).astype(np.float32))
+    k = len(dims) + 2
+    return RoutingStats(whiten=tuple(whiten), means=tuple(means),
+                        score_mean=(rng.standard_normal(k) * 2 + 10).astype(np.float32),
+                        score_std=(rng.random(k) * 3 + 0.5).astype(np.float32), count=int(rng.integers(10, 1000)))
 
 
 __all__ = [
@@ -707,5 +911,9 @@ __all__ = [
     "subnetwork_arrays",
     "naive_sizes",
     "random_arrays",
+    "random_stats",
+    "resolve_policy",
+    "graph_policy",
+    "routing_stats_bytes",
     "scaled_channels",
 ]

@@ -76,15 +76,18 @@ class Policy:
     needs_stats: bool  # uses statistics gathered from each task's training data
     uses_features: bool  # needs the pooled features of the taps (not only the logits)
     summary: str
+    #: score policies: weights of (tap distances, max-logit, energy) in the score (see policy_scores)
+    weights: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (
     Policy("maxprob", 1, False, False, "MIND's rule: the sub-network with the highest max softmax(z/T)"),
     Policy("entropy", 1, False, False, "maxprob, then the lower normalised entropy of the top two tasks"),
-    Policy("maxlogit", 1, True, False, "max-logit, z-normalised by each task's own training data"),
-    Policy("energy", 1, True, False, "energy (logsumexp of the logits), z-normalised likewise"),
-    Policy("mahalanobis", 1, True, True, "multi-depth Mahalanobis distance to the task's class means, z-normalised"),
-    Policy("combined", 1, True, True, "mahalanobis + maxlogit"),
+    Policy("maxlogit", 1, True, False, "max-logit, z-normalised by each task's own training data", (0.0, 1.0, 0.0)),
+    Policy("energy", 1, True, False, "energy (logsumexp of the logits), z-normalised likewise", (0.0, 0.0, 1.0)),
+    Policy("mahalanobis", 1, True, True, "multi-depth Mahalanobis distance to the task's class means, z-normalised",
+           (1.0, 0.0, 0.0)),
+    Policy("combined", 1, True, True, "mahalanobis + maxlogit", (1.0, 1.0, 0.0)),
 )}
 
 #: The policy new runs, exports and the demo use (chosen by benchmarks/routing.py; README "Routing").
@@ -336,20 +339,19 @@ def policy_scores(
         )
     n = z.shape[1]
     k = stats[0].num_taps
+    w_tap, w_ml, w_en = (np.float32(w) for w in p.weights)
     extra = np.stack([logit_scores(z[:, t, : num_classes[t]]) for t in range(n)], axis=1)  # [B, N, 2]
     mean = np.stack([s.score_mean for s in stats])  # [N, K+2]
     std = np.stack([s.score_std for s in stats])
-    score = np.zeros(z.shape[:2], dtype=np.float32)
-    if policy in ("maxlogit", "combined"):
-        score = score + (extra[:, :, 0] - mean[:, k]) / std[:, k]
-    if policy == "energy":
-        score = score + (extra[:, :, 1] - mean[:, k + 1]) / std[:, k + 1]
-    if p.uses_features:
+    z_ml = (extra[:, :, 0] - mean[:, k]) / std[:, k]
+    z_en = (extra[:, :, 1] - mean[:, k + 1]) / std[:, k + 1]
+    score = z_ml * w_ml + z_en * w_en
+    if w_tap:
         if taps is None or len(taps) != k:
             raise ConfigError(f"routing policy {policy!r} needs the pooled features of {k} taps (graph output task_features)")
         for j in range(k):
             d = np.stack([tap_distance(taps[j][:, t], stats[t].whiten[j], stats[t].means[j]) for t in range(n)], axis=1)
-            score = score - (d - mean[:, j]) / std[:, j]
+            score = score - ((d - mean[:, j]) / std[:, j]) * w_tap
     return score.astype(np.float32), maxprob
 
 
