@@ -118,6 +118,7 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+        torch.backends.cudnn.benchmark = True  # fixed shapes per stage: let cuDNN pick its fastest kernels
         return torch.device(device)
     raise ConfigError(f"unknown device {device!r}; choose auto, cpu or cuda[:N]")
 
