@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
 
         from mind_edge.cli import require_modules
 
-        check_export_args(run_dir, out, layout=layout, opset=opset, overwrite=overwrite)  # before loading anything
         require_modules("torch", "safetensors", "onnx", *(("onnxruntime",) if validate else ()))
+        check_export_args(run_dir, out, layout=layout, opset=opset, overwrite=overwrite)  # before loading anything
         from mind_edge.export.exporter import export_bundle
 
         res = export_bundle(run_dir, out, layout=layout, opset=opset, atol=atol, rtol=rtol, temperature=temperature,
