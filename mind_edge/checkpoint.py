@@ -91,8 +91,7 @@ def check_run_meta(meta: dict, where: str) -> None:
                 check_int(c, f"{obj._name(key)}[{i}]", obj, lo=0, hi=max(0, len(names) - 1))
 
     class_lists(sc, "tasks")
-    if "learned_tasks" in meta:
-        class_lists(f, "learned_tasks")
+    class_lists(f, "learned_tasks")
     if "data" in meta:
         d = f.sub("data")
         d.int("in_channels", lo=1, hi=3)
@@ -103,18 +102,16 @@ def check_run_meta(meta: dict, where: str) -> None:
             if d.has(key):
                 d.str(key, max_len=4096)
     tr = f.sub("train")
-    if "method" in tr.obj:
-        tr.str("method", max_len=64)
+    tr.str("method", max_len=64)
+    tr.raw("routing")  # a policy name today; its type is the routing module's business
     for key in ("epochs", "distill_epochs"):
-        if key in tr.obj:
-            tr.int(key, lo=0)
+        tr.int(key, lo=0)
     if "batch_size" in tr.obj:
         tr.int("batch_size", lo=1)
     for key in ("lr", "distill_lr", "gamma", "weight_decay", "beta"):
         if key in tr.obj:
             tr.float(key)
-    if "temperature" in tr.obj:
-        tr.float("temperature", positive=True)
+    tr.float("temperature", positive=True)
     for key in ("milestones", "distill_milestones"):
         if key in tr.obj:
             tr.ints(key, lo=0)
@@ -122,11 +119,9 @@ def check_run_meta(meta: dict, where: str) -> None:
         f.int("seed")
     if f.has("checkpoint_sha256"):
         f.str("checkpoint_sha256", max_len=64)
-    for i, step in enumerate(f.list("steps", default=[])):
+    for i, step in enumerate(f.list("steps")):
         sf = f.item(step, f"steps[{i}]")
         for key in ("tag_matrix", "taw_matrix"):
-            if key not in sf.obj:
-                continue
             for r, row in enumerate(sf.list(key, max_len=127)):
                 if not isinstance(row, list):
                     raise sf._fail(f"{sf._name(key)}[{r}]", "a list of accuracies", row)
@@ -137,10 +132,11 @@ def check_run_meta(meta: dict, where: str) -> None:
             sf.int("step", lo=-1)
         if sf.has("source"):
             sf.sub("source")
-    if f.has("final"):
+    if f.has("final") or meta.get("steps"):  # the metrics after the last step are shown with every step
         final = f.sub("final")
-        for key, v in final.obj.items():
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        for key in ("tag", "taw", "routing", "avg_incremental_tag", "forgetting_tag", "bwt_tag"):  # what is shown
+            v = final.obj.get(key, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise final._fail(final._name(key), "a number", v)
     if f.has("spec_key"):
         f.sub("spec_key")

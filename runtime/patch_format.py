@@ -55,6 +55,7 @@ import re
 import stat
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -512,8 +513,8 @@ def decode_payload(body: bytes, header: Mapping[str, Any], where: str) -> dict[s
                         raise ValueError("size")
             except PatchError:
                 raise
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, SyntaxError, TypeError,
-                    NotImplementedError, RuntimeError):
+            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, struct.error, SyntaxError,
+                    TypeError, NotImplementedError, RuntimeError):
                 raise PatchError(f"{where}: payload member {key} is corrupt; {_FIX}") from None
             out[key] = np.frombuffer(data, dtype=dt).reshape(shape)
     return out
