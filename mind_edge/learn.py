@@ -525,7 +525,9 @@ def _write_run_atomically(out: Path, model, meta: dict) -> None:
     from mind_edge.run import write_outputs
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    from mind_edge.fileio import make_temp_dir
+
+    tmp = make_temp_dir(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)  # the umask's modes, not mkdtemp's 0700
     try:
         write_outputs(tmp, model, meta)
         if out.is_dir():
