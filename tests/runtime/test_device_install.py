@@ -23,30 +23,13 @@ import pytest
 from PIL import Image
 
 from patch_helpers import world
+from tree_helpers import copy_source_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_packages, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
 NETWORK_TROUBLE = ("Could not find a version", "No matching distribution", "Failed to establish", "Temporary failure",
                    "Name or service not known", "ConnectionError", "ReadTimeout", "Network is unreachable",
                    "ProxyError", "SSLError")
-
-
-def copy_source_tree(dst: Path) -> Path:
-    """The project's files (tracked and untracked-but-not-ignored, as a fresh clone plus local edits)."""
-    if (ROOT / ".git").exists() and shutil.which("git"):
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             capture_output=True, check=True).stdout
-        for rel in filter(None, out.decode().split("\0")):
-            src = ROOT / rel
-            if src.is_file():  # skips files deleted in the working tree
-                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst / rel)
-    else:  # an unpacked source tree
-        shutil.copytree(ROOT, dst, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".venv", "runs", "bundles", "build", "dist", "*.egg-info",
-                                                      "__pycache__", ".pytest_cache", "keys"))
-    return dst
 
 
 def _env() -> dict:
