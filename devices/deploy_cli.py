@@ -54,25 +54,27 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps({**res.summary(), "bench": res.bench}))
             return
-        table = Table(title=f"deployed {bundle} → {res.target}", title_justify="left", show_header=False)
+        from mind_edge.textsafe import text  # what the device reports (and local paths) is data, never markup
+
+        table = Table(title=text(f"deployed {bundle} → {res.target}"), title_justify="left", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
         r = res.remote
-        table.add_row("device", f"{r.machine or '?'}; mind-edge: {r.cmd or '-'}; TensorRT: {r.tensorrt or 'no'}")
+        table.add_row("device", text(f"{r.machine or '?'}; mind-edge: {r.cmd or '-'}; TensorRT: {r.tensorrt or 'no'}"))
         free = f"{r.disk_free_kb / 1024:.0f} MB free on {r.mount}" if r.disk_free_kb is not None else "free space unknown"
-        table.add_row("bundle", f"{res.remote_bundle} ({res.copied_bytes / 1e6:.2f} MB copied; {free} before)")
-        table.add_row("engine", res.engine_note + (f" — {res.engine.get('engine')}" if res.engine else ""))
+        table.add_row("bundle", text(f"{res.remote_bundle} ({res.copied_bytes / 1e6:.2f} MB copied; {free} before)"))
+        table.add_row("engine", text(res.engine_note + (f" — {res.engine.get('engine')}" if res.engine else "")))
         if res.bench_file:
-            table.add_row("benchmark", f"backend {res.backend}; JSON saved to {res.bench_file}")
+            table.add_row("benchmark", text(f"backend {res.backend}; JSON saved to {res.bench_file}"))
         table.add_row("time", " · ".join(f"{k} {v:.1f} s" for k, v in res.seconds.items()))
         console.print(table)
         if res.bench is not None:
             cols, rows = bench_rows(res.bench)
-            bt = Table(title=f"benchmark on {res.target}", title_justify="left")
+            bt = Table(title=text(f"benchmark on {res.target}"), title_justify="left")
             for c in cols:
-                bt.add_column(c, justify="left" if c in ("field", "name", "backend", "providers") else "right")
+                bt.add_column(text(c), justify="left" if c in ("field", "name", "backend", "providers") else "right")
             for row in rows:
-                bt.add_row(*row)
+                bt.add_row(*(text(v) for v in row))
             console.print(bt)
 
 
