@@ -13,8 +13,10 @@ already learned is refused.
 The result is written to a new run directory (``out``; never in place), atomically: a
 temporary sibling folder renamed into place.
 
-**Memory budget.** ``memory_budget_mb`` measures, in a fresh subprocess (so the trials do not
-raise this process's own peak), the resident set size of two training steps of both stages
+**Memory budget.** ``memory_budget_mb`` measures, in a fresh ``spawn`` worker
+(:func:`mind_edge.core.proc.spawn_call`: the trials do not raise this process's own peak), the
+peak resident set size (``VmHWM``, not ``ru_maxrss``, which a fresh child inherits from its
+parent: see :mod:`mind_edge.core.proc`) of two training steps of both stages
 (teacher training and distillation, with the teacher copy, AdamW state and autograd buffers)
 plus the evaluation of those images at a candidate batch size; the peak of ``learn`` is
 predicted as the RSS this process already has (model and data loaded) plus 1.1 x the trial's
@@ -23,19 +25,15 @@ batch size whose prediction fits is used (a trial at the configured batch size, 
 small size, a linear interpolation between them, verified by a third trial); when even the
 small one does not fit, learn fails before training. On CUDA the trial's peak of
 ``torch.cuda.max_memory_reserved`` is added (a Jetson's GPU shares its memory with the CPU).
-The measured peak RSS of ``learn`` (``getrusage``) is always reported.
+The measured peak RSS of ``learn`` (:func:`~mind_edge.core.proc.peak_rss_mb`) is always reported.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -45,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from mind_edge.core.proc import WorkerError, current_rss_mb, peak_rss_mb, spawn_call
 from mind_edge.errors import CapacityError, ConfigError, DataError, MindEdgeError
 
 log = logging.getLogger(__name__)
@@ -64,22 +63,6 @@ class MemoryBudgetError(ConfigError):
 
 
 # ----------------------------------------------------------------------------- memory
-
-
-def current_rss_mb() -> float:
-    """This process's resident set size now (MB = 2**20 bytes)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as fh:
-            pages = int(fh.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):  # pragma: no cover - non-Linux
-        return peak_rss_mb()
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far (``getrusage``; Linux reports KiB)."""
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 
 
 @dataclass(frozen=True)
@@ -111,43 +94,40 @@ class MemoryPlan:
             "trials": [{"batch_size": t.batch_size, "baseline_mb": round(t.baseline_mb, 1), "peak_mb": round(t.peak_mb, 1),
                         "cuda_mb": round(t.cuda_mb, 1), "increment_mb": round(t.increment_mb, 1),
                         "seconds": round(t.seconds, 2)} for t in self.trials],
-            "method": f"subprocess trial: {TRIAL_STEPS} steps of teacher training and of distillation + evaluation; "
+            "method": f"spawn-worker trial: {TRIAL_STEPS} steps of teacher training and of distillation + evaluation; "
                       f"predicted peak = max(peak so far, RSS before training + {MARGIN:g} x trial increment)",
         }
 
 
 def run_trial(run_dir: Path, batch_size: int, num_classes: int, spec_json: dict, train_json: dict, seed: int,
               device: str, steps: int = TRIAL_STEPS) -> Trial:
-    """Measure one learning step at ``batch_size`` in a fresh Python process."""
+    """Measure learning steps at ``batch_size`` in a fresh ``spawn`` worker (:func:`trial_worker`)."""
     import torch
 
     request = {"run_dir": str(run_dir), "batch_size": int(batch_size), "num_classes": int(num_classes),
                "spec": spec_json, "train": train_json, "seed": int(seed), "device": device,
                "threads": torch.get_num_threads(), "steps": int(steps)}  # the same intra-op threads as here
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", "from mind_edge.learn import _trial_main; _trial_main()"],
-                          input=json.dumps(request), capture_output=True, text=True, timeout=TRIAL_TIMEOUT_S)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        killed = proc.returncode < 0 or proc.returncode == 137
+    try:
+        # fast_exit: the worker's lifetime peak is then the measured one (no interpreter teardown)
+        out = spawn_call(trial_worker, request, timeout=TRIAL_TIMEOUT_S, fast_exit=True)
+    except WorkerError as exc:
         raise MemoryBudgetError(
-            f"the memory trial at batch size {batch_size} failed ({'killed, out of memory?' if killed else 'exit ' + str(proc.returncode)}): "
-            f"{' | '.join(tail)[:400]}"
-        )
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+            f"the memory trial at batch size {batch_size} failed ({'killed, out of memory?' if exc.killed else exc}); "
+            "raise the budget or use a narrower model"
+        ) from exc
     return Trial(batch_size=int(batch_size), baseline_mb=float(out["baseline_mb"]), peak_mb=float(out["peak_mb"]),
                  cuda_mb=float(out.get("cuda_mb", 0.0)), seconds=time.perf_counter() - t0)
 
 
-def _trial_main() -> None:  # pragma: no cover - runs in a subprocess (tested through plan_memory)
-    """Entry point of a memory trial: JSON request on stdin, JSON result on stdout."""
+def trial_worker(req: dict) -> dict:  # pragma: no cover - runs in a spawn worker (tested through run_trial)
+    """One memory trial (the request of :func:`run_trial`): ``{baseline_mb, peak_mb, cuda_mb}``."""
     import torch
 
     from mind_edge.checkpoint import load_model
     from mind_edge.data import DatasetSpec
     from mind_edge.train import TrainConfig, evaluate, learn_task, resolve_device
 
-    req = json.loads(sys.stdin.read())
     logging.disable(logging.WARNING)
     torch.set_num_threads(int(req.get("threads", torch.get_num_threads())))
     device = resolve_device(req["device"])
@@ -168,7 +148,7 @@ def _trial_main() -> None:  # pragma: no cover - runs in a subprocess (tested th
     learn_task(model, list(range(base, base + k)), images, labels, spec, cfg, seed=int(req["seed"]), device=device)
     evaluate(model, [(images, labels)], spec, temperature=cfg.temperature, device=device, batch_size=bs)
     cuda = torch.cuda.max_memory_reserved(device) / 2**20 if device.type == "cuda" else 0.0
-    print(json.dumps({"baseline_mb": baseline, "peak_mb": peak_rss_mb(), "cuda_mb": cuda}))
+    return {"baseline_mb": baseline, "peak_mb": peak_rss_mb(), "cuda_mb": cuda}
 
 
 def plan_memory(budget_mb: float, max_batch: int, trial) -> MemoryPlan:
