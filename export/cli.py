@@ -32,6 +32,20 @@ def check_export_args(run_dir: Path, out: Path, *, layout: str, opset: int, over
         raise ConfigError(f"bundle output folder {out} exists and is not empty; choose another --out or pass --overwrite")
 
 
+def _precision_line(p: dict) -> str:
+    """One line of the FP16/INT8 graph's agreement with the FP32 PyTorch model."""
+    parts = [f"{p['precision']} vs FP32 on {p.get('inputs', {}).get(p.get('measured_on'), {}).get('count', 0)} "
+             f"{p.get('measured_on')} images: routing agreement {100 * (p.get('routing_agreement') or 0):.2f}%",
+             f"label agreement {100 * (p.get('label_agreement') or 0):.2f}%"]
+    if p.get("tag") is not None:
+        parts.append(f"TAG {p['tag']:.4f} (FP32 {p['tag_fp32']:.4f}), TAW {p['taw']:.4f} (FP32 {p['taw_fp32']:.4f})")
+    parts.append(f"max |Δ task_logits| {p.get('max_abs_task_logits') or 0:.3g}")
+    s = p.get("sizes") or {}
+    if s:
+        parts.append(f"model.onnx {s['ratio_to_fp32_shared']:.1%} of the FP32 shared graph")
+    return "; ".join(parts)
+
+
 def register(app: typer.Typer) -> None:
     """Add the top-level ``export`` command to ``app``."""
     from mind_edge.cli import console, handle_errors
@@ -49,6 +63,10 @@ def register(app: typer.Typer) -> None:
         samples: Annotated[int, typer.Option(help="Test images of the run compared against PyTorch (evenly drawn; 32 random inputs are added).")] = 256,
         validate: Annotated[bool, typer.Option(help="Validate against PyTorch before writing (checker, ORT vs torch, size).")] = True,
         overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle in --out.")] = False,
+        precision: Annotated[str, typer.Option(help="fp32 | fp16 (shared layout, FP16 backbone, 4-bit owner maps) | int8 (QDQ: per-channel int8 weights, calibrated uint8 activations, one chain per task). The routing head (pool, heads, task_logits, route.*) stays FP32 in every precision.")] = "fp32",
+        calibration: Annotated[Optional[int], typer.Option(help="int8: calibration images drawn evenly from the run's training split of the learned tasks (default 256).")] = None,
+        min_routing_agreement: Annotated[float, typer.Option(help="fp16/int8: refuse the bundle when the fraction of test images routed to the same task as the FP32 model is below this.")] = 0.99,
+        max_tag_drop: Annotated[float, typer.Option(help="fp16/int8: refuse the bundle when its TAG is more than this many percentage points below the FP32 model's.")] = 1.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print the export summary as JSON.")] = False,
     ) -> None:
         """Export a trained run as one shared-weight ONNX graph with the task-selection head."""
@@ -59,9 +77,12 @@ def register(app: typer.Typer) -> None:
         require_modules("torch", "safetensors", "onnx", *(("onnxruntime",) if validate else ()))
         check_export_args(run_dir, out, layout=layout, opset=opset, overwrite=overwrite)  # before loading anything
         from mind_edge.export.exporter import export_bundle
+        from mind_edge.export.quantize import PrecisionThresholds
 
+        thresholds = PrecisionThresholds(min_routing_agreement=min_routing_agreement, max_tag_drop=max_tag_drop)
         res = export_bundle(run_dir, out, layout=layout, opset=opset, atol=atol, rtol=rtol, temperature=temperature,
-                            validate=validate, overwrite=overwrite, max_test_samples=samples)
+                            validate=validate, overwrite=overwrite, max_test_samples=samples, precision=precision,
+                            calibration=calibration, thresholds=thresholds)
         if as_json:
             typer.echo(json.dumps(res.summary()))
             return
@@ -70,7 +91,9 @@ def register(app: typer.Typer) -> None:
         table = Table(title=text(f"bundle {res.bundle}"), title_justify="left", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
-        table.add_row("graph", f"{res.layout} layout, opset {res.opset}, {res.num_tasks} tasks, T={res.temperature:g}")
+        table.add_row("graph", f"{res.precision} · {res.layout} layout, opset {res.opset}, {res.num_tasks} tasks, "
+                               f"T={res.temperature:g}" + ("" if res.precision == "fp32" else
+                                                           " (routing head FP32; validation below: the FP32 graph)"))
         table.add_row("model.onnx", f"{_mb(res.model_bytes)} ({res.ratio_to_dense:.2f}x one dense fp32 sub-network of {_mb(res.dense_bytes)}; "
                                     f"{res.num_tasks} separate sub-networks: {_mb(res.naive_bytes)})")
         rep = res.report
@@ -83,6 +106,8 @@ def register(app: typer.Typer) -> None:
             table.add_row("validation", f"[green]passed[/] (atol {rep['atol']:g}, rtol {rep['rtol']:g}; inputs: {counts})")
             table.add_row("max |Δ|", deltas)
             table.add_row("agreement", agree)
+            if rep.get("precision"):
+                table.add_row("precision", _precision_line(rep["precision"]))
             for w in rep.get("warnings", []):
                 table.add_row("warning", f"[yellow]{markup(w)}[/]")
         table.add_row("time", f"{res.seconds:.1f} s")

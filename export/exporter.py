@@ -180,7 +180,7 @@ def export_model(
         model_bytes, bundle_layout, extra_files, extra_meta = _precision_parts(
             model, arrays, precision, model_bytes, temperature=float(temperature), opset=opset, sets=sets, notes=notes,
             labels=validation_labels, calibration_images=calibration_images, calibration_note=calibration_note,
-            mean=mean, std=std, thresholds=thresholds, report=report)
+            mean=mean, std=std, thresholds=thresholds, report=report, policy=routing)
 
     # probe: a few real inputs (when given) and a few random ones, with the graph's outputs
     half = probe_size // 2 if "test" in sets else 0
@@ -216,7 +216,7 @@ def export_model(
 def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes, *, temperature: float, opset: int,
                      sets: Mapping[str, np.ndarray], notes: Mapping[str, str], labels: np.ndarray | None,
                      calibration_images: np.ndarray | None, calibration_note: str, mean, std, thresholds,
-                     report: dict) -> tuple[bytes, str, dict[str, bytes], dict]:
+                     report: dict, policy: str = "auto") -> tuple[bytes, str, dict[str, bytes], dict]:
     """The FP16/INT8 graph, validated against the FP32 model and checked against the thresholds
     (issue 14): ``(model bytes, bundle layout, extra files, extra bundle.json keys)``."""
     from mind_edge.export.quantize import PrecisionThresholds, check_thresholds, precision_report
@@ -229,12 +229,15 @@ def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes
     shared_fp32 = fp32_bytes
     if shared_fp32 is None or arrays is None:  # pragma: no cover
         raise ExportError("internal: no FP32 graph to derive the precision graph from")
-    proto = prec.precision_model(arrays, precision, temperature=temperature, opset=opset, calibration=calib)
+    proto = prec.precision_model(arrays, precision, temperature=temperature, opset=opset, calibration=calib,
+                                 policy=policy)
     model_bytes = proto.SerializeToString()
     build_s = time.perf_counter() - t0
     rep = precision_report(model, model_bytes, precision, temperature=temperature, task_classes=arrays.task_classes,
-                           test_x=sets.get("test"), test_y=labels, random_x=sets.get("random"), notes=notes)
-    fp32_shared_len = len(build_graph(arrays, layout="shared", temperature=temperature, opset=opset).SerializeToString())
+                           test_x=sets.get("test"), test_y=labels, random_x=sets.get("random"), notes=notes,
+                           policy=policy)
+    master = build_graph(arrays, layout="shared", temperature=temperature, opset=opset, policy=policy).SerializeToString()
+    fp32_shared_len = len(master)
     rep["sizes"] = {"model_bytes": len(model_bytes), "fp32_shared_bytes": fp32_shared_len,
                     "ratio_to_fp32_shared": len(model_bytes) / fp32_shared_len}
     rep["build_seconds"] = round(build_s, 3)
@@ -254,7 +257,7 @@ def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes
     record["calibration"] = {"images": int(calibration_images.shape[0]), "source": calibration_note,
                              "file": prec.CALIBRATION_FILE, "method": opts.method}
     record["master"] = prec.MASTER_FILE
-    files[prec.MASTER_FILE] = build_graph(arrays, layout="shared", temperature=temperature, opset=opset).SerializeToString()
+    files[prec.MASTER_FILE] = master
     files[prec.CALIBRATION_FILE] = prec.npz_bytes({"images": np.ascontiguousarray(calibration_images, dtype=np.uint8)})
     return model_bytes, "folded", files, {"precision": record}
 
