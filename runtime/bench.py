@@ -58,7 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -70,7 +70,10 @@ log = logging.getLogger(__name__)
 
 RESULTS_SCHEMA = 1
 CV_WARN = 0.05
-BACKENDS = ("ort", "ort-split", "trt", "torch", "torch-loop", "torch-stacked", "reference")
+BACKENDS = ("ort", "ort-split", "trt", "openvino", "torch", "torch-loop", "torch-stacked", "reference")
+#: --precision values: the graph (ort, openvino) or engine (trt) precision of a row; bf16 is a
+#: compute precision only (OpenVINO's hint on the FP32 graph; ONNX Runtime's CPU EP has no BF16 convolution)
+BENCH_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TORCH_BACKENDS = ("torch", "torch-loop", "torch-stacked", "reference")
 PERCENTILES = (50, 90, 95, 99)
 INPUT_NAME = "image"
@@ -397,6 +400,93 @@ def gemm_peak(threads: int, *, sizes: Sequence[int] = (256, 512, 1024, 2048), se
     }
 
 
+def _ort_int8_matmul_session(n: int, threads: int):
+    import onnxruntime as ort
+
+    from mind_edge.errors import require
+
+    onnx = require("onnx", "export", "building the INT8 GEMM micro-benchmark graph")
+    helper, TP = onnx.helper, onnx.TensorProto
+    b = np.random.default_rng(1).integers(-127, 128, (n, n)).astype(np.int8)
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B", "a_zero"], ["C"])], "gemm_int8",
+                              [helper.make_tensor_value_info("A", TP.UINT8, [n, n])],
+                              [helper.make_tensor_value_info("C", TP.INT32, [n, n])],
+                              [onnx.numpy_helper.from_array(b, "B"), onnx.numpy_helper.from_array(np.array(128, np.uint8), "a_zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _openvino_matmul(n: int, threads: int, hint: str):
+    import openvino as ov
+
+    from mind_edge.errors import require
+
+    onnx = require("onnx", "export", "building the GEMM micro-benchmark graph")
+    helper, TP = onnx.helper, onnx.TensorProto
+    b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
+                              [helper.make_tensor_value_info("A", TP.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("C", TP.FLOAT, [n, n])],
+                              [onnx.numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU",
+                                  {"INFERENCE_NUM_THREADS": int(threads), "INFERENCE_PRECISION_HINT": hint})
+    return compiled.create_infer_request()
+
+
+def precision_peak(threads: int, precision: str, *, sizes: Sequence[int] = (256, 512, 1024, 2048),
+                   seconds_per_size: float = 0.3) -> dict | None:
+    """Peak GOP/s of one compute precision, measured like :func:`gemm_peak` (square GEMMs, best
+    per-size median, same threads; 2 ops per multiply-accumulate).
+
+    ``fp32``: :func:`gemm_peak`. ``int8``: ONNX Runtime ``MatMulInteger`` with uint8 x int8
+    inputs (MLAS's U8S8 QGEMM: AVX-512 VNNI / AMX where the CPU has them — the kernels the
+    INT8 convolutions use). ``bf16``: OpenVINO ``MatMul`` with ``INFERENCE_PRECISION_HINT=bf16``
+    (None without OpenVINO). Returns None when the precision cannot be measured here.
+    """
+    if precision == "fp32":
+        return gemm_peak(threads, sizes=sizes, seconds_per_size=seconds_per_size)
+    if precision == "int8":
+        if not (importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx")):
+            return None
+        make = lambda n: _ort_int8_matmul_session(n, threads)  # noqa: E731
+        rng = np.random.default_rng(0)
+        feed = lambda n: {"A": rng.integers(0, 256, (n, n)).astype(np.uint8)}  # noqa: E731
+        call = lambda sess, f: sess.run(None, f)  # noqa: E731
+        engine = "onnxruntime MatMulInteger (MLAS U8S8 QGEMM)"
+    elif precision == "bf16":
+        if not (importlib.util.find_spec("openvino") and importlib.util.find_spec("onnx")):
+            return None
+        make = lambda n: _openvino_matmul(n, threads, "bf16")  # noqa: E731
+        rng = np.random.default_rng(0)
+        feed = lambda n: {"A": rng.standard_normal((n, n)).astype(np.float32)}  # noqa: E731
+        call = lambda req, f: req.infer(f)  # noqa: E731
+        engine = "openvino MatMul (INFERENCE_PRECISION_HINT=bf16)"
+    else:
+        return None
+    cfg = TimingConfig(warmup_seconds=0.0, min_iters=3, min_seconds=seconds_per_size)
+    per_size = {}
+    try:
+        for n in sizes:
+            runner, f = make(n), feed(n)
+            timing = time_loop(lambda r=runner, f=f: call(r, f), cfg)
+            per_size[str(n)] = 2.0 * n**3 / float(np.median(timing.latencies_s)) / 1e9
+    except Exception as exc:  # a backend that cannot run this probe: no peak, the row's roofline stays empty
+        log.warning("the %s GEMM peak could not be measured: %s", precision, exc)
+        return None
+    best = max(per_size, key=per_size.get)
+    return {"engine": engine, "threads": int(threads), "gflops": per_size[best], "size": int(best),
+            "per_size_gflops": per_size, "precision": precision,
+            "note": f"square {precision} GEMM, median of >= 3 calls per size; peak = best size; GOP/s (2 ops per MAC)"}
+
+
 # ----------------------------------------------------------------------------- model sources
 
 
@@ -414,6 +504,8 @@ class ModelSource:
     bundle: str | None = None  # bundle folder (trt engines live there)
     split_dir: str | None = None  # N single-task graphs for ort-split
     flops: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"  # the graph's precision (fp32 | fp16 | int8; bf16 rows run the fp32 graph)
+    probe: str | None = None  # .npy of probe inputs (default: seeded random inputs)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -538,9 +630,14 @@ def prepare_sources(workdir: Path, arrays, *, tasks: Sequence[int], variants: Se
 def synthetic_sources(workdir: Path, *, arch: str, input_shape: Sequence[int], tasks: Sequence[int], width: float = 1.0,
                       classes_per_task: int = 10, variants: Sequence[GraphVariant] = (GraphVariant(),),
                       backends: Sequence[str] = ("ort",), temperature: float = 1.0, seed: int = 0,
-                      use_torch: bool | None = None) -> tuple[list[ModelSource], dict]:
+                      use_torch: bool | None = None, precisions: Sequence[str] = ("fp32",),
+                      calibration_images: int = 64) -> tuple[list[ModelSource], dict]:
     """Sources of a randomly initialised ``arch`` network (the largest task count, subsets for the
-    smaller ones: the sweep adds tasks to one network) and the model description."""
+    smaller ones: the sweep adds tasks to one network) and the model description.
+
+    ``precisions`` adds FP16/BF16/INT8 rows (:func:`precision_sources`); the INT8 graph of a random
+    network is calibrated on ``calibration_images`` seeded standard-normal inputs (the same
+    distribution the timing inputs come from)."""
     if len(input_shape) != 3 or min(int(v) for v in input_shape) < 1:
         raise ConfigError(f"--input-shape must be C,H,W (e.g. 3,32,32), got {list(input_shape)}")
     if not tasks or min(tasks) < 1:
@@ -558,7 +655,14 @@ def synthetic_sources(workdir: Path, *, arch: str, input_shape: Sequence[int], t
     arrays, how = synthetic_arrays(net, n, int(classes_per_task), seed=seed, use_torch=use_torch)
     sources = prepare_sources(workdir, arrays, tasks=sorted(set(int(t) for t in tasks)), variants=variants,
                               temperature=temperature, backends=backends)
+    extra = [p for p in precisions if p != "fp32"]
+    if extra:
+        calib = np.random.default_rng(seed + 7).standard_normal((int(calibration_images), c, h, w)).astype(np.float32)
+        sources += precision_sources(workdir, sources, arrays, precisions=extra, calibration=calib,
+                                     temperature=temperature)
     info = {"source": "synthetic", "weights": f"random ({how}, seed {seed})", "net": net,
+            "precisions": list(precisions),
+            "calibration": f"{calibration_images} standard-normal inputs (seed {seed + 7})" if "int8" in extra else None,
             "classes_per_task": int(classes_per_task), "tasks": sorted(set(int(t) for t in tasks)),
             "variants": [v.name for v in variants], "temperature": temperature,
             "description": f"{arch} width {width:g}, {c}x{h}x{w}, {n} tasks x {classes_per_task} classes (random weights)"}
@@ -567,24 +671,58 @@ def synthetic_sources(workdir: Path, *, arch: str, input_shape: Sequence[int], t
 
 def bundle_sources(workdir: Path, bundle_dir: str | os.PathLike, *, tasks: Sequence[int] | None = None,
                    variants: Sequence[GraphVariant] | None = None,
-                   backends: Sequence[str] = ("ort",)) -> tuple[list[ModelSource], dict]:
+                   backends: Sequence[str] = ("ort",),
+                   precisions: Sequence[str] = ("fp32",)) -> tuple[list[ModelSource], dict]:
     """Sources of a bundle: its own ``model.onnx`` at its task count; other task counts (the first
-    k tasks) and other graph variants are rebuilt from a shared-layout bundle's arrays."""
+    k tasks) and other graph variants are rebuilt from a shared-layout bundle's arrays.
+
+    An FP16/INT8 bundle is read through its weights (FP16 graph, INT8 master); its FP32 graph
+    is rebuilt, its own ``model.onnx`` is the row of its precision. ``precisions`` adds the
+    FP16/INT8 graphs of the same network (INT8 calibrated on the bundle's ``calibration.npz``,
+    else on its probe batch) — :func:`precision_sources`."""
     from mind_edge.flops import network_flops
     from mind_edge.runtime.bundle import Bundle
     from mind_edge.runtime.graph import read_arrays
+    from mind_edge.runtime import precision as prec
 
     b = Bundle.load(bundle_dir)
     n = len(b.task_classes)
     layout = str(b.meta["layout"])
     temperature = float(b.meta["temperature"])
     tasks = sorted(set(int(t) for t in (tasks or [n])))
-    variants = list(variants or [GraphVariant(layout)])
+    own = prec.bundle_precision(b)
+    variants = list(variants or [GraphVariant(layout if own == "fp32" else "shared")])
     if min(tasks) < 1 or max(tasks) > n:
         raise ConfigError(f"bundle {b.path} holds {n} tasks; --tasks must lie in 1..{n}, got {tasks}")
     info = {"source": "bundle", "bundle": str(b.path), "layout": layout, "tasks": tasks, "temperature": temperature,
-            "variants": [v.name for v in variants], "opset": b.meta.get("opset"),
+            "variants": [v.name for v in variants], "opset": b.meta.get("opset"), "precision": own,
             "description": f"bundle {b.path.name} ({layout} layout, {n} tasks)"}
+    probe = b.probe().get("image")
+    probe_path = None
+    if probe is not None:
+        probe_path = str(workdir / "probe.npy")
+        np.save(probe_path, np.ascontiguousarray(probe, dtype=np.float32))
+        info["probe"] = f"the bundle's probe batch ({probe.shape[0]} images)"
+    if own != "fp32" or any(p != "fp32" for p in precisions):
+        arrays = prec.bundle_arrays(b)
+        info["net"] = dict(arrays.net)
+        info["description"] = (f"bundle {b.path.name}: {arrays.net['arch']} width {arrays.net['width']:g}, "
+                               f"{arrays.net['in_channels']}x{arrays.net['input_size'][0]}x{arrays.net['input_size'][1]}, "
+                               f"{n} tasks ({own} bundle)")
+        reuse = own == "fp32" and layout == "shared"
+        srcs = prepare_sources(workdir, arrays, tasks=tasks, variants=variants, temperature=temperature,
+                               opset=b.meta.get("opset"), backends=backends, bundle=b.path,
+                               bundle_layout=layout if reuse else None)
+        calib, note = prec.bundle_calibration(b), "the bundle's calibration.npz"
+        if calib is None:
+            calib, note = probe, "the bundle's probe batch (the bundle has no calibration.npz)"
+        srcs = [replace(sr, probe=probe_path) for sr in srcs]
+        srcs += precision_sources(workdir, srcs, arrays, precisions=[p for p in precisions if p != "fp32"],
+                                  calibration=calib, temperature=temperature, opset=b.meta.get("opset"),
+                                  own={own: str(b.model_path)} if own != "fp32" else None)
+        info["precisions"] = list(precisions)
+        info["calibration"] = note if "int8" in precisions else None
+        return srcs, info
     if layout == "shared":
         arrays = read_arrays(b.model_path)
         info["net"] = dict(arrays.net)
@@ -593,7 +731,7 @@ def bundle_sources(workdir: Path, bundle_dir: str | os.PathLike, *, tasks: Seque
                                f"{n} tasks ({layout} layout)")
         srcs = prepare_sources(workdir, arrays, tasks=tasks, variants=variants, temperature=temperature,
                                opset=b.meta.get("opset"), backends=backends, bundle=b.path, bundle_layout=layout)
-        return srcs, info
+        return [replace(sr, probe=probe_path) for sr in srcs], info
     # a folded bundle cannot be read back into arrays: only its own graph at its own task count
     if tasks != [n] or any(v.layout != layout or v.shortcut != "conv" for v in variants):
         raise ConfigError(f"bundle {b.path} has the {layout} layout, which cannot be rebuilt for other task counts or "
@@ -607,8 +745,42 @@ def bundle_sources(workdir: Path, bundle_dir: str | os.PathLike, *, tasks: Seque
     flops = network_flops(meta["net"], [len(c) for c in b.task_classes]).to_json()
     src = ModelSource(num_tasks=n, onnx=str(b.model_path), layout=layout, variant=layout,
                       input_shape=tuple(b.input.shape), temperature=temperature, arrays_onnx=None,
-                      bundle=str(b.path), split_dir=None, flops=flops)
+                      bundle=str(b.path), split_dir=None, flops=flops, probe=probe_path)
     return [src], info
+
+
+def precision_sources(workdir: Path, base: Sequence[ModelSource], arrays, *, precisions: Sequence[str],
+                      calibration: np.ndarray | None, temperature: float, opset: int | None = None,
+                      own: Mapping[str, str] | None = None) -> list[ModelSource]:
+    """FP16 / BF16 / INT8 rows of the same network, one per task count of ``base`` (its first
+    variant): ``fp16`` the FP16 graph, ``int8`` the INT8 QDQ graph calibrated on ``calibration``
+    (normalised float32 NCHW), ``bf16`` the FP32 graph (a compute precision: OpenVINO's hint).
+    ``own`` maps a precision to a graph that already exists (a precision bundle's model.onnx)."""
+    from mind_edge.runtime import precision as prec
+
+    out: list[ModelSource] = []
+    for k in sorted({s.num_tasks for s in base}):
+        first = next(s for s in base if s.num_tasks == k)
+        sub = subset_tasks(arrays, k)
+        for p in precisions:
+            if p not in BENCH_PRECISIONS:
+                raise ConfigError(f"unknown precision {p!r}; choose from {', '.join(BENCH_PRECISIONS)}")
+            if p == "bf16":
+                out.append(replace(first, precision="bf16", variant=f"{first.variant}"))
+                continue
+            if own and p in own and k == arrays.num_tasks:
+                path = own[p]
+            elif p == "fp16":
+                path = _write(workdir / f"tasks-{k}" / "fp16.onnx", prec.fp16_model(sub, temperature=temperature, opset=opset))
+            else:
+                if calibration is None:
+                    raise ConfigError("the INT8 rows need calibration images; none are available for this model")
+                path = _write(workdir / f"tasks-{k}" / "int8.onnx",
+                              prec.int8_model(sub, calibration, temperature=temperature, opset=opset))
+            variant = "shared fp16" if p == "fp16" else "int8 per-task QDQ"
+            out.append(replace(first, onnx=path, precision=p, variant=variant,
+                               layout="shared" if p == "fp16" else "folded"))
+    return out
 
 
 # ----------------------------------------------------------------------------- backends
@@ -625,6 +797,7 @@ class Opened:
     precision: str = "fp32"
     notes: str = ""
     variant: str = ""
+    compute_precision: str | None = None  # what the backend computes in (None: = precision)
 
 
 class SplitOrtRunner:
@@ -685,12 +858,48 @@ def _ort_open(src: ModelSource, threads: int | None, providers: Sequence[str] | 
         raise BackendUnavailable("onnxruntime is not installed: pip install 'mind-edge[ort]'")
     from mind_edge.runtime.runners import OrtRunner
 
+    if src.precision == "bf16":
+        raise BackendUnavailable("ONNX Runtime's CPU execution provider has no BF16 convolution kernels (bf16 is a "
+                                 "compute precision here: --backend openvino runs it)")
     t0 = time.perf_counter()
     runner = OrtRunner(src.onnx, providers=providers, threads=threads, sub_batch="auto" if sub_batch is None else sub_batch)
     runner.activate()
     variant = src.variant if sub_batch is None else f"{src.variant}, {'whole batch' if sub_batch == 0 else f'sub-batch {sub_batch}'}"
+    compute = src.precision
+    notes = f"{src.variant} graph, {runner.sub_batch or 'whole'} image(s) per ONNX Runtime call"
+    if src.precision == "fp16" and runner.providers_used[0] == "CPUExecutionProvider":
+        compute = "fp32"
+        notes += "; the CPU execution provider has no FP16 convolution: it casts to FP32 (FP16-rounded weights)"
     return Opened(runner, time.perf_counter() - t0, Path(src.onnx).stat().st_size, list(runner.providers_used),
-                  notes=f"{src.variant} graph, {runner.sub_batch or 'whole'} image(s) per ONNX Runtime call", variant=variant)
+                  precision=src.precision, notes=notes, variant=variant, compute_precision=compute)
+
+
+def _openvino_open(src: ModelSource, threads: int | None, hint: str | None) -> Opened:
+    """OpenVINO on the CPU: ``hint`` ``default`` keeps its default precision (BF16 on CPUs with
+    AVX-512 BF16/AMX), else the row's precision as ``INFERENCE_PRECISION_HINT`` (an INT8 graph
+    runs with the default: its QDQ nodes make OpenVINO compute in INT8)."""
+    if importlib.util.find_spec("openvino") is None:
+        raise BackendUnavailable("openvino is not installed: pip install 'mind-edge[openvino]'")
+    from mind_edge.runtime.runners import OpenVinoRunner
+
+    if hint in (None, "default") or src.precision == "int8":
+        ov_hint = None
+    else:
+        ov_hint = src.precision
+    t0 = time.perf_counter()
+    runner = OpenVinoRunner(src.onnx, threads=threads, precision_hint=ov_hint)
+    try:
+        runner.activate()
+    except MindEdgeError as exc:
+        raise BackendUnavailable(str(exc)) from None
+    actual = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(str(runner.inference_precision), runner.inference_precision)
+    compute = "int8" if src.precision == "int8" else actual
+    label = "default" if ov_hint is None else f"hint {ov_hint}"
+    variant = f"{src.variant}, {label} → {compute}"
+    return Opened(runner, time.perf_counter() - t0, Path(src.onnx).stat().st_size, list(runner.providers_used),
+                  precision=src.precision if ov_hint is not None or src.precision == "int8" else "default",
+                  notes=f"OpenVINO CPU plugin, {label}, inference precision {runner.inference_precision}",
+                  variant=variant, compute_precision=compute)
 
 
 def _ort_split_open(src: ModelSource, threads: int | None, providers: Sequence[str] | None) -> Opened:
@@ -741,7 +950,7 @@ def _torch_open(name: str, src: ModelSource, threads: int | None) -> Opened:
 
 
 def open_backend(name: str, src: ModelSource, *, threads: int | None = None, providers: Sequence[str] | None = None,
-                 precision: str | None = None, sub_batch: int | None = None) -> Opened:
+                 precision: str | None = None, sub_batch: int | None = None, ov_hint: str | None = None) -> Opened:
     """Open (activate) backend ``name`` on ``src``; raises :class:`BackendUnavailable` with the reason.
 
     ``sub_batch`` (ort only): images per ONNX Runtime call, ``0`` the whole batch, ``None`` the
@@ -752,6 +961,8 @@ def open_backend(name: str, src: ModelSource, *, threads: int | None = None, pro
         return _ort_split_open(src, threads, providers)
     if name == "trt":
         return _trt_open(src, threads, providers, precision)
+    if name == "openvino":
+        return _openvino_open(src, threads, ov_hint)
     if name in TORCH_BACKENDS:
         return _torch_open(name, src, threads)
     raise ConfigError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
@@ -775,14 +986,16 @@ def run_worker(spec: Mapping[str, Any]) -> dict:
                            "rss_before_open_mb": rss0}
     try:
         opened = open_backend(name, src, threads=threads, providers=spec.get("providers"), precision=spec.get("precision"),
-                              sub_batch=spec.get("sub_batch"))
+                              sub_batch=spec.get("sub_batch"), ov_hint=spec.get("ov_hint"))
     except BackendUnavailable as exc:
         return {**out, "status": "unavailable", "reason": str(exc), "rows": []}
     runner = opened.runner
     out["variant"] = opened.variant or src.variant
     out.update(start_s=opened.start_s, model_bytes=opened.model_bytes, providers=opened.providers,
-               precision=opened.precision, notes=opened.notes, rss_after_open_mb=peak_rss_mb())
-    probe = runner.infer({INPUT_NAME: probe_input(src.input_shape)})
+               precision=opened.precision, notes=opened.notes, rss_after_open_mb=peak_rss_mb(),
+               compute_precision=opened.compute_precision or opened.precision)
+    px = np.load(src.probe).astype(np.float32) if src.probe else probe_input(src.input_shape)
+    probe = runner.infer({INPUT_NAME: px})
     out["probe"] = {k: np.asarray(probe[k]).tolist() for k in ("label", "task", "task_logits")}
     rows = []
     chunk = int(spec.get("chunk") or 0)
@@ -854,6 +1067,7 @@ class BenchSpec:
     gemm: bool = True  # measure the GEMM peak for the roofline column
     chunk: int | None = None  # run each batch as sub-batches of this many images
     sub_batch: int | None = None  # ort only: OrtRunner's sub_batch (None = its "auto", 0 = whole batch)
+    precisions: tuple[str, ...] = ("fp32",)  # rows per precision (sources from precision_sources)
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -870,6 +1084,9 @@ class BenchSpec:
         if self.sub_batch is not None and (isinstance(self.sub_batch, bool) or not isinstance(self.sub_batch, int)
                                            or self.sub_batch < 0):
             raise ConfigError(f"--sub-batch must be an integer >= 0 (0 = whole batch), got {self.sub_batch!r}")
+        bad = [p for p in self.precisions if p not in BENCH_PRECISIONS]
+        if bad or not self.precisions:
+            raise ConfigError(f"unknown precision(s) {', '.join(bad) or '(none)'}; choose from {', '.join(BENCH_PRECISIONS)}")
 
     @property
     def n_threads(self) -> int:
@@ -877,6 +1094,50 @@ class BenchSpec:
 
 
 Progress = Callable[[str], None]
+
+
+def default_jobs(spec: BenchSpec, sources: Sequence[ModelSource]) -> list[tuple]:
+    """``(backend, source[, options])`` per task count: ``ort`` runs every graph variant and every
+    precision's graph; ``openvino`` runs its default (the FP32 graph, no hint: the peer as users
+    get it) and every precision; every other backend runs the first FP32 graph once."""
+    jobs: list[tuple] = []
+    for k in sorted({s.num_tasks for s in sources}):
+        same = [s for s in sources if s.num_tasks == k]
+        base = [s for s in same if s.precision == "fp32"] or same[:1]
+        precs = [s for s in same if s.precision != "fp32"]
+        for name in spec.backends:
+            if name == "ort":
+                jobs += [(name, s) for s in base] + [(name, s) for s in precs]
+            elif name == "openvino":
+                jobs.append((name, base[0], {"ov_hint": "default"}))
+                if "fp32" in spec.precisions:
+                    jobs.append((name, base[0], {"ov_hint": "fp32"}))
+                jobs += [(name, s, {"ov_hint": s.precision}) for s in precs]
+            elif name == "trt" and len(spec.precisions) > 1:
+                jobs += [(name, base[0], {"precision": p}) for p in spec.precisions if p in ("fp32", "fp16", "int8")]
+            else:
+                jobs.append((name, base[0]))
+    return jobs
+
+
+def _peak_precisions(jobs: Sequence[tuple]) -> list[str]:
+    """The non-FP32 peaks the rows need: int8 for INT8 graphs, bf16 for OpenVINO (its default is BF16
+    on CPUs with AVX-512 BF16 / AMX)."""
+    need = []
+    if any(j[1].precision == "int8" for j in jobs):
+        need.append("int8")
+    if any(j[0] == "openvino" for j in jobs) and cpu_has_bf16():
+        need.append("bf16")
+    return need
+
+
+def cpu_has_bf16() -> bool:
+    """The CPU computes BF16 natively (x86 AVX-512 BF16 or AMX-BF16; aarch64 bf16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16", "bf16"))
 
 
 def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: Path, model_info: Mapping[str, Any],
@@ -899,26 +1160,29 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
     gemm: list[dict] = []
     workers = []
     if jobs is None:
-        jobs = []
-        for k in sorted({s.num_tasks for s in sources}):
-            same = [s for s in sources if s.num_tasks == k]
-            for name in spec.backends:
-                # only ort runs the graph variants; every other backend runs once per task count
-                jobs += [(name, s) for s in (same if name == "ort" else same[:1])]
+        jobs = default_jobs(spec, sources)
     idle = None
     if monitor is not None:
         say(f"idle power baseline ({idle_seconds:g} s of tegrastats) …")
         idle = _idle_baseline(monitor, idle_seconds)
     try:
+        others = _peak_precisions(jobs)
+        peaks: dict[str, list[dict]] = {p: [] for p in others}
         if spec.gemm:
             say(f"GEMM peak with {threads} thread(s) …")
             gemm.append(gemm_peak(threads))
+            for p in others:
+                say(f"{p} GEMM peak …")
+                r = precision_peak(threads, p)
+                if r is not None:
+                    peaks[p].append(r)
         for name, src, *extra in jobs:
             opts = extra[0] if extra else {}
             job = {"backend": name, "source": src.to_json(), "batches": list(spec.batches), "threads": threads,
-                   "providers": list(spec.providers) if spec.providers else None, "precision": spec.precision,
+                   "providers": list(spec.providers) if spec.providers else None,
+                   "precision": opts.get("precision", spec.precision),
                    "timing": asdict(spec.timing), "chunk": opts.get("chunk", spec.chunk),
-                   "sub_batch": opts.get("sub_batch", spec.sub_batch)}
+                   "sub_batch": opts.get("sub_batch", spec.sub_batch), "ov_hint": opts.get("ov_hint")}
             say(f"{name} · {src.num_tasks} task(s){' · ' + src.variant if name == 'ort' else ''}"
                 f"{' · chunks of ' + str(job['chunk']) if job['chunk'] else ''} …")
             if spec.isolate:
@@ -933,6 +1197,10 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
             workers.append(res)
         if spec.gemm:
             gemm.append(gemm_peak(threads))
+            for p in others:
+                r = precision_peak(threads, p)
+                if r is not None:
+                    peaks[p].append(r)
     except BaseException:
         if monitor is not None:
             try:
@@ -943,7 +1211,8 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
     telemetry = monitor.stop() if monitor is not None else None
     peak = max(g["gflops"] for g in gemm) if gemm else None
     context["load_average_end"] = load_average()
-    results, warnings = _rows(workers, spec, peak)
+    peak_by = {"fp32": peak, **{p: max((r["gflops"] for r in runs), default=None) for p, runs in peaks.items()}}
+    results, warnings = _rows(workers, spec, peak, peak_by)
     telemetry_section = None
     if telemetry is not None:
         telemetry_section = _telemetry(results, telemetry, idle, monitor, warnings)
@@ -957,11 +1226,14 @@ def run_benchmark(spec: BenchSpec, sources: Sequence[ModelSource], *, workdir: P
                      "sub_batch": spec.sub_batch,
                      "tasks": sorted({s.num_tasks for s in sources}), "threads": threads,
                      "timing": asdict(spec.timing), "providers": list(spec.providers) if spec.providers else None,
-                     "precision": spec.precision, "monitor": monitor is not None,
+                     "precision": spec.precision, "precisions": list(spec.precisions), "monitor": monitor is not None,
                      "latency": "one Runner.infer call on a preprocessed float32 batch in host memory (host latency)"},
         "context": context,
         "gemm": {"peak_gflops": peak, "runs": gemm,
-                 "note": "peak = best of the runs before and after the backends (the machine's ceiling in this run)"},
+                 "peaks": {p: {"peak_gflops": peak_by.get(p), "runs": runs} for p, runs in peaks.items()},
+                 "note": "peak = best of the runs before and after the backends (the machine's ceiling in this run); "
+                         "each row's roofline uses the peak of the precision it computes in (fp32 for FP16 graphs on "
+                         "ONNX Runtime's CPU provider)"},
         "flops": {str(s.num_tasks): dict(s.flops) for s in sources},
         "results": results,
         "linearity": _linearity(results),
@@ -1074,28 +1346,39 @@ def _agreement(probe: Mapping[str, Any] | None, ref: Mapping[str, Any] | None) -
         return None
     return {"label": float(np.mean(np.asarray(probe["label"]) == np.asarray(ref["label"]))),
             "task": float(np.mean(np.asarray(probe["task"]) == np.asarray(ref["task"]))),
-            "max_abs_task_logits": float(np.abs(a - b).max())}
+            "max_abs_task_logits": float(np.abs(a - b).max()), "count": int(a.shape[0])}
 
 
-def _rows(workers: Sequence[dict], spec: BenchSpec, peak_gflops: float | None) -> tuple[list[dict], list[str]]:
+def _rows(workers: Sequence[dict], spec: BenchSpec, peak_gflops: float | None,
+          peaks: Mapping[str, float | None] | None = None) -> tuple[list[dict], list[str]]:
     results, warnings, noisy = [], [], []
+    peaks = dict(peaks or {"fp32": peak_gflops})
     ort_probe: dict[int, Any] = {}
-    for w in workers:
-        if w["backend"] == "ort" and w.get("status") == "ok":
-            ort_probe.setdefault(w["source"].num_tasks, w.get("probe"))  # the first (default) graph variant
+    reference: dict[int, int] = {}
+    for i, w in enumerate(workers):
+        if w["backend"] == "ort" and w.get("status") == "ok" and getattr(w["source"], "precision", "fp32") == "fp32":
+            if w["source"].num_tasks not in ort_probe:  # the first (default) FP32 graph variant is the reference
+                ort_probe[w["source"].num_tasks] = w.get("probe")
+                reference[w["source"].num_tasks] = i
     for w in workers:
         src: ModelSource = w["source"]
         base = {"backend": w["backend"], "variant": w.get("variant") or src.variant, "tasks": src.num_tasks,
-                "status": w["status"]}
+                "status": w["status"], "precision": w.get("precision") or getattr(src, "precision", "fp32")}
         if w["status"] != "ok":
-            warnings.append(f"{w['backend']} ({src.num_tasks} tasks) {w['status']}: {w.get('reason')}")
+            what = w["backend"] if getattr(src, "precision", "fp32") == "fp32" else f"{w['backend']} {src.precision}"
+            warnings.append(f"{what} ({src.num_tasks} tasks) {w['status']}: {w.get('reason')}")
             for b in sorted(spec.batches):
                 results.append({**base, "batch": b, "reason": w.get("reason"), **{k: None for k in (
                     "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips", "peak_rss_mb", "roofline_fraction",
                     *TELEMETRY_FIELDS)}})
             continue
         flops = int(src.flops.get("per_image", 0)) or None
-        agree = None if w["backend"] == "ort" else _agreement(w.get("probe"), ort_probe.get(src.num_tasks))
+        is_ref = reference.get(src.num_tasks) == workers.index(w)
+        agree = None if is_ref else _agreement(w.get("probe"), ort_probe.get(src.num_tasks))
+        compute = w.get("compute_precision") or w.get("precision") or "fp32"
+        # the peak of the precision the row computes in; no FP16 GEMM peak is measured (FP16 graphs compute
+        # in FP32 on ONNX Runtime's CPU provider), so FP16 compute is set against the FP32 peak
+        peak_row = peaks.get(compute) if compute in ("bf16", "int8") else peaks.get("fp32", peak_gflops)
         for r in w["rows"]:
             achieved = flops * r["throughput_ips"] / 1e9 if flops else None
             row = {
@@ -1107,10 +1390,11 @@ def _rows(workers: Sequence[dict], spec: BenchSpec, peak_gflops: float | None) -
                 "throughput_ips": r["throughput_ips"], "ms_per_image": r["p50_ms"] / r["batch"],
                 "peak_rss_mb": r["peak_rss_mb"], "rss_before_open_mb": w.get("rss_before_open_mb"),
                 "start_ms": w["start_s"] * 1e3, "model_bytes": w["model_bytes"], "providers": w.get("providers"),
-                "precision": w.get("precision"), "threads": spec.n_threads, "notes": w.get("notes", ""),
-                "flops_per_image": flops, "achieved_gflops": achieved,
-                "roofline_fraction": achieved / peak_gflops if achieved and peak_gflops else None,
-                "agreement_with_ort": agree,
+                "precision": w.get("precision"), "compute_precision": compute, "threads": spec.n_threads,
+                "notes": w.get("notes", ""), "flops_per_image": flops, "achieved_gflops": achieved,
+                "roofline_peak_gflops": peak_row,
+                "roofline_fraction": achieved / peak_row if achieved and peak_row else None,
+                "agreement_with_ort": agree, "agreement_reference": is_ref,
                 **{k: None for k in TELEMETRY_FIELDS},  # filled by --monitor
                 "_window": r.get("window_monotonic"),  # dropped from the report
             }
@@ -1118,7 +1402,8 @@ def _rows(workers: Sequence[dict], spec: BenchSpec, peak_gflops: float | None) -
             if r["noisy"]:
                 noisy.append(f"{w['backend']} {row['variant']} t={src.num_tasks} b={r['batch']} ({r['cv']:.0%})")
         if agree is not None and (agree["label"] < 1.0 or agree["task"] < 1.0):
-            warnings.append(f"{w['backend']} ({src.num_tasks} tasks) disagrees with ort on the probe batch: label "
+            warnings.append(f"{w['backend']} {w.get('variant') or src.variant} ({src.num_tasks} tasks) disagrees with ort "
+                            f"fp32 on the probe batch: label "
                             f"{agree['label']:.0%}, task {agree['task']:.0%}, max |Δ task_logits| {agree['max_abs_task_logits']:.2e}")
     if noisy:
         warnings.append(f"noisy timing (coefficient of variation > {CV_WARN:.0%}) in {len(noisy)} of {len(results)} rows: "
@@ -1145,9 +1430,10 @@ def _linearity(results: Sequence[dict]) -> list[dict]:
         if len(xs) < 2:
             continue
         fit = linear_fit([t for t, _ in pts], [v for _, v in pts])
+        # two task counts determine a line exactly: R² is 1 by construction, not evidence of linearity
         out.append({"backend": backend, "variant": variant, "batch": batch, "tasks": [t for t, _ in sorted(pts)],
                     "p50_ms": [v for _, v in sorted(pts)], "ms_per_task": fit["slope"], "intercept_ms": fit["intercept"],
-                    "r2": fit["r2"]})
+                    "r2": fit["r2"] if len(xs) >= 3 else None, "is_fit": len(xs) >= 3})
     return out
 
 

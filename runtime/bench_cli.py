@@ -78,6 +78,24 @@ def _variant_cell(row: Mapping[str, Any]) -> str:
     return f"{variant} ({mode})"
 
 
+def _prec_cell(row: Mapping[str, Any]) -> str:
+    """The graph's precision, and what the backend computes in when that differs (fp16→fp32 on a CPU EP)."""
+    p, c = row.get("precision"), row.get("compute_precision")
+    if p in (None, "default"):
+        return str(c or "—")
+    return p if not c or c == p else f"{p}→{c}"
+
+
+def _agree_cell(row: Mapping[str, Any]) -> str:
+    """``label% / task%`` agreement with ort fp32 on the probe batch; ``ref`` for the reference row."""
+    if row.get("agreement_reference"):
+        return "ref"
+    a = row.get("agreement_with_ort")
+    if not a:
+        return "—"
+    return f"{100 * a['label']:.0f}/{100 * a['task']:.0f}%"
+
+
 def render(report: Mapping[str, Any], console) -> None:
     """Print a benchmark report: context, one table row per backend x tasks x batch, fits, warnings."""
     from rich.table import Table
@@ -95,22 +113,31 @@ def render(report: Mapping[str, Any], console) -> None:
         runs = ", ".join(f"{g['gflops']:.1f}" for g in gemm["runs"])
         console.print(f"roofline: peak {gemm['peak_gflops']:.1f} GFLOP/s from {gemm['runs'][0]['engine']} with "
                       f"{gemm['runs'][0]['threads']} thread(s) (runs: {runs})", highlight=False)
+    for p, pk in (gemm.get("peaks") or {}).items():
+        if pk.get("peak_gflops"):
+            pruns = ", ".join(f"{g['gflops']:.1f}" for g in pk["runs"])
+            console.print(f"roofline ({p} rows): peak {pk['peak_gflops']:.1f} GOP/s from {pk['runs'][0]['engine']} "
+                          f"(runs: {pruns})", highlight=False)
+        else:
+            console.print(f"roofline ({p} rows): no {p} peak could be measured here; the column stays empty",
+                          highlight=False)
     for k, f in sorted(report["flops"].items(), key=lambda kv: int(kv[0])):
         console.print(f"FLOPs per image at {k} task(s): {f['per_image'] / 1e6:.1f} M = {k} sub-network(s) × "
                       f"{f['per_task'][0] / 1e6:.1f} M + routing {f['routing']} (the model runs every sub-network; "
                       "2 FLOPs per MAC, convs + heads)", highlight=False)
     table = Table(title="latency per batch (host latency: preprocessed batch in, outputs out)", title_justify="left",
                   pad_edge=False)
-    cols = [("backend", "left"), ("variant", "left"), ("tasks", "right"), ("batch", "right"), ("p50 ms", "right"),
-            ("p90 ms", "right"), ("p99 ms", "right"), ("ms/img", "right"), ("img/s", "right"), ("roofline", "right"),
-            ("peak RSS MB", "right"), ("start ms", "right"), ("model MB", "right"), ("CV", "right")]
+    cols = [("backend", "left"), ("variant", "left"), ("prec", "left"), ("tasks", "right"), ("batch", "right"),
+            ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("ms/img", "right"), ("img/s", "right"),
+            ("roofline", "right"), ("agree", "right"), ("peak RSS MB", "right"), ("start ms", "right"),
+            ("model MB", "right"), ("CV", "right")]
     tele = report.get("telemetry")
     if tele:
         cols += [("W", "right"), ("mJ/img", "right")]
     # a narrow terminal keeps the columns that answer "how fast" (all of them are in the JSON)
     narrow = getattr(console, "width", 200) < 150
     keep = [i for i, (name, _) in enumerate(cols)
-            if not narrow or name not in ("p90 ms", "ms/img", "start ms", "model MB", "CV")]
+            if not narrow or name not in ("p90 ms", "ms/img", "start ms", "model MB", "CV", "prec")]
     for i in keep:
         table.add_column(cols[i][0], justify=cols[i][1], overflow="fold")
     unavailable: dict[tuple, list[int]] = {}
@@ -120,9 +147,10 @@ def render(report: Mapping[str, Any], console) -> None:
             continue
         cv = f"{r['cv']:.1%}"
         cells = [
-            r["backend"], _variant_cell(r), str(r["tasks"]), str(r["batch"]), f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+            r["backend"], _variant_cell(r), _prec_cell(r), str(r["tasks"]),
+            str(r["batch"]), f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
             f"{r['p99_ms']:.2f}", f"{r['ms_per_image']:.3f}", f"{r['throughput_ips']:.1f}",
-            _fmt(r["roofline_fraction"], ".2f"), f"{r['peak_rss_mb']:.0f}", f"{r['start_ms']:.0f}",
+            _fmt(r["roofline_fraction"], ".2f"), _agree_cell(r), f"{r['peak_rss_mb']:.0f}", f"{r['start_ms']:.0f}",
             f"{r['model_bytes'] / 1e6:.2f}", f"[yellow]{cv}[/]" if r["noisy"] else cv,
         ]
         if tele:
@@ -139,8 +167,18 @@ def render(report: Mapping[str, Any], console) -> None:
     for (name, status, reason), tasks in unavailable.items():
         console.print(f"[yellow]{m(name)}: {m(status)}[/] ({', '.join(str(t) for t in sorted(set(tasks)))} task(s)): {m(reason)}",
                       highlight=False, soft_wrap=True)
+    if any(r.get("agreement_with_ort") for r in report["results"] if r["status"] == "ok"):
+        console.print("agree: label / task agreement with ort fp32 (the reference row, 'ref') on the probe batch "
+                      "(a bundle's probe images, else seeded random inputs); the export's validation.json holds the "
+                      "agreement on the test split", highlight=False, soft_wrap=True)
     _speedups(report, console)
     for fit in report.get("linearity", []):
+        if fit.get("r2") is None:
+            console.print(f"{fit['backend']} {fit['variant']} batch {fit['batch']}: p50 {fit['p50_ms'][0]:.2f} → "
+                          f"{fit['p50_ms'][-1]:.2f} ms from {fit['tasks'][0]} to {fit['tasks'][-1]} tasks, "
+                          f"{fit['ms_per_task']:.2f} ms per task (a line through 2 points, not a fit: sweep 3 or more "
+                          "task counts for R²)", highlight=False)
+            continue
         console.print(f"{fit['backend']} {fit['variant']} batch {fit['batch']}: p50 ≈ {fit['intercept_ms']:.2f} ms + "
                       f"{fit['ms_per_task']:.2f} ms × tasks (R² {fit['r2']:.3f}; tasks {fit['tasks']})", highlight=False)
     for w in report.get("warnings", []):
@@ -177,7 +215,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def bench_cmd(
         bundle: Annotated[Optional[Path], typer.Argument(help="A bundle folder; without it a randomly initialised --arch model is benchmarked.")] = None,
-        backend: Annotated[str, typer.Option(help="Comma-separated backends: ort, trt, torch, reference (also torch-loop, torch-stacked, ort-split).")] = DEFAULT_BACKENDS,
+        backend: Annotated[str, typer.Option(help="Comma-separated backends: ort, trt, openvino, torch, reference (also torch-loop, torch-stacked, ort-split).")] = DEFAULT_BACKENDS,
         batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64",
         threads: Annotated[Optional[int], typer.Option(help="Intra-op threads of every backend and of the GEMM peak (default: all available CPUs).")] = None,
         warmup_seconds: Annotated[float, typer.Option(help="Time-based warm-up per batch size (at least one call).")] = 0.2,
@@ -190,7 +228,7 @@ def register(app: typer.Typer) -> None:
         classes_per_task: Annotated[int, typer.Option(help="Classes per task of the random model.")] = 10,
         layout: Annotated[Optional[str], typer.Option(help="Graph layout(s) for ort, comma-separated: shared, folded (append /pad for Slice+Pad shortcuts). Default: the bundle's, or shared.")] = None,
         providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime execution providers, e.g. cpu or cuda,cpu (default: CUDA if present, else CPU).")] = None,
-        precision: Annotated[Optional[str], typer.Option(help="TensorRT engine precision to pick for --backend trt (fp32 | fp16).")] = None,
+        precision: Annotated[Optional[str], typer.Option(help="Comma-separated precisions to compare side by side: fp32, fp16, bf16, int8 (ort and openvino: the graph of that precision of the same network — INT8 calibrated on the bundle's calibration.npz, else its probe batch, or random inputs for a random model; bf16 is OpenVINO's compute hint; trt: the engine of that precision).")] = None,
         json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report (context, results, fits) as JSON.")] = None,
         plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of latency vs tasks and vs batch (needs matplotlib).")] = None,
         isolate: Annotated[bool, typer.Option(help="Run each backend in a fresh process (clean peak RSS). --no-isolate runs them here.")] = True,
@@ -209,22 +247,25 @@ def register(app: typer.Typer) -> None:
 
         tegrastats = _monitor(monitor, tegrastats_path, monitor_interval_ms, monitor_idle_seconds)  # fails before any work
         timing = TimingConfig(warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=min_seconds)
+        precisions = _names(precision) if precision else ("fp32",)
         spec = BenchSpec(backends=_names(backend), batches=tuple(sorted(set(_ints(batch, "--batch")))), threads=threads,
-                         timing=timing, providers=_names(providers) if providers else None, precision=precision,
-                         isolate=isolate, gemm=gemm, chunk=chunk, sub_batch=sub_batch)
+                         timing=timing, providers=_names(providers) if providers else None,
+                         precision=precisions[0] if len(precisions) == 1 and precision else None,
+                         isolate=isolate, gemm=gemm, chunk=chunk, sub_batch=sub_batch, precisions=precisions)
         task_list = _ints(tasks, "--tasks") if tasks else None
         variants = [GraphVariant.parse(v) for v in layout.split(",") if v.strip()] if layout else None
         with tempfile.TemporaryDirectory(prefix="mind-edge-bench-") as tmp:
             work = Path(tmp)
             with err_console.status("preparing the model …"):
                 if bundle is not None:
-                    sources, info = bundle_sources(work, bundle, tasks=task_list, variants=variants, backends=spec.backends)
+                    sources, info = bundle_sources(work, bundle, tasks=task_list, variants=variants, backends=spec.backends,
+                                                   precisions=precisions)
                 else:
                     sources, info = synthetic_sources(work, arch=arch, input_shape=_ints(input_shape, "--input-shape"),
                                                       tasks=task_list or (10,), width=width,
                                                       classes_per_task=classes_per_task,
                                                       variants=variants or [GraphVariant()], backends=spec.backends,
-                                                      seed=seed)
+                                                      seed=seed, precisions=precisions)
             with err_console.status("benchmarking …") as status:
                 report = run_benchmark(spec, sources, workdir=work, model_info=info,
                                        progress=lambda msg: status.update(f"benchmarking: {markup(msg)}"),
