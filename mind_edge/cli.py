@@ -427,7 +427,7 @@ def check_new_output(out: Path, what: str, hint: str = "") -> None:
 
 def check_dataset(dataset: str, root: Optional[str]) -> None:
     """The dataset name and, for an ImageFolder tree, its folder (before anything is loaded)."""
-    from mind_edge.data import _canonical_name
+    from mind_edge.data import canonical_name as _canonical_name
     from mind_edge.errors import ConfigError, DataError
 
     name = _canonical_name(dataset)
