@@ -221,7 +221,7 @@ def load_folder(data: str | Path, size: tuple[int, int], channels: int, *, holdo
     """The new classes: ``data/train/<class>/`` + ``data/test/<class>/`` (or ``val/``); without a
     test split, ``data/train/<class>/`` or ``data/<class>/`` with ``holdout`` of each class held out."""
     from mind_edge import imageio
-    from mind_edge.data import _decode_all, _scan_split, load_dataset
+    from mind_edge.data import decode_images, load_dataset, scan_split
 
     root = Path(data).expanduser()
     if not root.is_dir():
@@ -235,7 +235,7 @@ def load_folder(data: str | Path, size: tuple[int, int], channels: int, *, holdo
     if not 0 < holdout < 1:
         raise ConfigError(f"--holdout must be between 0 and 1, got {holdout}")
     split_dir = root / "train" if has_train else root
-    files = _scan_split(split_dir)
+    files = scan_split(split_dir)
     empty = [c for c, f in files.items() if not f]
     if not files or empty:
         raise DataError(
@@ -256,8 +256,8 @@ def load_folder(data: str | Path, size: tuple[int, int], channels: int, *, holdo
         tr_p += [paths[j] for j in perm[n_test:]]
         tr_y += [i] * (len(paths) - n_test)
     size = imageio.check_size(size)
-    tr = _decode_all(tr_p, size, channels, None, "train")
-    te = _decode_all(te_p, size, channels, None, "held-out") if te_p else np.zeros((0, *size, channels), np.uint8)
+    tr = decode_images(tr_p, size, channels, None, "train")
+    te = decode_images(te_p, size, channels, None, "held-out") if te_p else np.zeros((0, *size, channels), np.uint8)
     return FolderData(root, names, tr, np.array(tr_y, np.int64), te, np.array(te_y, np.int64),
                       f"holdout {holdout:g} of {split_dir.name}/ (seed {seed})")
 
