@@ -34,7 +34,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field, replace
