@@ -1,4 +1,5 @@
-"""Training progress is visible when output goes to a pipe or a file, per batch (issue 13)."""
+"""Output to a pipe or a file (issue 13): training progress per batch as plain lines, and tables
+wide enough that numbers are not split across lines."""
 
 from __future__ import annotations
 
@@ -74,3 +75,13 @@ def test_piped_train_prints_per_batch_progress_at_least_every_10_seconds(tmp_pat
     assert max(gaps) <= 10.0, (max(gaps), "\n".join(ln for _, ln in stamped))
     assert "TAG accuracy R[k, j]" in "\n".join(ln for _, ln in stamped)
     assert Path(tmp_path / "run" / "run.json").is_file()
+
+
+def test_piped_tables_are_wide_unless_columns_says_otherwise():
+    code = "from mind_edge.cli import console, err_console; print(console.width, err_console.width)"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert p.stdout.split() == ["160", "160"]  # rich's 80 columns split the bench table's numbers
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "COLUMNS": "100"},
+                       check=True)
+    assert p.stdout.split() == ["100", "100"]
