@@ -1,9 +1,10 @@
 """Device profiles (data files) and device detection.
 
 Profiles live as JSON files in ``devices/profiles/*.json`` (installed as package data of
-``mind_edge.devices``). Each file is checked against a small schema on load, so a broken
-profile fails with the file and the key named, never with a ``KeyError`` deep inside a
-benchmark.
+``mind_edge.devices``). Each file is checked on load against its schema, which is written once:
+the frozen dataclasses (:class:`DeviceProfile` and its nested records) *are* the schema, and the
+checker, the builder and ``to_dict`` all read them, so a broken profile fails with the file and
+the key named, never with a ``KeyError`` deep inside a benchmark.
 
 Detection (:func:`detect`) reads a root filesystem (``/`` by default, a fake tree in tests):
 
@@ -18,12 +19,14 @@ A board that is not a known Jetson gets the generic CPU profile of its architect
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import logging
 import os
 import platform
 import re
+import typing
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -38,6 +41,7 @@ SCHEMA_VERSION = 1
 KINDS = ("jetson", "cpu")
 
 __all__ = [
+    "CpuSpec",
     "Defaults",
     "Detection",
     "DetectRules",
@@ -45,6 +49,7 @@ __all__ = [
     "GpuSpec",
     "PowerMode",
     "SCHEMA_VERSION",
+    "SoftwareSpec",
     "detect",
     "get_profile",
     "list_profiles",
@@ -54,24 +59,53 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- dataclasses
+# --------------------------------------------------------------------------- schema
+#
+# The dataclasses below ARE the schema of a profile file: one field per JSON key, nested like the
+# file. A field without a default is a required key; ``X | None`` may be null; the annotation is
+# the JSON type (``tuple[...]`` = list, a dataclass = object, ``float`` = any number). Field
+# metadata adds ``min`` (lowest allowed number) and ``jetson`` (must not be null on a jetson
+# profile). :func:`_check` validates a parsed file against them, :func:`_from_json` builds them,
+# ``to_dict`` writes them back in the same layout.
+
+
+def _key(*, jetson: bool = False, min: int | None = None, **kw: Any) -> Any:  # noqa: A002 - JSON-schema word
+    meta = {k: v for k, v in (("jetson", jetson), ("min", min)) if v}
+    return field(metadata=meta, **kw)
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    model: str | None = _key(jetson=True)  # None on a generic profile: detected at run time
+    cores: int | None = _key(jetson=True, min=1)
+
+
+@dataclass(frozen=True)
+class SoftwareSpec:
+    """The stock software of the device's OS image (JetPack) this profile describes."""
+
+    jetpack: str | None = _key(jetson=True)
+    l4t: str | None = _key(jetson=True)
+    tensorrt: str | None = _key(jetson=True)
+    cuda: str | None = _key(jetson=True)
+    python: str | None = _key(jetson=True)
 
 
 @dataclass(frozen=True)
 class GpuSpec:
     arch: str
-    cuda_cores: int
-    tensor_cores: int
-    compute_capability: str
+    cuda_cores: int = _key(min=1)
+    tensor_cores: int = _key(min=0)
+    compute_capability: str = _key()
 
 
 @dataclass(frozen=True)
 class PowerMode:
     """One ``nvpmodel`` mode: ``sudo nvpmodel -m <id>``."""
 
-    id: int
-    name: str
-    watts: float | None  # None: no fixed budget (MAXN-style modes)
+    id: int = _key(min=0)
+    name: str = _key()
+    watts: float | None = _key()  # None: no fixed budget (MAXN-style modes)
     note: str | None = None
 
     @property
@@ -81,20 +115,20 @@ class PowerMode:
 
 @dataclass(frozen=True)
 class DetectRules:
-    device_tree_model: tuple[str, ...] = ()
+    device_tree_model: tuple[str, ...]
+    machines: tuple[str, ...]
     device_tree_compatible: tuple[str, ...] = ()
-    machines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Defaults:
     """Safe starting settings for a runtime/engine builder on this device."""
 
-    workspace_mb: int  # TensorRT builder workspace; small on shared-memory boards
-    fp16: bool
-    int8: bool
-    batch: int
-    threads: int  # 0: decide at run time (one per physical core)
+    workspace_mb: int = _key(min=0)  # TensorRT builder workspace; small on shared-memory boards
+    fp16: bool = _key()
+    int8: bool = _key()
+    batch: int = _key(min=1)
+    threads: int = _key(min=0)  # 0: decide at run time (one per physical core)
 
 
 @dataclass(frozen=True)
@@ -104,27 +138,31 @@ class DeviceProfile:
     kind: str  # "jetson" | "cpu"
     arch: str
     module: str
-    soc: str | None
-    cpu_model: str | None
-    cpu_cores: int | None
-    jetpack: str | None
-    l4t: str | None
-    tensorrt: str | None
-    cuda: str | None
-    python: str | None
-    memory_gb: float | None
-    memory_shared: bool
-    gpu: GpuSpec | None
-    dla_cores: int
-    power_modes: tuple[PowerMode, ...]
-    detect: DetectRules
-    defaults: Defaults
-    notes: str
-    sources: tuple[str, ...]
+    soc: str | None = _key(jetson=True)
+    cpu: CpuSpec = _key()
+    software: SoftwareSpec = _key()
+    memory_gb: float | None = _key(jetson=True)
+    memory_shared: bool = _key()
+    gpu: GpuSpec | None = _key(jetson=True)
+    dla_cores: int = _key(min=0)
+    power_modes: tuple[PowerMode, ...] = _key()
+    detect: DetectRules = _key()
+    defaults: Defaults = _key()
+    notes: str = _key()
+    sources: tuple[str, ...] = _key()
     #: False for a device whose stock software is below what mind-edge needs (``support_note`` says why).
     supported: bool = True
     support_note: str = ""
-    path: str = field(default="", compare=False)
+    path: str = field(default="", compare=False, metadata={"json": False})  # the file it was read from
+
+    # flat views of the nested records
+    cpu_model = property(lambda self: self.cpu.model)
+    cpu_cores = property(lambda self: self.cpu.cores)
+    jetpack = property(lambda self: self.software.jetpack)
+    l4t = property(lambda self: self.software.l4t)
+    tensorrt = property(lambda self: self.software.tensorrt)
+    cuda = property(lambda self: self.software.cuda)
+    python = property(lambda self: self.software.python)
 
     @property
     def is_jetson(self) -> bool:
@@ -151,82 +189,49 @@ class DeviceProfile:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        """The profile in its file layout (``schema_version`` first; no ``path``)."""
+        out = {"schema_version": SCHEMA_VERSION, **asdict(self)}
         out.pop("path", None)
         return out
 
 
 # --------------------------------------------------------------------------- schema check
 
-# key -> (expected types, nullable). Nested dicts have their own specs below.
 _NUM = (int, float)
-_TOP: dict[str, tuple[tuple[type, ...], bool]] = {
-    "schema_version": ((int,), False),
-    "name": ((str,), False),
-    "display_name": ((str,), False),
-    "kind": ((str,), False),
-    "arch": ((str,), False),
-    "module": ((str,), False),
-    "soc": ((str,), True),
-    "cpu": ((dict,), False),
-    "software": ((dict,), False),
-    "memory_gb": (_NUM, True),
-    "memory_shared": ((bool,), False),
-    "gpu": ((dict,), True),
-    "dla_cores": ((int,), False),
-    "power_modes": ((list,), False),
-    "detect": ((dict,), False),
-    "defaults": ((dict,), False),
-    "notes": ((str,), False),
-    "sources": ((list,), False),
-}
-# Optional top-level keys: "supported": false marks a profile whose stock software mind-edge
-# does not support (its "support_note" says why and what would work).
-_TOP_OPTIONAL: dict[str, tuple[tuple[type, ...], bool]] = {
-    "supported": ((bool,), False),
-    "support_note": ((str,), False),
-}
-_CPU = {"model": ((str,), True), "cores": ((int,), True)}
-_SOFTWARE = {
-    "jetpack": ((str,), True),
-    "l4t": ((str,), True),
-    "tensorrt": ((str,), True),
-    "cuda": ((str,), True),
-    "python": ((str,), True),
-}
-_GPU = {
-    "arch": ((str,), False),
-    "cuda_cores": ((int,), False),
-    "tensor_cores": ((int,), False),
-    "compute_capability": ((str,), False),
-}
-_POWER_MODE = {"id": ((int,), False), "name": ((str,), False), "watts": (_NUM, True)}
-_POWER_MODE_OPTIONAL = {"note": ((str,), True)}
-_DETECT = {
-    "device_tree_model": ((list,), False),
-    "machines": ((list,), False),
-}
-_DETECT_OPTIONAL = {"device_tree_compatible": ((list,), False)}
-_DEFAULTS = {
-    "workspace_mb": ((int,), False),
-    "fp16": ((bool,), False),
-    "int8": ((bool,), False),
-    "batch": ((int,), False),
-    "threads": ((int,), False),
-}
-# Fields a Jetson profile must fill (they may be null only on CPU profiles).
-_JETSON_REQUIRED = (
-    "soc",
-    "cpu.model",
-    "cpu.cores",
-    "software.jetpack",
-    "software.l4t",
-    "software.tensorrt",
-    "software.cuda",
-    "software.python",
-    "memory_gb",
-    "gpu",
-)
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    types: tuple[type, ...]  # accepted JSON types of a non-null value
+    nullable: bool
+    required: bool
+    item: Any  # element type of a list (str or a dataclass), the dataclass of an object, else None
+    meta: Mapping[str, Any]
+
+
+@lru_cache(maxsize=None)
+def _fields(cls: type) -> tuple[_Field, ...]:
+    """The JSON keys of a schema dataclass, from its fields and annotations."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("json", True):
+            continue
+        tp, nullable = hints[f.name], False
+        args = typing.get_args(tp)
+        if type(None) in args:  # X | None
+            nullable, tp = True, next(a for a in args if a is not type(None))
+        item = None
+        if typing.get_origin(tp) is tuple:
+            types, item = (list,), typing.get_args(tp)[0]
+        elif dataclasses.is_dataclass(tp):
+            types, item = (dict,), tp
+        else:
+            types = _NUM if tp is float else (tp,)
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        out.append(_Field(f.name, types, nullable, required, item, f.metadata))
+    return tuple(out)
 
 
 def _type_name(types: tuple[type, ...]) -> str:
@@ -242,45 +247,50 @@ def _check_type(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
-def _check_obj(
-    obj: Mapping[str, Any],
-    spec: Mapping[str, tuple[tuple[type, ...], bool]],
-    prefix: str,
-    errors: list[str],
-    optional: Mapping[str, tuple[tuple[type, ...], bool]] | None = None,
-) -> None:
-    optional = optional or {}
-    for key, (types, nullable) in spec.items():
-        dotted = f"{prefix}{key}"
-        if key not in obj:
-            errors.append(f"missing key '{dotted}' ({_type_name(types)})")
+def _check(cls: type, obj: Mapping[str, Any], prefix: str, errors: list[str], extra: Iterable[str] = ()) -> None:
+    """Append every problem of ``obj`` against schema dataclass ``cls`` to ``errors``."""
+    fields = _fields(cls)
+    for f in fields:
+        dotted = f"{prefix}{f.name}"
+        if f.name not in obj:
+            if f.required:
+                errors.append(f"missing key '{dotted}' ({_type_name(f.types)})")
             continue
-        value = obj[key]
+        value = obj[f.name]
         if value is None:
-            if not nullable:
-                errors.append(f"key '{dotted}' is null but must be a {_type_name(types)}")
+            if not f.nullable:
+                errors.append(f"key '{dotted}' is null but must be a {_type_name(f.types)}")
             continue
-        if not _check_type(value, types):
-            errors.append(
-                f"key '{dotted}' is {type(value).__name__} {value!r} but must be a {_type_name(types)}"
-            )
-    for key, (types, nullable) in optional.items():
-        if key in obj and obj[key] is not None and not _check_type(obj[key], types):
-            errors.append(f"key '{prefix}{key}' must be a {_type_name(types)}")
-        elif key in obj and obj[key] is None and not nullable:
-            errors.append(f"key '{prefix}{key}' is null but must be a {_type_name(types)}")
-    unknown = sorted(set(obj) - set(spec) - set(optional))
-    for key in unknown:
-        errors.append(f"unknown key '{prefix}{key}'")
+        if not _check_type(value, f.types):
+            errors.append(f"key '{dotted}' is {type(value).__name__} {value!r} but must be a {_type_name(f.types)}")
+            continue
+        low = f.meta.get("min")
+        if low is not None and value < low:
+            errors.append(f"key '{dotted}' is {value}, must be >= {low}")
+        if f.types == (dict,):
+            _check(f.item, value, f"{dotted}.", errors)
+        elif f.types == (list,):
+            for i, it in enumerate(value):
+                if f.item is str and (not isinstance(it, str) or not it.strip()):
+                    errors.append(f"key '{dotted}[{i}]' must be a non-empty string")
+                elif f.item is not str and not isinstance(it, dict):
+                    errors.append(f"key '{dotted}[{i}]' must be an object")
+                elif f.item is not str:
+                    _check(f.item, it, f"{dotted}[{i}].", errors)
+    known = {f.name for f in fields} | set(extra)
+    errors.extend(f"unknown key '{prefix}{key}'" for key in sorted(set(obj) - known))
 
 
-def _get(data: Mapping[str, Any], dotted: str) -> Any:
-    cur: Any = data
-    for part in dotted.split("."):
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(part)
-    return cur
+def _jetson_unset(cls: type, obj: Any, prefix: str) -> list[str]:
+    """Dotted keys marked ``jetson`` that are null or missing (objects that are absent are reported once)."""
+    out = []
+    for f in _fields(cls):
+        value = obj.get(f.name) if isinstance(obj, Mapping) else None
+        if f.meta.get("jetson") and value is None:
+            out.append(f"{prefix}{f.name}")
+        elif f.types == (dict,) and isinstance(value, Mapping):
+            out += _jetson_unset(f.item, value, f"{prefix}{f.name}.")
+    return out
 
 
 def _validate(data: Any, path: Path) -> list[str]:
@@ -288,13 +298,17 @@ def _validate(data: Any, path: Path) -> list[str]:
     if not isinstance(data, dict):
         return [f"top level is {type(data).__name__}, must be a JSON object"]
     errors: list[str] = []
-    _check_obj(data, _TOP, "", errors, _TOP_OPTIONAL)
-    if data.get("supported") is False and not str(data.get("support_note") or "").strip():
-        errors.append("key 'support_note' must say why a profile with \"supported\": false is unsupported")
-    if isinstance(data.get("schema_version"), int) and data["schema_version"] != SCHEMA_VERSION:
+    if "schema_version" not in data:
+        errors.append("missing key 'schema_version' (integer)")
+    elif not _check_type(data["schema_version"], (int,)):
+        errors.append(f"key 'schema_version' is {data['schema_version']!r} but must be a integer")
+    elif data["schema_version"] != SCHEMA_VERSION:
         errors.append(
             f"key 'schema_version' is {data['schema_version']}, this mind-edge reads version {SCHEMA_VERSION}"
         )
+    _check(DeviceProfile, data, "", errors, extra=("schema_version",))
+    if data.get("supported") is False and not str(data.get("support_note") or "").strip():
+        errors.append("key 'support_note' must say why a profile with \"supported\": false is unsupported")
     if isinstance(data.get("kind"), str) and data["kind"] not in KINDS:
         errors.append(f"key 'kind' is {data['kind']!r}, must be one of {', '.join(KINDS)}")
     if isinstance(data.get("name"), str):
@@ -302,106 +316,44 @@ def _validate(data: Any, path: Path) -> list[str]:
             errors.append(f"key 'name' {data['name']!r} must be a lowercase slug like 'orin-nano-8gb'")
         elif path.suffix == ".json" and path.stem != data["name"]:
             errors.append(f"key 'name' is {data['name']!r} but the file is named {path.name!r}; they must match")
-    if isinstance(data.get("cpu"), dict):
-        _check_obj(data["cpu"], _CPU, "cpu.", errors)
-    if isinstance(data.get("software"), dict):
-        _check_obj(data["software"], _SOFTWARE, "software.", errors)
-    if isinstance(data.get("gpu"), dict):
-        _check_obj(data["gpu"], _GPU, "gpu.", errors)
-    if isinstance(data.get("detect"), dict):
-        det = data["detect"]
-        _check_obj(det, _DETECT, "detect.", errors, _DETECT_OPTIONAL)
-        for key in ("device_tree_model", "device_tree_compatible", "machines"):
-            items = det.get(key)
-            if isinstance(items, list):
-                for i, item in enumerate(items):
-                    if not isinstance(item, str) or not item.strip():
-                        errors.append(f"key 'detect.{key}[{i}]' must be a non-empty string")
-    if isinstance(data.get("defaults"), dict):
-        _check_obj(data["defaults"], _DEFAULTS, "defaults.", errors)
-        for key in ("workspace_mb", "batch", "threads"):
-            value = data["defaults"].get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value < (1 if key == "batch" else 0):
-                errors.append(f"key 'defaults.{key}' is {value}, must be >= {1 if key == 'batch' else 0}")
-    if isinstance(data.get("power_modes"), list):
-        seen: set[int] = set()
-        for i, mode in enumerate(data["power_modes"]):
-            if not isinstance(mode, dict):
-                errors.append(f"key 'power_modes[{i}]' must be an object")
-                continue
-            _check_obj(mode, _POWER_MODE, f"power_modes[{i}].", errors, _POWER_MODE_OPTIONAL)
-            mid = mode.get("id")
-            if isinstance(mid, int):
-                if mid in seen:
-                    errors.append(f"key 'power_modes[{i}].id' repeats nvpmodel id {mid}")
-                seen.add(mid)
-    if isinstance(data.get("sources"), list):
-        if not data["sources"]:
-            errors.append("key 'sources' is empty; say where the numbers come from")
-        for i, item in enumerate(data["sources"]):
-            if not isinstance(item, str) or not item.strip():
-                errors.append(f"key 'sources[{i}]' must be a non-empty string")
-    if isinstance(data.get("dla_cores"), int) and data["dla_cores"] < 0:
-        errors.append("key 'dla_cores' must be >= 0")
+    modes = data.get("power_modes")
+    if isinstance(modes, list):
+        ids = [m.get("id") for m in modes if isinstance(m, dict) and _check_type(m.get("id"), (int,))]
+        errors.extend(f"key 'power_modes[{i}].id' repeats nvpmodel id {mid}"
+                      for i, mid in enumerate(ids) if mid in ids[:i])
+    if isinstance(data.get("sources"), list) and not data["sources"]:
+        errors.append("key 'sources' is empty; say where the numbers come from")
+    det = data.get("detect") if isinstance(data.get("detect"), dict) else {}
     if data.get("kind") == "jetson":
-        for dotted in _JETSON_REQUIRED:
-            parent = dotted.rpartition(".")[0]
-            if parent and not isinstance(data.get(parent), dict):
-                continue  # already reported as a missing or mistyped object
-            if _get(data, dotted) is None and not any(f"'{dotted}'" in e for e in errors):
-                errors.append(f"key '{dotted}' must be set on a jetson profile")
-        det = data.get("detect")
-        if isinstance(det, dict) and isinstance(det.get("device_tree_model"), list) and not det["device_tree_model"]:
+        errors.extend(f"key '{k}' must be set on a jetson profile" for k in _jetson_unset(DeviceProfile, data, "")
+                      if not any(f"'{k}'" in e for e in errors))
+        if isinstance(det.get("device_tree_model"), list) and not det["device_tree_model"]:
             errors.append("key 'detect.device_tree_model' is empty; a jetson profile needs at least one substring")
-        if isinstance(data.get("power_modes"), list) and not data["power_modes"]:
+        if isinstance(modes, list) and not modes:
             errors.append("key 'power_modes' is empty; a jetson profile lists its nvpmodel modes")
     elif data.get("kind") == "cpu":
-        det = data.get("detect")
-        if isinstance(det, dict) and isinstance(det.get("machines"), list) and not det["machines"]:
+        if isinstance(det.get("machines"), list) and not det["machines"]:
             errors.append("key 'detect.machines' is empty; a cpu profile names the platform.machine() values it covers")
     return errors
 
 
+def _from_json(cls: type, obj: Mapping[str, Any]) -> Any:
+    """Build schema dataclass ``cls`` from a validated object (absent optional keys keep their defaults)."""
+    kw: dict[str, Any] = {}
+    for f in _fields(cls):
+        if f.name not in obj:
+            continue
+        value = obj[f.name]
+        if value is not None and f.types == (dict,):
+            value = _from_json(f.item, value)
+        elif value is not None and f.types == (list,):
+            value = tuple(it if f.item is str else _from_json(f.item, it) for it in value)
+        kw[f.name] = value
+    return cls(**kw)
+
+
 def _build(data: Mapping[str, Any], path: Path) -> DeviceProfile:
-    cpu = data["cpu"]
-    sw = data["software"]
-    gpu = data.get("gpu")
-    det = data["detect"]
-    d = data["defaults"]
-    return DeviceProfile(
-        name=data["name"],
-        display_name=data["display_name"],
-        kind=data["kind"],
-        arch=data["arch"],
-        module=data["module"],
-        soc=data.get("soc"),
-        cpu_model=cpu.get("model"),
-        cpu_cores=cpu.get("cores"),
-        jetpack=sw.get("jetpack"),
-        l4t=sw.get("l4t"),
-        tensorrt=sw.get("tensorrt"),
-        cuda=sw.get("cuda"),
-        python=sw.get("python"),
-        memory_gb=data.get("memory_gb"),
-        memory_shared=data["memory_shared"],
-        gpu=GpuSpec(**gpu) if gpu else None,
-        dla_cores=data["dla_cores"],
-        power_modes=tuple(
-            PowerMode(id=m["id"], name=m["name"], watts=m["watts"], note=m.get("note"))
-            for m in data["power_modes"]
-        ),
-        detect=DetectRules(
-            device_tree_model=tuple(det["device_tree_model"]),
-            device_tree_compatible=tuple(det.get("device_tree_compatible", ())),
-            machines=tuple(det["machines"]),
-        ),
-        defaults=Defaults(**d),
-        notes=data["notes"],
-        sources=tuple(data["sources"]),
-        supported=bool(data.get("supported", True)),
-        support_note=str(data.get("support_note", "")),
-        path=str(path),
-    )
+    return dataclasses.replace(_from_json(DeviceProfile, data), path=str(path))
 
 
 # --------------------------------------------------------------------------- loading

@@ -196,3 +196,20 @@ def test_duplicate_ids_and_empty_folder(tmp_path):
         load_profiles(empty)
     with pytest.raises(ProfileError, match="does not exist"):
         load_profiles(tmp_path / "nope")
+
+
+def test_to_dict_is_the_file_layout(tmp_path):
+    """One schema: what to_dict writes is a valid profile file that loads to the same profile."""
+    for p in list_profiles():
+        path = tmp_path / f"{p.name}.json"
+        path.write_text(json.dumps(p.to_dict()))
+        assert load_profile_file(path) == p
+    (tmp_path / "neg").mkdir()
+    path, data = _copy_profile(tmp_path / "neg")
+    data["defaults"]["batch"] = 0
+    data["gpu"]["cuda_cores"] = 0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(path)
+    assert "key 'defaults.batch' is 0, must be >= 1" in str(info.value)
+    assert "key 'gpu.cuda_cores' is 0, must be >= 1" in str(info.value)
