@@ -84,3 +84,12 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch, tmp_path):
         line = one_error_line(_run(*args))
         assert "'torch'" in line and "pip install 'mind-edge[train]'" in line
     assert not any(tmp_path.iterdir())
+
+
+def test_a_missing_device_package_names_the_device_extra(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nacl", None)  # import nacl -> ImportError, as without pynacl
+    monkeypatch.setitem(sys.modules, "nacl.signing", None)
+    line = one_error_line(_run("keygen", tmp_path / "k"))
+    assert "pip install 'mind-edge[sign]'" in line and "'mind-edge[device]'" in line
