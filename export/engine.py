@@ -18,6 +18,14 @@ Precision and TensorRT versions (:func:`~mind_edge.runtime.engine_fingerprint.ch
   ``image`` input and a ``Cast`` back to FP32 before the global pooling, so the routing head
   stays FP32 and the engine's inputs/outputs keep the bundle's dtypes.
 
+**INT8** (issue 14): explicit quantization only — TensorRT 11 removed the calibrator, and TensorRT
+10 keeps Q/DQ as the INT8 path. An engine of an INT8 bundle (``mind-edge export --precision
+int8``) is built from its QDQ ``model.onnx`` as it is: ``BuilderFlag.INT8`` on TensorRT 10 (weak
+typing, the routing head pinned to FP32 as for FP16), the graph's own Q/DQ precision on a
+strongly typed network. An FP16 bundle's engine is built from its (FP16-exact) weights read
+back into the folded FP32 graph, with ``--fp16`` implied. **None of this has run on a GPU**:
+it is tested with the fake tensorrt of ``tests/trt_fakes.py`` only.
+
 ``tensorrt`` is imported lazily and can be injected (``trt=``), as can the GPU query
 (``gpu=``) and the device detection (``detect=``): tests drive the whole builder with a fake
 module. The plan is written as ``engine-<fingerprint key>.plan`` beside ``model.onnx`` and
@@ -72,13 +80,17 @@ def _onnx():
 
 
 def engine_graph(bundle: Bundle):
-    """The folded ONNX graph (``onnx.ModelProto``) an engine of ``bundle`` is built from."""
+    """The ONNX graph (``onnx.ModelProto``) an engine of ``bundle`` is built from: the folded graph
+    (an INT8 bundle: its QDQ graph as it is; an FP16 bundle: the folded graph of its weights)."""
+    from mind_edge.runtime.precision import bundle_arrays, bundle_precision
+
     onnx = _onnx()
     model = onnx.load(str(bundle.model_path))
     meta = graph_meta(model)
-    if meta["layout"] == "folded":
+    precision = bundle_precision(bundle)
+    if precision == "int8" or (meta["layout"] == "folded" and precision == "fp32"):
         return model
-    arrays = read_arrays(model)
+    arrays = bundle_arrays(bundle) if precision != "fp32" else read_arrays(model)
     log.info("building the folded graph of %s from its shared-layout arrays (%d tasks)", bundle.path, arrays.num_tasks)
     return build_graph(arrays, layout="folded", temperature=float(meta["temperature"]), opset=bundle.opset,
                        doc=f"folded for TensorRT from {bundle.model_path.name}")
@@ -113,70 +125,25 @@ def backbone_nodes(model) -> set[str]:
 def fp16_graph(model):
     """A copy of the folded ``model`` whose backbone computes in FP16 (for strongly typed networks).
 
-    The float32 initializers only the backbone reads become float16; ``Cast(image -> float16)``
-    feeds the backbone and ``Cast(-> float32)`` ends it before the global pooling, so pooling,
-    the task heads and the routing head stay FP32, and the graph's inputs and outputs keep their
-    dtypes. Integer constants (shapes, slices, pads) are untouched.
+    :func:`mind_edge.runtime.precision.to_fp16` over the backbone: the float32 initializers only
+    the backbone reads become float16; ``Cast(image -> float16)`` feeds the backbone and
+    ``Cast(-> float32)`` ends it before the global pooling (and before every ``route.*`` tap that
+    reads a backbone tensor), so pooling, the task heads and the routing head stay FP32, and the
+    graph's inputs and outputs keep their dtypes. Integer constants (shapes, slices, pads) are
+    untouched.
     """
-    onnx = _onnx()
-    import numpy as np
-    from onnx import numpy_helper
+    from mind_edge.runtime.precision import PrecisionError, to_fp16
 
-    TP = onnx.TensorProto
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g = out.graph
-    boundary = fp32_boundary(out)
-    back = backbone_nodes(out)
-    input_name = g.input[0].name
-    readers: dict[str, set[str]] = {}
-    for node in g.node:
-        for i in node.input:
-            readers.setdefault(i, set()).add(node.name)
-    inits = {i.name: i for i in g.initializer}
-    converted: dict[str, str] = {}
-    new_inits = []
-    for name, init in inits.items():
-        users = readers.get(name, set())
-        if init.data_type != TP.FLOAT or not users & back:
-            continue
-        arr = numpy_helper.to_array(init)
-        if np.abs(arr).max(initial=0.0) > 65504.0:
-            raise EngineError(f"initializer {name} has values beyond the float16 range (max |w| "
-                              f"{float(np.abs(arr).max()):.3g}); build this bundle in fp32")
-        half = numpy_helper.from_array(arr.astype(np.float16), name if users <= back else f"{name}.fp16")
-        if users <= back:
-            init.CopyFrom(half)
-        else:  # also read by the FP32 part: the backbone gets a float16 copy
-            new_inits.append(half)
-            converted[name] = half.name
-    g.initializer.extend(new_inits)
-    half_in = f"{input_name}.fp16"
-    half_out = f"{boundary}.fp32"
-    nodes = []
-    cast_in = onnx.helper.make_node("Cast", [input_name], [half_in], name=f"{input_name}.to_fp16", to=TP.FLOAT16)
-    nodes.append(cast_in)
-    for node in g.node:
-        n = onnx.NodeProto()
-        n.CopyFrom(node)
-        if node.name in back:
-            for k, name in enumerate(n.input):
-                if name == input_name:
-                    n.input[k] = half_in
-                elif name in converted:
-                    n.input[k] = converted[name]
-        else:
-            for k, name in enumerate(n.input):
-                if name == boundary:
-                    n.input[k] = half_out
-        nodes.append(n)
-        if boundary in node.output:
-            nodes.append(onnx.helper.make_node("Cast", [boundary], [half_out], name=f"{boundary}.to_fp32", to=TP.FLOAT))
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.value_info[:]
-    onnx.helper.set_model_props(out, {**{p.key: p.value for p in model.metadata_props},
-                                      ENGINE_GRAPH_KEY: f'{{"precision":"fp16","fp32_from":"{POOL_NODE}","casts":2}}'})
+    _onnx()
+    fp32_boundary(model)  # a graph of this builder
+    try:
+        out = to_fp16(model)
+    except PrecisionError as exc:
+        raise EngineError(f"{exc} (build this bundle in fp32)") from None
+    casts = sum(1 for n in out.graph.node if n.op_type == "Cast" and n.name.endswith((".to_fp16", ".to_fp32")))
+    props = {p.key: p.value for p in model.metadata_props}
+    props[ENGINE_GRAPH_KEY] = f'{{"precision":"fp16","fp32_from":"{POOL_NODE}","casts":{casts}}}'
+    _onnx().helper.set_model_props(out, props)
     return out
 
 
@@ -188,7 +155,8 @@ def _float_types(trt) -> tuple:
 
 
 def pin_fp32_layers(trt, network, boundary: str) -> list[str]:
-    """Pin every layer downstream of the tensor ``boundary`` (the routing head) to FP32.
+    """Pin every layer downstream of the tensor ``boundary`` and every ``route.*`` layer (the routing
+    head, wherever its taps read from) to FP32.
 
     For TensorRT 10 weak typing: ``layer.precision = trt.float32`` and
     ``layer.set_output_type(i, trt.float32)`` on every float output, for the layers that read
@@ -205,7 +173,9 @@ def pin_fp32_layers(trt, network, boundary: str) -> list[str]:
             if t is not None:
                 consumers.setdefault(t.name, []).append(i)
     region: set[int] = set()
-    stack = list(consumers.get(boundary, []))
+    # the layers reading the boundary, and every route.* layer wherever it reads from (routing taps
+    # pool intermediate backbone tensors), with everything downstream of them
+    stack = list(consumers.get(boundary, [])) + [i for i, layer in enumerate(layers) if layer.name.startswith("route.")]
     while stack:
         i = stack.pop()
         if i in region:
@@ -247,6 +217,7 @@ class EngineBuildOptions:
     """How to build: precision, memory, DLA, caches, batch profile."""
 
     fp16: bool = False
+    int8: bool = False  # an INT8 bundle's QDQ graph (implied by the bundle's precision; issue 14)
     workspace_mb: int | None = None  # None: the detected Jetson profile's default, else DEFAULT_WORKSPACE_MB
     dla_core: int | None = None
     timing_cache: Path | None = None  # None: <bundle>/trt-cache/timing.cache
@@ -360,10 +331,23 @@ def build_engine(
     machine: MachineInfo = machine_info(trt, gpu)
     opts, notes = resolve_options(options, detect)
     fp16 = opts.fp16
-    if opts.dla_core is not None and not fp16:
+    from mind_edge.runtime.precision import bundle_precision
+
+    bundle_prec = bundle_precision(bundle)
+    int8 = opts.int8 or bundle_prec == "int8"
+    if int8 and bundle_prec != "int8":
+        raise EngineError(f"bundle {bundle.path} is {bundle_prec}; INT8 engines are built from an INT8 bundle's QDQ graph "
+                          "(explicit quantization, TensorRT has no calibrator path here): export it with "
+                          "'mind-edge export RUN --precision int8' and build from that bundle")
+    if bundle_prec == "int8":
+        notes.append("INT8 bundle: QDQ graph (explicit quantization)")
+    if bundle_prec == "fp16" and not fp16:
+        fp16 = True
+        notes.append("FP16 bundle: --fp16 implied")
+    if opts.dla_core is not None and not fp16 and not int8:
         fp16 = True
         notes.append("DLA runs FP16 (or INT8) only: --dla implies --fp16")
-    typing = choose_typing(machine.tensorrt_version, fp16=fp16, strongly_typed=opts.strongly_typed)
+    typing = choose_typing(machine.tensorrt_version, fp16=fp16 or int8, strongly_typed=opts.strongly_typed)
     if opts.dla_core is not None and typing == "strong":
         raise EngineError(
             f"DLA engines are built with TensorRT 10's builder flags (FP16 + GPU fallback); TensorRT "
@@ -372,7 +356,8 @@ def build_engine(
         )
     fp = EngineFingerprint(
         tensorrt_version=machine.tensorrt_version, gpu_name=machine.gpu_name,
-        compute_capability=machine.compute_capability, precision="fp16" if fp16 else "fp32", typing=typing,
+        compute_capability=machine.compute_capability, precision="int8" if int8 else "fp16" if fp16 else "fp32",
+        typing=typing,
         dla_core=opts.dla_core, workspace_mb=int(opts.workspace_mb), model_sha256=model_sha256(bundle.meta, bundle.path),
         min_batch=opts.min_batch, opt_batch=int(opts.opt_batch), max_batch=int(opts.max_batch),
     )
@@ -386,7 +371,11 @@ def build_engine(
     model = engine_graph(bundle)
     boundary = fp32_boundary(model)
     graph_note = "folded model.onnx" if bundle.layout == "folded" else "folded graph rebuilt from the shared model.onnx"
-    if fp16 and typing == "strong":
+    if int8:
+        graph_note = "QDQ model.onnx of the INT8 bundle (routing head FP32)"
+    elif bundle_prec == "fp16":
+        graph_note = "folded graph of the FP16 bundle's weights"
+    if fp16 and typing == "strong" and not int8:
         model = fp16_graph(model)
         graph_note += ", FP16 backbone casts (routing head FP32)"
     model_bytes = model.SerializeToString()
@@ -411,8 +400,11 @@ def build_engine(
     profile.set_shape(name, (opts.min_batch, c, h, w), (int(opts.opt_batch), c, h, w), (int(opts.max_batch), c, h, w))
     config.add_optimization_profile(profile)
     pinned: list[str] = []
-    if fp16 and typing == "weak":
-        config.set_flag(trt.BuilderFlag.FP16)
+    if (fp16 or int8) and typing == "weak":
+        if fp16:
+            config.set_flag(trt.BuilderFlag.FP16)
+        if int8:
+            config.set_flag(trt.BuilderFlag.INT8)  # TensorRT 10: Q/DQ layers need the INT8 flag
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         pinned = pin_fp32_layers(trt, network, boundary)
         notes.append(f"{len(pinned)} routing-head layers pinned to FP32")

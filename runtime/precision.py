@@ -693,7 +693,94 @@ def rebuild_for_patch(bundle, new_arrays) -> tuple[bytes, dict[str, bytes]]:
     return model.SerializeToString(), files
 
 
+def write_precision_bundle(out_dir, arrays, precision: str, *, temperature: float, class_names, mean, std,
+                           calibration_images: np.ndarray | None = None, opset: int | None = None,
+                           policy: str = "auto", overwrite: bool = False, source: Mapping[str, Any] | None = None):
+    """Write an FP16/INT8 bundle of ``arrays`` torch-free (no validation against PyTorch: the
+    exporter does that; for tests, benchmarks and devices that hold only arrays).
+    ``calibration_images``: uint8 NHWC (INT8)."""
+    from mind_edge.runtime.bundle import prepare_bundle, write_bundle
+    from mind_edge.runtime.graph import build_graph
+
+    precision = check_precision(precision)
+    files: dict[str, bytes] = {}
+    record: dict[str, Any] = {"precision": precision, "fp32": "pool, heads, task_logits and every route.* node"}
+    calib = None
+    if precision == "int8":
+        if calibration_images is None:
+            raise ConfigError("an INT8 bundle needs calibration images (uint8 NHWC)")
+        calib = calibration_inputs(calibration_images, mean, std)
+        opts = Int8Options()
+        record.update(int8=opts.to_json(), master=MASTER_FILE,
+                      calibration={"images": int(len(calibration_images)), "file": CALIBRATION_FILE,
+                                   "method": opts.method, "source": "given"})
+        files[MASTER_FILE] = build_graph(arrays, layout="shared", temperature=float(temperature), policy=policy,
+                                         **({"opset": opset} if opset else {})).SerializeToString()
+        files[CALIBRATION_FILE] = npz_bytes({"images": np.ascontiguousarray(calibration_images, dtype=np.uint8)})
+    model = precision_model(arrays, precision, temperature=temperature, opset=opset, calibration=calib, policy=policy)
+    data = model.SerializeToString()
+    record["model_bytes"] = len(data)
+    bundle_files, meta = prepare_bundle(arrays, layout="folded" if precision == "int8" else "shared",
+                                        temperature=float(temperature), class_names=class_names, mean=list(mean),
+                                        std=list(std), opset=opset, model_bytes=data, source=source,
+                                        extra={"precision": record} if precision != "fp32" else None)
+    return write_bundle(out_dir, {**bundle_files, **files}, meta, overwrite=overwrite)
+
+
+def round_like_bundle(arrays, precision: str):
+    """``arrays`` as a ``precision`` bundle stores them: FP16 rounds every conv weight and BN set
+    to float16 values (what :func:`read_model_arrays` reads back from an FP16 graph); FP32 and
+    INT8 (whose FP32 master is exact) are returned as they are. Heads and routing statistics are
+    FP32 in every precision."""
+    from dataclasses import replace as dc_replace
+
+    from mind_edge.runtime.graph import NormArrays, NormSet
+
+    if check_precision(precision) != "fp16":
+        return arrays
+    r = lambda a: np.asarray(a, np.float32).astype(np.float16).astype(np.float32)  # noqa: E731
+    layers = tuple(dc_replace(x, weight=r(x.weight)) for x in arrays.layers)
+    norms = tuple(NormArrays(x.name, tuple(NormSet(r(s.gamma), r(s.beta), r(s.mean), r(s.var), eps=s.eps) for s in x.sets))
+                  for x in arrays.norms)
+    return dc_replace(arrays, layers=layers, norms=norms)
+
+
+@dataclass(frozen=True)
+class PatchHook:
+    """What ``patch apply`` does differently for an FP16/INT8 bundle (called from runtime/patch.py).
+
+    ``base_arrays()`` — the FP32 network the patch applies to (FP16: the exact read-back of the
+    FP16 weights; INT8: ``master.onnx``); ``rebuild(new)`` — ``(model bytes, extra files, extra
+    bundle.json keys)`` of the patched version in the bundle's own precision (INT8 re-quantized
+    torch-free with the bundle's calibration images, see :func:`rebuild_for_patch`)."""
+
+    bundle: Any
+    precision: str
+
+    @property
+    def layout(self) -> str:
+        return "folded" if self.precision == "int8" else "shared"
+
+    def base_arrays(self):
+        return bundle_arrays(self.bundle)
+
+    def rebuild(self, new_arrays) -> tuple[bytes, dict[str, bytes], dict]:
+        model_bytes, files = rebuild_for_patch(self.bundle, new_arrays)
+        record = dict(self.bundle.meta.get("precision") or {"precision": self.precision})
+        record["model_bytes"] = len(model_bytes)
+        record["rebuilt_by"] = "patch apply (mind_edge.runtime.precision.rebuild_for_patch)"
+        record.pop("validation", None)  # measured against the FP32 model at export; the patch has its own report
+        return model_bytes, files, {"precision": record}
+
+
+def patch_hook(bundle) -> PatchHook | None:
+    """The :class:`PatchHook` of an FP16/INT8 bundle, None for FP32 bundles (patched as before)."""
+    p = bundle_precision(bundle)
+    return None if p == "fp32" else PatchHook(bundle, p)
+
+
 __all__ = [
+    "write_precision_bundle", "round_like_bundle", "PatchHook", "patch_hook",
     "PRECISIONS", "MASTER_FILE", "CALIBRATION_FILE", "ROUTE_PREFIX", "PrecisionError", "Int8Options",
     "check_precision", "fp32_boundary", "backbone_nodes", "fp32_nodes", "to_fp16", "pack_owner_maps", "fp16_model",
     "fp32_view", "read_model_arrays", "unstack_tasks", "int8_model", "check_fp32_routing", "precision_model",

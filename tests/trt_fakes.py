@@ -40,10 +40,12 @@ class DataType(enum.Enum):
     INT32 = "int32"
     INT64 = "int64"
     INT8 = "int8"
+    UINT8 = "uint8"
     BOOL = "bool"
 
 
-_ONNX_TO_DT = {1: DataType.FLOAT, 10: DataType.HALF, 6: DataType.INT32, 7: DataType.INT64, 3: DataType.INT8, 9: DataType.BOOL}
+_ONNX_TO_DT = {1: DataType.FLOAT, 10: DataType.HALF, 6: DataType.INT32, 7: DataType.INT64, 3: DataType.INT8, 9: DataType.BOOL,
+               2: DataType.UINT8}
 
 
 class FakeTensor:
@@ -229,6 +231,7 @@ class FakeBuilder:
         header = {
             "version": m.__version__, "strongly_typed": network.strongly_typed,
             "fp16": m.BuilderFlag.FP16 in config.flags if hasattr(m.BuilderFlag, "FP16") else False,
+            "int8": m.BuilderFlag.INT8 in config.flags if hasattr(m.BuilderFlag, "INT8") else False,
             "workspace": config.pools.get(m.MemoryPoolType.WORKSPACE),
             "dla": config.DLA_core if config.default_device_type == m.DeviceType.DLA else None,
             "profile": {k: [list(s) for s in v] for k, v in config.profiles[0].shapes.items()},
@@ -372,7 +375,7 @@ def fake_tensorrt(version: str = "10.3.0", *, dla_cores: int = 0, fail_build: bo
     m.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     builder_flags = {"GPU_FALLBACK": "GPU_FALLBACK", "TF32": "TF32"}
     if major < 11:
-        builder_flags.update(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY_PRECISION_CONSTRAINTS")
+        builder_flags.update(FP16="FP16", INT8="INT8", OBEY_PRECISION_CONSTRAINTS="OBEY_PRECISION_CONSTRAINTS")
     m.BuilderFlag = types.SimpleNamespace(**builder_flags)
     m.DeviceType = types.SimpleNamespace(GPU="GPU", DLA="DLA")
     m.LayerType = types.SimpleNamespace(CONSTANT="CONSTANT")
