@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mind_edge.core.routing import STATS_VERSION
+from mind_edge.core.routing import DEFAULT_POLICY, STATS_VERSION, get_policy
 from mind_edge.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class CalibrateResult:
     kept: list[int]  # tasks that already had them
     bytes_per_task: int
     seconds: float
+    policy: str  # the policy the run routes with now
 
 
 def task_train_sets(meta: dict, tasks: list[int], *, root: str | None = None):
@@ -59,8 +60,13 @@ def task_train_sets(meta: dict, tasks: list[int], *, root: str | None = None):
 
 
 def calibrate_run(run_dir: str | Path, *, root: str | None = None, device: str = "cpu", force: bool = False,
-                  batch_size: int = 256) -> CalibrateResult:
-    """Gather the routing statistics of every task of ``run_dir`` that lacks them (all with ``force``)."""
+                  batch_size: int = 256, routing: str | None = None) -> CalibrateResult:
+    """Gather the routing statistics of every task of ``run_dir`` that lacks them (all with ``force``).
+
+    ``routing``: the policy the run routes with afterwards (run.json's ``train.routing``, what
+    ``export`` builds); by default a run that gathered statistics now moves to :data:`DEFAULT_POLICY`
+    (its previous policy is recorded), a run that already had them keeps its policy.
+    """
     import time
 
     from mind_edge.checkpoint import load_model
@@ -84,8 +90,15 @@ def calibrate_run(run_dir: str | Path, *, root: str | None = None, device: str =
         model.cpu()
     stats = model.routing_stats()
     nbytes = max((s.nbytes for s in stats if s is not None), default=0)
-    meta["routing_stats"] = {"version": STATS_VERSION, "bytes_per_task": nbytes,
-                             "calibrated_tasks": sorted(set(meta.get("routing_stats", {}).get("calibrated_tasks", [])) | set(todo))}
-    if todo:
+    before = meta["train"].get("routing", "maxprob")
+    policy = get_policy(routing).name if routing is not None else (DEFAULT_POLICY if todo else before)
+    changed = bool(todo) or policy != before
+    if changed:
+        meta["routing_stats"] = {"version": STATS_VERSION, "bytes_per_task": nbytes,
+                                 "calibrated_tasks": sorted(set(meta.get("routing_stats", {}).get("calibrated_tasks", []))
+                                                            | set(todo))}
+        if policy != before:
+            meta["train"]["routing"] = policy
+            meta["routing_stats"]["previous_policy"] = before
         write_outputs(run_dir, model, meta)
-    return CalibrateResult(run_dir, todo, kept, nbytes, time.perf_counter() - t0)
+    return CalibrateResult(run_dir, todo, kept, nbytes, time.perf_counter() - t0, policy)

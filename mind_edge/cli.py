@@ -8,8 +8,6 @@ exit code 2.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import logging
 import os
@@ -22,9 +20,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mind_edge.core.routing import POLICIES
+from mind_edge.console import console, err_console, fail, handle_errors, require_modules
 from mind_edge.errors import MindEdgeError
 from mind_edge.textsafe import markup, text
 
+ROUTING_HELP = "Routing policy: " + " | ".join(POLICIES)
 app = typer.Typer(
     name="mind-edge",
     help="MIND class-incremental learning for the edge: train, export, run and extend on device.",
@@ -32,29 +33,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-#: Width of tables when output goes to a file or a pipe (rich's 80 columns split numbers across
-#: lines); a terminal keeps its own width, and COLUMNS overrides both.
-PIPE_WIDTH = 160
-
-
-def _console(stderr: bool = False) -> Console:
-    c = Console(stderr=stderr)
-    if not c.is_terminal and "COLUMNS" not in os.environ:
-        c.width = PIPE_WIDTH
-    return c
-
-
-console = _console()
-err_console = _console(stderr=True)
 log = logging.getLogger("mind_edge")
 
 #: Environment variable naming a JSON file of option defaults per command (click's default_map):
 #: ``{"train": {"epochs": 1}, "patch": {"create": {...}}}``. Options given on the command line win.
 DEFAULTS_ENV = "MIND_EDGE_DEFAULTS"
-
-#: Which extra installs each optional module a command needs.
-EXTRA_OF = {"torch": "train", "torchvision": "train", "safetensors": "train", "sklearn": "train",
-            "matplotlib": "train", "onnx": "export", "onnxruntime": "ort", "nacl": "sign"}
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -74,80 +57,6 @@ def _one_clean_line(record: logging.LogRecord) -> bool:
 
     record.msg, record.args = clean(record.getMessage()), None
     return True
-
-
-def fail(message: str, code: int = 2, label: str = "error") -> typer.Exit:
-    """Print ``label: message`` as ONE line on stderr (the message is data: never markup, no control
-    characters, newlines shown as ``\\n``) and return the exit to raise."""
-    from rich.text import Text
-
-    from mind_edge.textsafe import clean
-
-    err_console.print(Text.assemble((f"{label}:", "bold red" if code == 2 else "bold yellow"), " ", clean(message)),
-                      highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _command_name() -> str:
-    """``mind-edge train`` etc. for the running command (typer >= 0.20 vendors click)."""
-    try:
-        from typer._click.globals import get_current_context
-    except ImportError:  # pragma: no cover - typer with click as a dependency
-        try:
-            from click import get_current_context
-        except ImportError:
-            return "this command"
-    ctx = get_current_context(silent=True)
-    return ctx.command_path if ctx is not None else "this command"
-
-
-def _missing_module_message(module: str, what: str) -> str:
-    extra = EXTRA_OF.get(module, "all")
-    msg = f"{what} needs the '{module}' package, which is not installed; install it with: pip install 'mind-edge[{extra}]'"
-    if extra == "train":
-        msg += " (on a host without a GPU, install the CPU build of torch first: see the README's Install section)"
-    return msg
-
-
-def require_modules(*modules: str) -> None:
-    """Fail at once, with the extra to install, when a module a command needs is missing.
-
-    Checked with ``importlib.util.find_spec`` (nothing is imported), so a torch-free device
-    install refuses ``mind-edge train`` in milliseconds with one line.
-    """
-    from mind_edge.errors import MissingExtraError
-
-    for module in modules:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):  # a broken or blocked install counts as missing
-            found = False
-        if not found:
-            raise MissingExtraError(module, EXTRA_OF.get(module, "all"), f"'{_command_name()}'")
-
-
-def handle_errors(fn):
-    """Turn a MindEdgeError (or a missing optional package) into one clear line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MindEdgeError as exc:
-            message = str(exc)
-            if getattr(exc, "extra", None) in ("ort", "sign") and "mind-edge[device]" not in message:
-                message += "; on a device, 'mind-edge[device]' installs everything the device side needs"
-            raise fail(message, getattr(exc, "exit_code", 2), getattr(exc, "label", "error")) from None
-        except OSError as exc:  # a file system failure nothing more specific caught: still one line, exit 2
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            raise fail(f"{_command_name()} failed: {exc.strerror or type(exc).__name__}{where}") from None
-        except ModuleNotFoundError as exc:
-            top = (exc.name or "").split(".")[0]
-            if top not in EXTRA_OF:
-                raise
-            raise fail(_missing_module_message(top, f"'{_command_name()}'")) from None
-
-    return wrapper
 
 
 def read_defaults(section: str | None = None) -> dict:
@@ -383,7 +292,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size.")] = None,
     beta: Annotated[Optional[float], typer.Option(help="Weight of the symmetric KL distillation term.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Routing temperature T.")] = None,
-    routing: Annotated[Optional[str], typer.Option(help="Routing policy: maxprob | entropy.")] = None,
+    routing: Annotated[Optional[str], typer.Option(help=ROUTING_HELP + " (default: mahalanobis).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out at its next task.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Learn only the first N tasks of the scenario; the rest stay for later (--resume, or 'mind-edge learn' on the device).")] = None,
@@ -454,17 +363,32 @@ def _show_run(meta: dict) -> None:
 def eval_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'mind-edge train'.")],
     temperature: Annotated[Optional[float], typer.Option(help="Routing temperature (default: the run's).")] = None,
-    routing: Annotated[Optional[str], typer.Option(help="maxprob | entropy (default: the run's).")] = None,
+    routing: Annotated[Optional[str], typer.Option(
+        help=ROUTING_HELP + "; several comma-separated, or 'all', compare policies on the same sub-networks "
+             "(default: the run's).")] = None,
     root: Annotated[Optional[str], typer.Option(help="Dataset folder, if it moved since training.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Re-evaluate a run on its test data (e.g. at another routing temperature)."""
-    from mind_edge.run import evaluate_run
+    """Re-evaluate a run on its test data (at another routing temperature, or with other routing policies)."""
+    from mind_edge.run import evaluate_run, parse_policies
 
-    res = evaluate_run(run_dir, temperature=temperature, policy=routing, root=root, device=device)
+    names = parse_policies(routing)
+    several = names is not None and len(names) > 1
+    res = evaluate_run(run_dir, temperature=temperature, policy=names[0] if names else None, root=root, device=device,
+                       policies=names if several else None)
     if as_json:
         console.print_json(json.dumps(res))
+        return
+    if several:
+        table = Table(title=text(f"{run_dir} — T={res['temperature']}: routing policies on the same sub-networks"),
+                      title_justify="left")
+        for col in ("policy", "TAG", "TAW", "routing", "ECE"):
+            table.add_column(col, justify="left" if col == "policy" else "right")
+        for name, v in res["policies"].items():
+            table.add_row(name, f"{v['tag_mean']:.4f}", f"{v['taw_mean']:.4f}", f"{v['routing_overall']:.4f}",
+                          f"{v['ece']:.4f}")
+        console.print(table)
         return
     table = Table(title=text(f"{run_dir} — T={res['temperature']} policy={res['policy']}"), title_justify="left")
     for col in ("task", "TAG", "TAW", "routing"):
@@ -473,6 +397,30 @@ def eval_cmd(
         table.add_row(str(j), f"{a:.4f}", f"{b:.4f}", f"{r:.4f}")
     table.add_row("mean", f"{res['tag_mean']:.4f}", f"{res['taw_mean']:.4f}", f"{res['routing_overall']:.4f}")
     console.print(table)
+    console.print(text(f"ECE of the routed confidence: {res['ece']:.4f}"))
+
+
+@app.command()
+@handle_errors
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'mind-edge train' (or 'learn').")],
+    root: Annotated[Optional[str], typer.Option(help="Dataset folder, if it moved since training.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "cpu",
+    routing: Annotated[Optional[str], typer.Option(
+        help=ROUTING_HELP + ": the policy the run routes with from now on (default: mahalanobis).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute the statistics of tasks that already have them.")] = False,
+) -> None:
+    """Gather the routing statistics of a run trained before they existed, from each task's own training data.
+
+    Nothing is retrained; the checkpoint and run.json are rewritten atomically. Then 'mind-edge eval RUN
+    --routing all' compares the policies and 'mind-edge export' builds the graph with the run's policy.
+    """
+    from mind_edge.calibrate import calibrate_run
+
+    res = calibrate_run(run_dir, root=root, device=device, force=force, routing=routing)
+    console.print(text(f"{run_dir}: routing statistics gathered for task(s) {res.gathered or 'none'}"
+                       f"{f', kept for {res.kept}' if res.kept else ''} ({res.bytes_per_task / 1024:.1f} KiB per task, "
+                       f"{res.seconds:.1f} s); the run routes with {res.policy!r}"))
 
 
 @app.command()

@@ -21,7 +21,7 @@ import numpy as np
 from mind_edge.errors import ConfigError
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.errors import InputError
-from mind_edge.runtime.routing import route_numpy
+from mind_edge.runtime.routing import check_temperature, get_policy, route_numpy
 from mind_edge.runtime.runners import Runner, make_runner
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Prediction:
     class_names: list[str]
     temperature: float
     sources: list[str] | None = field(default=None)
+    policy: str = "maxprob"  # the routing policy that chose task and label
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
@@ -146,6 +147,7 @@ class Runtime:
                 log.info("bundle %s was updated while it was opened; using its live version", self.bundle.root)
                 self.bundle = Bundle.load(self.bundle.root or self.bundle.path)
         self._table = self.bundle.class_table()
+        self._stats = None  # routing statistics, read from the graph when a re-route needs them
 
     @property
     def providers_used(self) -> list[str]:
@@ -216,21 +218,45 @@ class Runtime:
         """Run the graph on a float32 NCHW batch; every output by name."""
         return self.runner.infer({self.bundle.input.name: batch})
 
+    def routing_stats(self):
+        """Every task's routing statistics, read from the graph (``None`` entries when it carries none)."""
+        if self._stats is None:
+            from mind_edge.runtime.graph import read_arrays
+
+            arrays = read_arrays(self.bundle.model_path) if self.bundle.meta.get("layout") == "shared" else None
+            self._stats = arrays.routing_stats() if arrays is not None else [None] * self.bundle.num_tasks
+        return self._stats
+
     def predict(self, inputs: Inputs, temperature: float | None = None, *, batch_size: int | None = None,
-                strict: bool = False) -> Prediction:
-        """Predict ``inputs`` (see the module docstring); ``temperature`` re-routes in numpy."""
+                strict: bool = False, routing: str | None = None) -> Prediction:
+        """Predict ``inputs`` (see the module docstring); ``temperature`` or ``routing`` (another policy of
+        :mod:`mind_edge.core.routing`) re-route in numpy from the graph's ``task_logits`` and ``task_features``."""
         x, sources = self.preprocess(inputs, strict=strict)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         step = batch_size or max(1, x.shape[0])
         parts = [self.infer(x[i : i + step]) for i in range(0, x.shape[0], step)]
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        T = self.bundle.temperature
-        if temperature is not None and float(temperature) != T:
-            r = route_numpy(out["task_logits"], self._table, float(temperature))
+        T, policy = self.bundle.temperature, self.bundle.policy
+        want_T = T if temperature is None else check_temperature(temperature)
+        want_policy = policy if routing is None else get_policy(routing).name
+        if (want_T, want_policy) != (T, policy):
+            stats = None
+            if get_policy(want_policy).needs_stats:
+                stats = self.routing_stats()
+                if any(st is None for st in stats):
+                    raise ConfigError(
+                        f"routing policy {want_policy!r} needs routing statistics, which this bundle's graph does not "
+                        f"carry (it routes with {policy!r}); export it with --routing {want_policy}"
+                    )
+                if "task_features" not in out:
+                    raise ConfigError(f"{self.bundle.root} predates task_features; re-export it to re-route with "
+                                      f"{want_policy!r}")
+            r = route_numpy(out["task_logits"], self._table, want_T, want_policy, stats=stats,
+                            task_features=out.get("task_features"))
             out.update(label=r.label, task=r.task, confidence=r.confidence, task_confidence=r.task_confidence)
-            T = float(temperature)
+            T, policy = want_T, want_policy
         names = [self.bundle.class_name(v) for v in out["label"]]
         return Prediction(label=out["label"], task=out["task"], confidence=out["confidence"],
                           task_confidence=out["task_confidence"], task_logits=out["task_logits"],
-                          class_names=names, temperature=T, sources=sources)
+                          class_names=names, temperature=T, sources=sources, policy=policy)
