@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mind_edge.console import handle_errors
 from mind_edge.devices.profiles import Detection, DeviceProfile, detect, get_profile, list_profiles
-from mind_edge.errors import MindEdgeError
-from mind_edge.textsafe import clean, text
+from mind_edge.textsafe import text
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ def _console() -> Console:
     if not console.is_terminal:
         console = Console(width=240)  # piped or captured: never wrap profile names
     return console
-
-
-def _fail(exc: MindEdgeError) -> NoReturn:
-    message = clean(" ".join(str(exc).split()))  # one line, no control characters
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def _echo_json(obj: Any) -> None:
@@ -63,12 +57,10 @@ def _workspace(p: DeviceProfile) -> str:
 
 
 @app.command("list")
+@handle_errors
 def list_cmd(json_out: JsonOpt = False) -> None:
     """List every device profile."""
-    try:
-        profiles = list_profiles()
-    except MindEdgeError as exc:
-        _fail(exc)
+    profiles = list_profiles()
     if json_out:
         _echo_json([p.to_dict() for p in profiles])
         return
@@ -98,15 +90,13 @@ def list_cmd(json_out: JsonOpt = False) -> None:
 
 
 @app.command("show")
+@handle_errors
 def show_cmd(
     name: Annotated[str, typer.Argument(help="Profile name, e.g. orin-nano-8gb (see: mind-edge devices list).")],
     json_out: JsonOpt = False,
 ) -> None:
     """Show one device profile in full."""
-    try:
-        p = get_profile(name)
-    except MindEdgeError as exc:
-        _fail(exc)
+    p = get_profile(name)
     if json_out:
         _echo_json(p.to_dict())
         return
@@ -172,6 +162,7 @@ def _detection_table(d: Detection) -> Table:
 
 
 @app.command("detect")
+@handle_errors
 def detect_cmd(
     json_out: JsonOpt = False,
     root: Annotated[
@@ -180,10 +171,7 @@ def detect_cmd(
     ] = None,
 ) -> None:
     """Detect this device and print the matching profile."""
-    try:
-        d = detect(root if root is not None else Path("/"))
-    except MindEdgeError as exc:
-        _fail(exc)
+    d = detect(root if root is not None else Path("/"))
     if json_out:
         _echo_json(d.to_dict())
         return

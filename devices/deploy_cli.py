@@ -9,11 +9,11 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from mind_edge.console import console, handle_errors
+
 
 def register(app: typer.Typer) -> None:
     """Add the top-level ``deploy`` command to ``app``."""
-    from mind_edge.cli import console, handle_errors
-
     @app.command("deploy")
     @handle_errors
     def deploy_cmd(

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from mind_edge.console import console, handle_errors, require_modules
+
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.3f} MB"
@@ -48,8 +50,6 @@ def _precision_line(p: dict) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the top-level ``export`` command to ``app``."""
-    from mind_edge.cli import console, handle_errors
-
     @app.command("export")
     @handle_errors
     def export_cmd(
@@ -71,8 +71,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export a trained run as one shared-weight ONNX graph with the task-selection head."""
         from rich.table import Table
-
-        from mind_edge.cli import require_modules
 
         require_modules("torch", "safetensors", "onnx", *(("onnxruntime",) if validate else ()))
         check_export_args(run_dir, out, layout=layout, opset=opset, overwrite=overwrite)  # before loading anything

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from mind_edge.console import console, handle_errors
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``engine`` sub-app (``engine build``, ``engine list``) to ``app``."""
-    from mind_edge.cli import console, handle_errors
-
     engine_app = typer.Typer(help="TensorRT engines, built on the device that runs them (never copied between machines).",
                              no_args_is_help=True, add_completion=False)
 

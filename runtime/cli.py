@@ -8,6 +8,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from mind_edge.console import console, handle_errors
+
 
 def check_providers(requested: List[str]) -> None:
     """Providers named in ``--providers`` must exist here, unless the list includes ``cpu`` (fallback allowed)."""
@@ -32,8 +34,6 @@ def check_providers(requested: List[str]) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the top-level ``predict`` command to ``app``."""
-    from mind_edge.cli import console, handle_errors
-
     @app.command("predict")
     @handle_errors
     def predict_cmd(
