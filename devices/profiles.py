@@ -69,15 +69,15 @@ __all__ = [
 # ``to_dict`` writes them back in the same layout.
 
 
-def _key(*, jetson: bool = False, min: int | None = None, **kw: Any) -> Any:  # noqa: A002 - JSON-schema word
-    meta = {k: v for k, v in (("jetson", jetson), ("min", min)) if v}
+def _key(*, jetson: bool = False, low: int | None = None, **kw: Any) -> Any:
+    meta = {k: v for k, v in (("jetson", jetson), ("min", low)) if v is not None and v is not False}
     return field(metadata=meta, **kw)
 
 
 @dataclass(frozen=True)
 class CpuSpec:
     model: str | None = _key(jetson=True)  # None on a generic profile: detected at run time
-    cores: int | None = _key(jetson=True, min=1)
+    cores: int | None = _key(jetson=True, low=1)
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ class SoftwareSpec:
 @dataclass(frozen=True)
 class GpuSpec:
     arch: str
-    cuda_cores: int = _key(min=1)
-    tensor_cores: int = _key(min=0)
+    cuda_cores: int = _key(low=1)
+    tensor_cores: int = _key(low=0)
     compute_capability: str = _key()
 
 
@@ -103,7 +103,7 @@ class GpuSpec:
 class PowerMode:
     """One ``nvpmodel`` mode: ``sudo nvpmodel -m <id>``."""
 
-    id: int = _key(min=0)
+    id: int = _key(low=0)
     name: str = _key()
     watts: float | None = _key()  # None: no fixed budget (MAXN-style modes)
     note: str | None = None
@@ -124,11 +124,11 @@ class DetectRules:
 class Defaults:
     """Safe starting settings for a runtime/engine builder on this device."""
 
-    workspace_mb: int = _key(min=0)  # TensorRT builder workspace; small on shared-memory boards
+    workspace_mb: int = _key(low=0)  # TensorRT builder workspace; small on shared-memory boards
     fp16: bool = _key()
     int8: bool = _key()
-    batch: int = _key(min=1)
-    threads: int = _key(min=0)  # 0: decide at run time (one per physical core)
+    batch: int = _key(low=1)
+    threads: int = _key(low=0)  # 0: decide at run time (one per physical core)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class DeviceProfile:
     memory_gb: float | None = _key(jetson=True)
     memory_shared: bool = _key()
     gpu: GpuSpec | None = _key(jetson=True)
-    dla_cores: int = _key(min=0)
+    dla_cores: int = _key(low=0)
     power_modes: tuple[PowerMode, ...] = _key()
     detect: DetectRules = _key()
     defaults: Defaults = _key()
