@@ -35,6 +35,10 @@ class GraphError(MindEdgeError):
     """
 
 
+class InputError(MindEdgeError):
+    """A batch handed to the runtime or the routing has the wrong shape, dtype or channel count."""
+
+
 class MissingExtraError(MindEdgeError):
     """An optional dependency is not installed."""
 

@@ -6,17 +6,13 @@ CLI can print it as a single red line.
 
 from __future__ import annotations
 
-from mind_edge.errors import GraphError, MindEdgeError
+from mind_edge.errors import GraphError, InputError, MindEdgeError
 
 __all__ = ["BundleError", "GraphError", "InputError", "BackendError"]
 
 
 class BundleError(MindEdgeError):
     """A bundle directory is missing, incomplete, tampered with or of an unknown schema."""
-
-
-class InputError(MindEdgeError):
-    """A batch handed to ``Runtime.predict`` has the wrong shape, dtype or channel count."""
 
 
 class BackendError(MindEdgeError):

@@ -42,6 +42,7 @@ from mind_edge.runtime.engine_fingerprint import (
     model_sha256,
     select_engine,
 )
+from mind_edge.runtime.graph import CONTRACT
 from mind_edge.runtime.errors import BackendError
 from mind_edge.runtime.runners import Runner
 
@@ -206,8 +207,7 @@ def _np_dtype(trt, dtype) -> np.dtype:
         raise BackendError(f"the engine uses the TensorRT type {dtype}, which has no numpy equivalent") from exc
 
 
-_CONTRACT_DTYPES = {"label": np.int64, "task": np.int64, "confidence": np.float32, "task_confidence": np.float32,
-                    "task_logits": np.float32}
+_CONTRACT_DTYPES = {o.name: np.dtype(o.dtype) for o in CONTRACT.outputs}
 
 
 class TrtRunner(Runner):

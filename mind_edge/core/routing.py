@@ -55,7 +55,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mind_edge.errors import ConfigError
+from mind_edge.errors import ConfigError, InputError
 
 #: ``task_logits`` padding beyond a head's classes: exp((PAD - max) / T) underflows to 0 for any T < 1e3.
 PAD_LOGIT = -1.0e4
@@ -312,7 +312,7 @@ def split_taps(task_features: np.ndarray, tap_dims: Sequence[int]) -> list[np.nd
     """``task_features`` ``[B, N, sum F_k]`` (the graph output) → per tap ``[B, N, F_k]``."""
     bounds = np.cumsum([0, *tap_dims])
     if task_features.shape[-1] != bounds[-1]:
-        raise ConfigError(f"task_features has {task_features.shape[-1]} channels; the taps have {int(bounds[-1])}")
+        raise InputError(f"task_features has {task_features.shape[-1]} channels; the taps have {int(bounds[-1])}")
     return [task_features[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
@@ -370,7 +370,7 @@ def route_numpy(
     z = np.asarray(task_logits, dtype=np.float32)
     table = np.asarray(table)
     if z.ndim != 3 or table.ndim != 2 or z.shape[1:] != table.shape:
-        raise ConfigError(
+        raise InputError(
             f"routing needs task_logits [B, N, Cmax] and a class table [N, Cmax]; got "
             f"{list(z.shape)} and {list(table.shape)}"
         )

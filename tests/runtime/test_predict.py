@@ -139,7 +139,7 @@ def test_runner_interface(rgb_bundle):
         runner.infer({"image": np.zeros((1, 3, 13, 9), np.float32)})
     with runner:
         out = runner.infer({"image": np.zeros((2, 3, 13, 9), np.float32)})
-        assert list(out) == ["label", "task", "confidence", "task_confidence", "task_logits"]
+        assert list(out) == ["label", "task", "confidence", "task_confidence", "task_logits", "task_features"]
         assert runner.providers_used == ["CPUExecutionProvider"]
     assert not runner.is_active
 

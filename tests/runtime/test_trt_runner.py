@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from trt_fakes import FAKE_GPU, fake_stack, make_plan
 
+from mind_edge.runtime.graph import CONTRACT
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.engine_fingerprint import (
     EngineError,
@@ -61,7 +62,7 @@ def test_runner_matches_onnxruntime_and_splits_large_batches(bundle_copy):
     with runner:
         assert (runner.min_batch, runner.max_batch) == (1, 8)
         # one device buffer per I/O tensor, sized for the profile's max batch
-        assert len(cuda.memory) == 6 and cuda.memory[runner.buffers["image"]].__len__() == 8 * 3 * 13 * 9 * 4
+        assert len(cuda.memory) == 1 + len(CONTRACT.outputs) and cuda.memory[runner.buffers["image"]].__len__() == 8 * 3 * 13 * 9 * 4
         out = runner.infer({"image": x})
         assert runner.context.batches == [8, 8, 3]  # 19 = 8 + 8 + 3 (profile max 8)
         assert runner.providers_used == [f"TensorRT 10.3.0 (fp32, {rec.file}, fake-cuda)"]
