@@ -81,7 +81,12 @@ def create_patch(
         from mind_edge.runtime.bundle import Bundle
 
         b = Bundle.load(base)
-        base_arrays = read_arrays(b.model_path)
+        # -- precision hook (issue 14): an FP16 base stores float16 weights, an INT8 base its FP32 master
+        from mind_edge.runtime.precision import bundle_arrays, bundle_precision, round_like_bundle
+
+        base_arrays = bundle_arrays(b)
+        expected_base = round_like_bundle(expected_base, bundle_precision(b))
+        new = round_like_bundle(new, bundle_precision(b))  # the new task's weights as that precision stores them
         if base_arrays.num_tasks != t:
             raise PatchError(f"base bundle {base} holds {base_arrays.num_tasks} tasks; the patch of task {t} needs a base "
                              f"of tasks 0..{t - 1}")

@@ -386,13 +386,17 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
             names = [bundle.class_name(c) for c in dup]
             raise PatchError(f"bundle {root} already has classes {names} (ids {dup}); patch {patch_path} would add them "
                              f"again as task {patch.task}. Already applied?")
-        if bundle.layout != "shared":
+        # -- precision hook (issue 14): an FP16/INT8 bundle patches its FP32 weights and rebuilds its own graph
+        from mind_edge.runtime.precision import patch_hook
+
+        hook = patch_hook(bundle)  # None for FP32 bundles
+        if bundle.layout != "shared" and hook is None:
             raise PatchError(f"bundle {root} has the {bundle.layout!r} layout; patches apply to 'shared' bundles only "
                              "(they store each weight once with its owner map). Re-export with --layout shared")
         if patch.task != bundle.num_tasks:
             raise PatchError(f"patch {patch_path} adds task {patch.task} but bundle {root} holds {bundle.num_tasks} tasks; "
                              f"it needs the bundle with tasks 0..{patch.task - 1} (apply patches in order)")
-        base = read_arrays(bundle.model_path)
+        base = hook.base_arrays() if hook else read_arrays(bundle.model_path)  # precision hook
         fp = arrays_fingerprint(base)
         if fp != patch.base_fingerprint:
             raise PatchError(f"patch {patch_path} was made for another base bundle (network fingerprint "
@@ -403,7 +407,11 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
         if got != patch.header["result_fingerprint"]:
             raise PatchError(f"applying patch {patch_path} gives network {got[:12]}… but the patch promises "
                              f"{str(patch.header['result_fingerprint'])[:12]}…; the patch is inconsistent")
-        model_bytes = build_graph(new, layout="shared", temperature=bundle.temperature, opset=bundle.opset).SerializeToString()
+        hook_files, hook_meta = {}, {}
+        if hook:  # precision hook: the FP16 graph / the INT8 graph re-quantized torch-free (+ master, calibration)
+            model_bytes, hook_files, hook_meta = hook.rebuild(new)
+        else:
+            model_bytes = build_graph(new, layout="shared", temperature=bundle.temperature, opset=bundle.opset).SerializeToString()
         report, probe_x, probe_out = validate_patched(bundle, new, model_bytes)
         report["patch"] = {"sha256": patch.sha256, "task": patch.task, "signed_by": signer}
         names = dict(bundle.class_names)
@@ -414,12 +422,13 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
                   "signed_by": signer, "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "base_fingerprint": patch.base_fingerprint, "result_fingerprint": got}
         files, meta = prepare_bundle(  # the complete new version, checked by the typed loader; nothing written yet
-            new, layout="shared", temperature=bundle.temperature, class_names=names,
+            new, layout=hook.layout if hook else "shared", temperature=bundle.temperature, class_names=names,
             mean=list(bundle.input.mean), std=list(bundle.input.std), opset=bundle.opset,
             channel_order=bundle.input.channel_order, model_bytes=model_bytes, probe_inputs=probe_x,
             probe_outputs=probe_out, report=report, source=bundle.meta.get("source"),
-            extra={"base_version": previous, "patches": history + [record]},
+            extra={"base_version": previous, "patches": history + [record], **hook_meta},  # hook_meta: precision hook
         )
+        files = {**files, **hook_files}  # precision hook: master.onnx, calibration.npz of an INT8 bundle
         plain_files = list(bundle.meta["files"]) + [BUNDLE_JSON] if plain else []
         need = sum(len(b) for b in files.values()) + len(str(meta)) + (bundle.path / BUNDLE_JSON).stat().st_size
         need += sum((root / n).stat().st_size for n in plain_files)
