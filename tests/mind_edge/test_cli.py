@@ -2,10 +2,12 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from mind_edge.cli import app
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: one thread is fastest on busy cores
 runner = CliRunner()
 TINY = ["--width", "0.25", "--epochs", "1", "--distill-epochs", "1", "--device", "cpu"]
 

@@ -13,6 +13,9 @@ from mind_edge.nets import FREE, NetConfig, build_model
 from mind_edge.run import RunSpec, train_run
 from mind_edge.train import TrainConfig, _claim, learn_task, mip_scores
 
+# tiny networks: one intra-op thread is 2x faster than two on a busy 2-core machine (issue 13, item 8)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = TrainConfig(epochs=2, distill_epochs=1, lr=0.005, distill_lr=0.01, milestones=(1,),
                    distill_milestones=(1,), batch_size=64, temperature=1.0)
 
