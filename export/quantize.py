@@ -133,6 +133,22 @@ def accuracies(out: Mapping[str, np.ndarray], labels: np.ndarray, task_classes: 
             "routing": float(np.mean(np.asarray(out["task"]) == true_task)) if labels.size else None}
 
 
+def routing_margins(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], floor: float = 0.01) -> dict:
+    """Where routing flips: the reference's margin between its two most confident tasks
+    (``task_confidence``, top-1 minus top-2) on the images routed differently, and the agreement
+    on the images whose margin is at least ``floor`` (near-ties excluded)."""
+    tc = np.asarray(ref["task_confidence"], np.float64)
+    if tc.ndim != 2 or tc.shape[1] < 2:
+        return {"floor": floor, "agreement_above_floor": None, "max_flip_margin": None, "flips": 0}
+    top = np.sort(tc, axis=1)
+    margin = top[:, -1] - top[:, -2]
+    flip = np.asarray(ref["task"]) != np.asarray(got["task"])
+    keep = margin >= floor
+    return {"floor": floor, "images_above_floor": int(keep.sum()),
+            "agreement_above_floor": float(1.0 - flip[keep].mean()) if keep.any() else None,
+            "max_flip_margin": float(margin[flip].max()) if flip.any() else None, "flips": int(flip.sum())}
+
+
 def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> dict:
     """Label and task agreement and max |Δ task_logits| (padding entries excluded) of two output sets."""
     a, b = np.asarray(ref["task_logits"], np.float64), np.asarray(got["task_logits"], np.float64)
@@ -164,7 +180,7 @@ def precision_report(model, model_bytes: bytes, precision: str, *, temperature: 
         ref = (torch_ref or {}).get(name) or torch_outputs(model, x, float(temperature), policy=policy)
         got = ort_outputs(sess, x)
         entry = {"count": int(x.shape[0]), **({"source": notes[name]} if notes and name in notes else {}),
-                 "agreement": agreement(ref, got)}
+                 "agreement": agreement(ref, got), "routing_margins": routing_margins(ref, got)}
         if name == "test" and test_y is not None:
             entry["fp32"] = accuracies(ref, test_y, task_classes)
             entry[precision] = accuracies(got, test_y, task_classes)
@@ -173,7 +189,8 @@ def precision_report(model, model_bytes: bytes, precision: str, *, temperature: 
     ag = main.get("agreement", {})
     rep["label_agreement"] = ag.get("label")
     rep["routing_agreement"] = ag.get("task")
-    rep["max_abs_task_logits"] = max((e["agreement"]["max_abs_task_logits"] for e in rep["inputs"].values()), default=None)
+    rep["max_abs_task_logits"] = ag.get("max_abs_task_logits")  # on the main set (random inputs: in "inputs")
+    rep["routing_margins"] = main.get("routing_margins")
     test = rep["inputs"].get("test", {})
     if "fp32" in test:
         rep["tag_fp32"], rep["tag"] = test["fp32"]["tag"], test[precision]["tag"]
@@ -201,6 +218,9 @@ def check_thresholds(rep: dict, thresholds: PrecisionThresholds) -> None:
     if bad:
         where = rep.get("measured_on", "test")
         n = rep.get("inputs", {}).get(where, {}).get("count", 0)
+        rm = rep.get("routing_margins") or {}
+        flips = (f", the flipped images' FP32 top-2 task-confidence margins are <= {rm['max_flip_margin']:.2g}"
+                 if rm.get("max_flip_margin") is not None else "")
         raise PrecisionRefused(f"{rep['precision']} bundle refused: {'; '.join(bad)} on {n} {where} images "
                                f"(label agreement {100 * (rep.get('label_agreement') or 0):.2f}%, max |Δ task_logits| "
-                               f"{rep.get('max_abs_task_logits') or 0:.3g}); nothing was written", rep)
+                               f"{rep.get('max_abs_task_logits') or 0:.3g}{flips}); nothing was written", rep)

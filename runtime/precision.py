@@ -532,10 +532,11 @@ class Int8Options:
     per_channel: bool = True
     activation: str = "uint8"  # uint8 (x86 VNNI) | int8 (symmetric; ARM, TensorRT)
     method: str = "minmax"  # minmax | percentile | entropy (onnxruntime.quantization.CalibrationMethod)
+    keep_fp32: tuple[str, ...] = ()  # backbone node-name prefixes left in FP32 (e.g. "stem.", "blocks.14.")
 
     def to_json(self) -> dict:
         return {"per_task": self.per_task, "per_channel": self.per_channel, "activation": self.activation,
-                "weights": "int8 symmetric", "method": self.method, "format": "QDQ"}
+                "weights": "int8 symmetric", "method": self.method, "format": "QDQ", "keep_fp32": list(self.keep_fp32)}
 
 
 def int8_model(arrays, calibration: np.ndarray, *, temperature: float, opset: int | None = None,
@@ -562,6 +563,8 @@ def int8_model(arrays, calibration: np.ndarray, *, temperature: float, opset: in
     if options.per_task and arrays.num_tasks > 1:
         model = unstack_tasks(model, arrays.num_tasks)
     exclude = fp32_nodes(model)
+    if options.keep_fp32:
+        exclude += [n.name for n in model.graph.node if n.name.startswith(tuple(options.keep_fp32)) and n.name not in exclude]
     act = QuantType.QUInt8 if options.activation == "uint8" else QuantType.QInt8
     extra = {"WeightSymmetric": True, "ActivationSymmetric": options.activation == "int8"}
     with tempfile.TemporaryDirectory(prefix="mind-edge-int8-") as tmp:
@@ -659,7 +662,8 @@ def int8_options(bundle) -> Int8Options:
     rec = bundle.meta.get("precision")
     q = rec.get("int8", {}) if isinstance(rec, Mapping) else {}
     return Int8Options(per_task=bool(q.get("per_task", True)), per_channel=bool(q.get("per_channel", True)),
-                       activation=str(q.get("activation", "uint8")), method=str(q.get("method", "minmax")))
+                       activation=str(q.get("activation", "uint8")), method=str(q.get("method", "minmax")),
+                       keep_fp32=tuple(str(v) for v in q.get("keep_fp32", ())))
 
 
 def rebuild_for_patch(bundle, new_arrays) -> tuple[bytes, dict[str, bytes]]:
