@@ -85,6 +85,8 @@ def create_patch(
         from mind_edge.runtime.precision import bundle_arrays, bundle_precision, round_like_bundle
 
         base_arrays = bundle_arrays(b)
+        if not base_arrays.has_stats:  # the bundle's policy uses no routing statistics: its graph carries none
+            expected_base, new = without_stats(expected_base), without_stats(new)
         expected_base = round_like_bundle(expected_base, bundle_precision(b))
         new = round_like_bundle(new, bundle_precision(b))  # the new task's weights as that precision stores them
         if base_arrays.num_tasks != t:
@@ -109,7 +111,7 @@ def create_patch(
     data = build_patch(base_arrays, new, t, names, sign_key=sign_key, source=source)
     atomic_write_bytes(out, data)
     p = parse_patch(data, out)
-    temperature = float(meta.get("train", {}).get("temperature", 1.0))
+    temperature = float(meta["train"]["temperature"])  # run.json's typed loader checked it
     model_bytes = build_graph(new, layout="shared", temperature=temperature).ByteSize()
     base_bytes = build_graph(base_arrays, layout="shared", temperature=temperature).ByteSize()
     s = p.summary()
@@ -117,3 +119,10 @@ def create_patch(
     return PatchResult(path=out, task=t, classes=classes, class_names=names, sha256=p.sha256, patch_bytes=len(data),
                        model_bytes=model_bytes, base_model_bytes=base_bytes, claimed_weights=s["claimed_weights"],
                        dense_weights=new.dense_weight_count(), signed=p.signed, encodings=s["encodings"])
+
+
+def without_stats(arrays):
+    """``arrays`` with no routing statistics (what the graph of a policy that uses none carries)."""
+    import dataclasses
+
+    return dataclasses.replace(arrays, heads=tuple(dataclasses.replace(h, stats=None) for h in arrays.heads))

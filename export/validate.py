@@ -27,6 +27,7 @@ import numpy as np
 from mind_edge import __version__
 from mind_edge.errors import MindEdgeError, require
 from mind_edge.export.errors import ExportValidationError
+from mind_edge.core.routing import get_policy
 from mind_edge.runtime.graph import CONTRACT, NetArrays, expected_bytes, resolve_policy
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,14 @@ def ort_outputs(session, x: np.ndarray, batch_size: int = 128) -> dict[str, np.n
 
 
 def compare(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], atol: float = CONTRACT.atol,
-            rtol: float = CONTRACT.rtol) -> dict:
+            rtol: float = CONTRACT.rtol, scores: bool = False) -> dict:
     """Per output: max |Δ|, max relative Δ and out-of-tolerance count (float outputs), or
-    agreement and mismatch count (int outputs)."""
+    agreement and mismatch count (int outputs).
+
+    ``scores``: the graph routes with a score policy; its ``task_confidence`` (sums of z-normalised
+    squared distances, whose float32 rounding grows with the distance) passes where |Δ| is within
+    ``CONTRACT.score_rtol`` of the row's largest |score|, and ``confidence`` (derived from them)
+    within ``CONTRACT.score_rtol``."""
     out: dict[str, dict] = {}
     for k in FLOAT_OUTPUTS:
         a, b = np.asarray(ref[k], np.float64), np.asarray(got[k], np.float64)
@@ -94,6 +100,10 @@ def compare(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], atol: 
         d = np.abs(a - b)
         rel = d / np.maximum(np.abs(a), np.finfo(np.float32).tiny)
         bad = ~((d <= atol) | (d <= rtol * np.abs(a)))
+        if scores and k == "task_confidence" and a.size:
+            bad &= ~(d <= CONTRACT.score_rtol * np.abs(a).max(axis=1, keepdims=True))
+        elif scores and k == "confidence":
+            bad &= ~(d <= CONTRACT.score_rtol)
         out[k] = {"max_abs_diff": float(d.max()) if d.size else 0.0,
                   "max_rel_diff": float(rel.max()) if d.size else 0.0,
                   "out_of_tolerance": int(bad.sum()),
@@ -166,7 +176,7 @@ def validate_export(
             got = ort_outputs(session, x)
             outputs[set_name] = got
             ref = torch_outputs(model, x, temperature, policy=policy)
-            for k, v in compare(ref, got, atol, rtol).items():
+            for k, v in compare(ref, got, atol, rtol, scores=get_policy(report["routing"]).needs_stats).items():
                 per_output[k][set_name] = v
         for k in FLOAT_OUTPUTS:
             for set_name, v in per_output[k].items():

@@ -233,7 +233,7 @@ def final_table(final: dict, title: str = "final metrics") -> Table:
     table.add_column("value", justify="right")
     for k in ("tag", "taw", "routing", "avg_incremental_tag", "forgetting_tag", "bwt_tag"):
         if k in final:
-            table.add_row(k, f"{final[k]:.4f}")
+            table.add_row(k, "n/a" if final[k] is None else f"{final[k]:.4f}")
     return table
 
 

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from mind_edge.core.proc import WorkerError, current_rss_mb, peak_rss_mb, spawn_call
+from mind_edge.core.routing import get_policy
 from mind_edge.errors import CapacityError, ConfigError, DataError, MindEdgeError
 
 log = logging.getLogger(__name__)
@@ -424,6 +425,9 @@ def learn(
     seed = int(meta.get("seed", 0))
     dev = resolve_device(device)
     model, meta = load_model(run_dir)
+    if get_policy(cfg.routing).needs_stats and not all(h.routing.ready for h in model.heads):
+        raise ConfigError(f"run {run_dir} routes with {cfg.routing!r} but has no routing statistics (it was trained "
+                          f"before they existed); run 'mind-edge calibrate {run_dir}' first")
     earlier, notes = task_test_sets(meta, t, size, channels) if evaluate_earlier else ([None] * t, ["not asked for"])
     for note in notes:
         log.warning("%s", note)

@@ -44,7 +44,6 @@ class TorchStats:
 
     whiten: list[torch.Tensor]
     means: list[torch.Tensor]
-    mnorm: list[torch.Tensor]
     score_mean: torch.Tensor
     score_std: torch.Tensor
 
@@ -57,7 +56,6 @@ def torch_stats(stats: Sequence[RoutingStats | None], device) -> list[TorchStats
             continue
         means = [torch.from_numpy(m).to(device) for m in s.means]
         out.append(TorchStats(whiten=[torch.from_numpy(w).to(device) for w in s.whiten], means=means,
-                              mnorm=[(m * m).sum(dim=1) for m in means],
                               score_mean=torch.from_numpy(s.score_mean).to(device),
                               score_std=torch.from_numpy(s.score_std).to(device)))
     return out
@@ -72,12 +70,12 @@ def pad_logits(logits: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _tap_distance(f: torch.Tensor, s: TorchStats, k: int) -> torch.Tensor:
-    """Squared Mahalanobis distance to the nearest class mean (the expanded form of the contract)."""
+    """Squared Mahalanobis distance to the nearest class mean (the difference form of the contract)."""
     f = f.float()
     f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
     g = f @ s.whiten[k]
-    d = (g * g).sum(dim=1, keepdim=True) - 2.0 * (g @ s.means[k].T) + s.mnorm[k][None, :]
-    return d.min(dim=1).values
+    diff = g[:, None, :] - s.means[k][None, :, :]  # [B, C, F]: the contract's difference form
+    return (diff * diff).sum(dim=2).min(dim=1).values
 
 
 def _logit_scores(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,6 +107,8 @@ class GraphContract:
     rtol: float = 1e-5  # ... or |Δ| <= rtol * |reference| (Polygraphy's rule): float32 noise grows with |logit|
     layouts: tuple[str, ...] = LAYOUTS
     pad_logit: float = PAD_LOGIT
+    #: score policies: task_confidence within score_rtol x the row's largest |score| (and confidence within it)
+    score_rtol: float = 1e-3
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -444,20 +446,19 @@ def _reduce(b: _Builder, op: str, x: str, axes: list[int], out: str, opset: int,
 
 
 def _stats_initializers(b: _Builder, arrays: NetArrays) -> None:
-    """The routing statistics as stacked initializers (route.tap{k}.whiten / means_t / mnorm, route.score_*)."""
+    """The routing statistics as stacked initializers (route.tap{k}.whiten / means / pad, route.score_*)."""
     n, cmax = arrays.num_tasks, arrays.cmax
     stats = [h.stats for h in arrays.heads]
     for k in range(stats[0].num_taps):
         f = stats[0].tap_dims[k]
-        means_t = np.zeros((n, f, cmax), dtype=np.float32)
-        mnorm = np.full((n, 1, cmax), PAD_DISTANCE, dtype=np.float32)
+        means = np.zeros((n, cmax, f), dtype=np.float32)
+        pad = np.full((n, cmax), PAD_DISTANCE, dtype=np.float32)
         for t, s in enumerate(stats):
-            c = s.num_classes
-            means_t[t, :, :c] = s.means[k].T
-            mnorm[t, 0, :c] = np.sum(s.means[k] * s.means[k], axis=1, dtype=np.float32)
+            means[t, : s.num_classes] = s.means[k]
+            pad[t, : s.num_classes] = 0.0
         b.init(f"route.tap{k}.whiten", np.stack([s.whiten[k] for s in stats]))
-        b.init(f"route.tap{k}.means_t", means_t)
-        b.init(f"route.tap{k}.mnorm", mnorm)
+        b.init(f"route.tap{k}.means", means)
+        b.init(f"route.tap{k}.pad", pad)
     b.init("route.score_mean", np.stack([s.score_mean for s in stats]))
     b.init("route.score_std", np.stack([s.score_std for s in stats]))
 
@@ -501,11 +502,10 @@ def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, 
                                   b.const(np.float32(1e-12), np.float32)], f"{p}.norm_floor")
             f = b.node("Unsqueeze", [b.node("Div", [tap, norm], f"{p}.unit"), b.const([2], np.int64)], f"{p}.row")
             g = b.node("MatMul", [f, f"{p}.whiten"], f"{p}.white")  # [B, N, 1, F_k]
-            g2 = _reduce(b, "ReduceSum", b.node("Mul", [g, g], f"{p}.sq"), [3], f"{p}.g2", opset, keepdims=1)
-            cross = b.node("MatMul", [g, f"{p}.means_t"], f"{p}.cross")  # [B, N, 1, Cmax]
-            two = b.node("Mul", [b.const(np.float32(2.0), np.float32), cross], f"{p}.cross2")
-            d = b.node("Add", [b.node("Sub", [g2, two], f"{p}.d_part"), f"{p}.mnorm"], f"{p}.dist")
-            dmin = _reduce(b, "ReduceMin", d, [2, 3], f"{p}.dmin", opset)  # [B, N]
+            diff = b.node("Sub", [g, f"{p}.means"], f"{p}.diff")  # [B, N, Cmax, F_k]
+            d = _reduce(b, "ReduceSum", b.node("Mul", [diff, diff], f"{p}.sq"), [3], f"{p}.d_raw", opset)
+            d = b.node("Add", [d, f"{p}.pad"], f"{p}.dist")  # [B, N, Cmax]; padding classes never the minimum
+            dmin = _reduce(b, "ReduceMin", d, [2], f"{p}.dmin", opset)  # [B, N]
             z = b.node("Div", [b.node("Sub", [dmin, col(score_mean, k, f"{p}.mean")], f"{p}.centred"),
                                col(score_std, k, f"{p}.std")], f"{p}.z")
             term = b.node("Mul", [z, b.const(np.float32(w_tap), np.float32)], f"{p}.term")
@@ -756,7 +756,7 @@ def _read_stats(heads: tuple[HeadArrays, ...], routing: Mapping[str, Any], get, 
     if len(counts) != n or not dims:
         raise GraphError(f"{where}: the routing metadata does not describe {n} tasks' statistics; re-export the bundle")
     whiten = [get(f"route.tap{k}.whiten") for k in range(len(dims))]
-    means_t = [get(f"route.tap{k}.means_t") for k in range(len(dims))]
+    means = [get(f"route.tap{k}.means") for k in range(len(dims))]
     score_mean, score_std = get("route.score_mean"), get("route.score_std")
     out = []
     for t, h in enumerate(heads):
@@ -764,7 +764,7 @@ def _read_stats(heads: tuple[HeadArrays, ...], routing: Mapping[str, Any], get, 
         try:
             stats = RoutingStats(
                 whiten=tuple(np.ascontiguousarray(w[t], dtype=np.float32) for w in whiten),
-                means=tuple(np.ascontiguousarray(m[t, :, :c].T, dtype=np.float32) for m in means_t),
+                means=tuple(np.ascontiguousarray(m[t, :c], dtype=np.float32) for m in means),
                 score_mean=np.ascontiguousarray(score_mean[t], dtype=np.float32),
                 score_std=np.ascontiguousarray(score_std[t], dtype=np.float32), count=counts[t])
             stats.check(dims, c, where=f"task {t}")

@@ -36,7 +36,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mind_edge.errors import MindEdgeError
+from mind_edge.core.routing import get_policy
+from mind_edge.errors import ConfigError, MindEdgeError
 from mind_edge.fileio import fsync_dir, sha256_file
 from mind_edge.runtime.bundle import BUNDLE_JSON, MODEL_FILE, POINTER_FILE, PROBE_FILE, VERSIONS_DIR, Bundle, resolve_version
 from mind_edge.runtime.errors import BundleError
@@ -62,6 +63,7 @@ from mind_edge.runtime.patch_format import (  # noqa: F401  (re-exported)
     encode_positions,
     parse_patch,
     read_patch,
+    routing_from_values,
     verify_signature,
 )
 from mind_edge.runtime.versions import (  # noqa: F401  (re-exported)
@@ -221,7 +223,16 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
     if hw.dtype != np.float32 or hw.shape != (len(classes), f) or hb.dtype != np.float32 or hb.shape != (len(classes),):
         raise PatchError(f"{where}: the head must be float32 [{len(classes)}, {f}] + [{len(classes)}], got "
                          f"{list(hw.shape)} + {list(hb.shape)}")
-    heads = tuple(base.heads) + (HeadArrays(np.ascontiguousarray(hw), np.ascontiguousarray(hb), classes),)
+    stats = None
+    if h["head"].get("routing"):
+        rec = h["head"]["routing"]
+        stats = routing_from_values(get("routing"), rec["tap_dims"], len(classes), int(rec["count"]))
+        try:
+            stats.check(base.heads[0].stats.tap_dims if base.heads[0].stats is not None else None, len(classes),
+                        where=f"{where}'s task")
+        except ConfigError as exc:
+            raise PatchError(str(exc)) from None
+    heads = tuple(base.heads) + (HeadArrays(np.ascontiguousarray(hw), np.ascontiguousarray(hb), classes, stats),)
     # keep the network's layer order (that of the base)
     by_name = {x.name: x for x in layers}
     out = NetArrays(net=dict(base.net), layers=tuple(by_name[x.name] for x in base.layers),
@@ -411,7 +422,11 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
         if hook:  # precision hook: the FP16 graph / the INT8 graph re-quantized torch-free (+ master, calibration)
             model_bytes, hook_files, hook_meta = hook.rebuild(new)
         else:
-            model_bytes = build_graph(new, layout="shared", temperature=bundle.temperature, opset=bundle.opset).SerializeToString()
+            if get_policy(bundle.policy).needs_stats and not new.has_stats:
+                raise PatchError(f"{bundle.root} routes with {bundle.policy!r}, which needs every task's routing statistics; "
+                                 f"patch {patch_path} carries none (create it with this mind-edge from a run that has them)")
+            model_bytes = build_graph(new, layout="shared", temperature=bundle.temperature, opset=bundle.opset,
+                                      policy=bundle.policy).SerializeToString()
         report, probe_x, probe_out = validate_patched(bundle, new, model_bytes)
         report["patch"] = {"sha256": patch.sha256, "task": patch.task, "signed_by": signer}
         names = dict(bundle.class_names)
@@ -427,6 +442,7 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
             channel_order=bundle.input.channel_order, model_bytes=model_bytes, probe_inputs=probe_x,
             probe_outputs=probe_out, report=report, source=bundle.meta.get("source"),
             extra={"base_version": previous, "patches": history + [record], **hook_meta},  # hook_meta: precision hook
+            policy=bundle.policy,
         )
         files = {**files, **hook_files}  # precision hook: master.onnx, calibration.npz of an INT8 bundle
         plain_files = list(bundle.meta["files"]) + [BUNDLE_JSON] if plain else []

@@ -11,12 +11,14 @@ the exact network it applies to. Applying it is :mod:`mind_edge.runtime.patch`.
     u32 header length  | header: UTF-8 JSON (format, schema_version, task, classes, class_names,
                        |   net, base {fingerprint, num_tasks, classes}, result_fingerprint, layers
                        |   [{name, shape, free, claimed, encoding, position_bytes}], norms [{name,
-                       |   channels, eps}], head {classes, features}, payload {bytes, sha256, kind},
+                       |   channels, eps}], head {classes, features, routing {tap_dims, count}?},
+                       |   payload {bytes, sha256, kind},
                        |   signature {algorithm, key_id} | null, created, creator, source)
-    u64 payload length | payload: a compressed .npz of exactly five arrays: positions (uint8: every
-                       |   layer's encoded positions, concatenated), values (float32: the claimed
-                       |   weights, layer by layer), bn (float32: gamma, beta, mean, var per
-                       |   BatchNorm), head_w, head_b
+    u64 payload length | payload: a compressed .npz of exactly the arrays the header declares: positions
+                       |   (uint8: every layer's encoded positions, concatenated), values (float32:
+                       |   the claimed weights, layer by layer), bn (float32: gamma, beta, mean, var
+                       |   per BatchNorm), head_w, head_b, and routing (float32: the task's routing
+                       |   statistics) when the header's head has "routing"
     32 bytes           | digest = sha256 of everything above (the patch's id)
     u16 signature length (0 or 64) | Ed25519 signature of b"mind-edge-patch-v1\\0" + digest
     end of file (trailing bytes are an error)
@@ -89,7 +91,7 @@ MAX_TASKS = 127
 MAX_CLASSES = 100_000
 MAX_CLASS_ID = 10_000_000
 _NPY_HEADER_MAX = 4096
-PAYLOAD_MEMBERS = ("positions", "values", "bn", "head_w", "head_b")
+PAYLOAD_MEMBERS = ("positions", "values", "bn", "head_w", "head_b", "routing")  # routing: optional
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 _FIX = "re-create it with 'mind-edge patch create'"
@@ -139,7 +141,42 @@ def arrays_fingerprint(arrays: NetArrays) -> str:
         put(json.dumps([int(c) for c in head.classes]).encode())
         arr(head.weight, "<f4")
         arr(head.bias, "<f4")
+        if head.stats is not None:  # routing statistics (networks without them hash as before)
+            put(b"routing-stats-v1")
+            put(struct.pack("<Q", int(head.stats.count)))
+            for a in (*head.stats.whiten, *head.stats.means, head.stats.score_mean, head.stats.score_std):
+                arr(a, "<f4")
     return h.hexdigest()
+
+
+def routing_values(stats) -> np.ndarray:
+    """A task's routing statistics as one float32 vector (per tap whitening then means; score mean, spread)."""
+    parts = [a.reshape(-1) for a in (*stats.whiten, *stats.means, stats.score_mean, stats.score_std)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def routing_size(tap_dims: Sequence[int], num_classes: int) -> int:
+    """Length of :func:`routing_values` for ``tap_dims`` and ``num_classes``."""
+    return int(sum(f * f + num_classes * f for f in tap_dims) + 2 * (len(tap_dims) + 2))
+
+
+def routing_from_values(values: np.ndarray, tap_dims: Sequence[int], num_classes: int, count: int):
+    """The inverse of :func:`routing_values`."""
+    from mind_edge.core.routing import RoutingStats
+
+    dims = [int(f) for f in tap_dims]
+    off, whiten, means = 0, [], []
+    for f in dims:
+        whiten.append(np.ascontiguousarray(values[off : off + f * f].reshape(f, f)))
+        off += f * f
+    for f in dims:
+        means.append(np.ascontiguousarray(values[off : off + num_classes * f].reshape(num_classes, f)))
+        off += num_classes * f
+    k = len(dims) + 2
+    score_mean = np.ascontiguousarray(values[off : off + k])
+    score_std = np.ascontiguousarray(values[off + k : off + 2 * k])
+    return RoutingStats(whiten=tuple(whiten), means=tuple(means), score_mean=score_mean, score_std=score_std,
+                        count=int(count))
 
 
 
@@ -257,6 +294,10 @@ def check_header(header: Any, where: str) -> dict:
         raise PatchError(f"{where} has a malformed header: its head has {head.obj['classes']} classes, it lists "
                          f"{len(classes)}; {_FIX}")
     head.int("features", lo=1, hi=1 << 20)
+    if head.has("routing"):  # the new task's routing statistics (mind_edge.core.routing)
+        routing = head.sub("routing")
+        routing.ints("tap_dims", lo=1, hi=1 << 12, min_len=1, max_len=32)
+        routing.int("count", lo=1, hi=1 << 40)
     payload = f.sub("payload")
     payload.int("bytes", lo=0)
     payload.str("sha256", pattern=_HEX64, max_len=64)
@@ -277,13 +318,16 @@ def declared_members(header: Mapping[str, Any]) -> dict[str, tuple[np.dtype, tup
     """``{member: (dtype, shape)}`` of the payload arrays, as the (checked) header implies them."""
     f32, u8 = np.dtype("<f4"), np.dtype("|u1")
     layers, norms, head = header["layers"], header["norms"], header["head"]
-    return {
+    members = {
         "positions": (u8, (sum(int(x["position_bytes"]) for x in layers),)),
         "values": (f32, (sum(int(x["claimed"]) for x in layers),)),
         "bn": (f32, (sum(4 * int(x["channels"]) for x in norms),)),
         "head_w": (f32, (int(head["classes"]), int(head["features"]))),
         "head_b": (f32, (int(head["classes"]),)),
     }
+    if head.get("routing"):
+        members["routing"] = (f32, (routing_size(head["routing"]["tap_dims"], int(head["classes"])),))
+    return members
 
 
 # ----------------------------------------------------------------------------- the patch file
@@ -580,7 +624,8 @@ def diff_arrays(base: NetArrays, new: NetArrays, task: int) -> tuple[list[dict],
     The payload holds five arrays whatever the depth (an .npz member costs ~250 bytes of
     headers): ``positions`` (every layer's encoded positions, concatenated bytes; each layer's
     byte count is in its record), ``values`` (every claimed weight, layer by layer, in
-    increasing flat index), ``bn`` (per BatchNorm gamma, beta, mean, var), ``head_w``, ``head_b``.
+    increasing flat index), ``bn`` (per BatchNorm gamma, beta, mean, var), ``head_w``, ``head_b``,
+    and ``routing`` (the new task's routing statistics, :func:`routing_values`) when it has them.
     """
     if base.num_tasks != task or new.num_tasks != task + 1:
         raise PatchError(f"a patch for task {task} needs a base of {task} tasks and a network of {task + 1}; got "
@@ -611,7 +656,11 @@ def diff_arrays(base: NetArrays, new: NetArrays, task: int) -> tuple[list[dict],
         "head_w": np.ascontiguousarray(head.weight, dtype=np.float32),
         "head_b": np.ascontiguousarray(head.bias, dtype=np.float32),
     }
-    return layers, norms, {"classes": len(head.classes), "features": int(head.weight.shape[1])}, payload
+    head_rec = {"classes": len(head.classes), "features": int(head.weight.shape[1])}
+    if head.stats is not None:
+        payload["routing"] = routing_values(head.stats)
+        head_rec["routing"] = {"tap_dims": list(head.stats.tap_dims), "count": int(head.stats.count)}
+    return layers, norms, head_rec, payload
 
 
 def build_patch(

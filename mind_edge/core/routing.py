@@ -32,10 +32,10 @@ last block of every stage (:func:`tap_blocks`); for the CIFAR ResNet-32 at width
 tell in-distribution from foreign inputs far better than the last layer alone
 (``benchmarks/routing.py``; Lee et al. 2018 use the same ensemble for out-of-distribution detection).
 
-Every backend computes the distance in the same expanded form, in float32::
+Every backend computes the distance in the same difference form, in float32::
 
     g = normalise(f) @ L_k                      # [F_k]
-    d = sum(g * g) - 2 * g @ means_k.T + mnorm  # mnorm = sum(means_k ** 2, axis=1); padding: PAD_DISTANCE
+    d = sum((g - means_k[c]) ** 2) over F_k     # per class c (padding classes: + PAD_DISTANCE)
     d_k = min over classes of d
 
 so the torch evaluation (:mod:`mind_edge.routing`), this numpy version and the ONNX routing
@@ -202,9 +202,8 @@ def l2_normalise(f: np.ndarray) -> np.ndarray:
 def tap_distance(f: np.ndarray, whiten: np.ndarray, means: np.ndarray) -> np.ndarray:
     """Squared Mahalanobis distance of features ``f`` ``[B, F]`` to the nearest class mean: ``[B]``."""
     g = l2_normalise(f) @ whiten
-    mnorm = np.sum(means * means, axis=1, dtype=np.float32)
-    d = np.sum(g * g, axis=1, keepdims=True, dtype=np.float32) - np.float32(2.0) * (g @ means.T) + mnorm[None, :]
-    return d.min(axis=1)
+    diff = g[:, None, :] - means[None, :, :]  # [B, C, F]: the difference form (no cancellation)
+    return np.sum(diff * diff, axis=2, dtype=np.float32).min(axis=1)
 
 
 def _shrunk_covariance(x: np.ndarray) -> np.ndarray:
@@ -219,10 +218,15 @@ def _shrunk_covariance(x: np.ndarray) -> np.ndarray:
     return (1.0 - alpha) * s + alpha * mu * np.eye(p)
 
 
+#: Eigenvalue floor of a covariance, relative to its mean eigenvalue: bounds the condition number of
+#: the whitening (a dead channel has zero variance) so float32 distances stay well-conditioned.
+EIGEN_FLOOR = 1e-3
+
+
 def _whitening(cov: np.ndarray) -> np.ndarray:
     """Lower-triangular L with ``L @ L.T == inv(cov)`` (float64), robust to near-singular covariances."""
     vals, vecs = np.linalg.eigh(cov)
-    floor = max(float(vals.max()), 1e-12) * 1e-8
+    floor = max(float(np.mean(vals)), 1e-12) * EIGEN_FLOOR
     precision = (vecs / np.maximum(vals, floor)) @ vecs.T
     return np.linalg.cholesky((precision + precision.T) / 2)
 

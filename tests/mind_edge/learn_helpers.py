@@ -15,6 +15,7 @@ TINY = {"epochs": 1, "distill_epochs": 1, "lr": 0.005, "distill_lr": 0.01, "mile
 def make_run(out: Path, *, learned: int = 4, capacity: int = 10, width: float = 0.25, seed: int = 0) -> Path:
     """A digits run (5-task scenario) that has 'learned' ``learned`` tasks: a random network with
     MIND's structure (exact claims of numel // capacity, free weights 0), saved like a trained run."""
+    from mind_edge.calibrate import calibrate_run
     from mind_edge.checkpoint import save_checkpoint, write_run_json
     from mind_edge.data import REFERENCE_SPECS, make_scenario
     from mind_edge.export.arrays import model_from_arrays
@@ -40,6 +41,7 @@ def make_run(out: Path, *, learned: int = 4, capacity: int = 10, width: float = 
     out.mkdir(parents=True, exist_ok=True)
     meta["checkpoint_sha256"] = save_checkpoint(out, model)
     write_run_json(out, meta)
+    calibrate_run(out)  # routing statistics from each task's own training images, as training gathers them
     return out
 
 
