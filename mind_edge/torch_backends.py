@@ -34,8 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mind_edge.core.plan import plan_net
+from mind_edge.core.routing import plan_taps
 from mind_edge.errors import ConfigError
+from mind_edge.routing import route, torch_stats
 from mind_edge.runtime.errors import BackendError
+from mind_edge.runtime.graph import graph_policy, resolve_policy
 from mind_edge.runtime.runners import Runner
 
 MODES = ("auto", "loop", "stacked")
@@ -51,19 +55,21 @@ def _set_threads(threads: int | None) -> None:
         pass
 
 
-def _route(logits: torch.Tensor, table: torch.Tensor, temperature: float) -> dict[str, np.ndarray]:
-    """The graph's routing head on padded ``logits`` [B, N, Cmax] (maxprob, first task on ties)."""
-    probs = torch.softmax(logits / temperature, dim=2)
-    task_conf = probs.amax(dim=2)
-    task = torch.argmax(task_conf, dim=1)
-    rows = torch.arange(logits.shape[0])
-    local = torch.argmax(logits[rows, task], dim=1)
+def _route(logits: torch.Tensor, taps: list[torch.Tensor], arrays, temperature: float, policy: str,
+           stats) -> dict[str, np.ndarray]:
+    """The graph's routing head (``policy``, :mod:`mind_edge.routing`) on padded ``logits`` [B, N, Cmax] and
+    the pooled tap features ``taps[k]`` [B, N, F_k]; returns the graph contract's outputs."""
+    per_task = [logits[:, t, : len(h.classes)] for t, h in enumerate(arrays.heads)]
+    per_task_taps = [[tap[:, t] for tap in taps] for t in range(arrays.num_tasks)]
+    classes = [torch.tensor(h.classes, dtype=torch.int64) for h in arrays.heads]
+    r = route(per_task, classes, temperature, policy, taps=per_task_taps, stats=stats)
     return {
-        "label": table[task, local].numpy().astype(np.int64),
-        "task": task.numpy().astype(np.int64),
-        "confidence": task_conf[rows, task].numpy().astype(np.float32),
-        "task_confidence": task_conf.numpy().astype(np.float32),
+        "label": r.label.numpy().astype(np.int64),
+        "task": r.task.numpy().astype(np.int64),
+        "confidence": r.confidence.numpy().astype(np.float32),
+        "task_confidence": r.task_confidence.numpy().astype(np.float32),
         "task_logits": logits.numpy().astype(np.float32),
+        "task_features": torch.cat(taps, dim=2).numpy().astype(np.float32),
     }
 
 
@@ -79,8 +85,11 @@ class TorchRunner(Runner):
     name = "torch"
 
     def __init__(self, arrays, *, temperature: float, threads: int | None = None, mode: str = "auto",
-                 channels_last: bool | None = None) -> None:
+                 channels_last: bool | None = None, policy: str = "auto") -> None:
         super().__init__()
+        self.policy = resolve_policy(policy, arrays)
+        self.stats = torch_stats(arrays.routing_stats(), "cpu") if arrays.has_stats else None
+        self.taps = plan_taps(plan_net(arrays.net))[0]
         if mode not in MODES:
             raise ConfigError(f"unknown torch mode {mode!r}; choose one of {', '.join(MODES)}")
         self.arrays = arrays
@@ -160,7 +169,8 @@ class TorchRunner(Runner):
             return F.conv2d(y, w, b, c.stride, c.padding)
 
         y = F.relu(conv(x, self.plan.stem))
-        for blk in self.plan.blocks:
+        pooled = []
+        for i, blk in enumerate(self.plan.blocks):
             z = conv(F.relu(conv(y, blk.conv1)), blk.conv2)
             if blk.shortcut == "A":
                 s = blk.conv1.stride
@@ -170,7 +180,9 @@ class TorchRunner(Runner):
             else:
                 sc = y
             y = F.relu(z + sc)
-        return y.mean(dim=(2, 3))
+            if i in self.taps:
+                pooled.append(y.mean(dim=(2, 3)))
+        return pooled  # [B, F_k] per routing tap; the last one feeds the head
 
     def _features_stacked(self, x: torch.Tensor) -> torch.Tensor:
         n = self.arrays.num_tasks
@@ -180,7 +192,8 @@ class TorchRunner(Runner):
             return F.conv2d(y, w, b, c.stride, c.padding, groups=groups)
 
         y = F.relu(conv(x, self.plan.stem, 1))
-        for blk in self.plan.blocks:
+        pooled = []
+        for i, blk in enumerate(self.plan.blocks):
             z = conv(F.relu(conv(y, blk.conv1)), blk.conv2)
             if blk.shortcut == "A":
                 s = blk.conv1.stride
@@ -193,21 +206,27 @@ class TorchRunner(Runner):
             else:
                 sc = y
             y = F.relu(z + sc)
-        return y.mean(dim=(2, 3)).reshape(x.shape[0], n, -1)
+            if i in self.taps:
+                pooled.append(y.mean(dim=(2, 3)).reshape(x.shape[0], n, -1))
+        return pooled  # [B, N, F_k] per routing tap
 
-    def _logits(self, x: torch.Tensor, mode: str) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor, mode: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Padded logits [B, N, Cmax] and the pooled tap features [B, N, F_k] of every sub-network."""
         if mode == "loop":
             if self.loop_channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = torch.full((x.shape[0], len(self.heads), self.cmax), self.pad)
+            per_task = []
             for t, convs in enumerate(self.task_convs):
                 hw, hb = self.heads[t]
-                logits[:, t, : hw.shape[0]] = F.linear(self._features_task(x, convs), hw, hb)
-            return logits
+                pooled = self._features_task(x, convs)
+                logits[:, t, : hw.shape[0]] = F.linear(pooled[-1], hw, hb)
+                per_task.append(pooled)
+            return logits, [torch.stack([p[k] for p in per_task], dim=1) for k in range(len(self.taps))]
         if self.stacked_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        feats = self._features_stacked(x)  # [B, N, F]
-        return torch.einsum("bnf,nfc->bnc", feats, self.head_w) + self.head_b
+        taps = self._features_stacked(x)  # [B, N, F_k] per tap
+        return torch.einsum("bnf,nfc->bnc", taps[-1], self.head_w) + self.head_b, taps
 
     def _tune(self, x: torch.Tensor) -> str:
         best, best_t = "loop", float("inf")
@@ -230,7 +249,8 @@ class TorchRunner(Runner):
             mode = self.mode
             if mode == "auto":
                 mode = self.choice.get(int(x.shape[0])) or self._tune(x)
-            return _route(self._logits(x, mode), self.table, self.temperature)
+            logits, taps = self._logits(x, mode)
+            return _route(logits, taps, self.arrays, self.temperature, self.policy, self.stats)
 
 
 class ReferenceRunner(Runner):
@@ -239,9 +259,11 @@ class ReferenceRunner(Runner):
     name = "reference"
     variant = "masks+BN per batch"
 
-    def __init__(self, arrays, *, temperature: float, threads: int | None = None) -> None:
+    def __init__(self, arrays, *, temperature: float, threads: int | None = None, policy: str = "auto") -> None:
         super().__init__()
         self.arrays = arrays
+        self.policy = resolve_policy(policy, arrays)
+        self.stats = torch_stats(arrays.routing_stats(), "cpu") if arrays.has_stats else None
         self.temperature = float(temperature)
         self.threads = threads
         self.providers_used = [f"torch {torch.__version__} CPU (MindNet, per-task loop)"]
@@ -270,10 +292,14 @@ class ReferenceRunner(Runner):
         model = self.model
         with torch.no_grad():
             logits = torch.full((x.shape[0], model.num_tasks, self.cmax), self.pad)
+            per_task = []
             for t in range(model.num_tasks):
-                z = model(x, t)  # masks W * (0 <= owner <= t) applied in every layer, BN set t
+                pooled = model.tap_features(x, t)  # masks W * (0 <= owner <= t) in every layer, BN set t
+                z = model.heads[t](pooled[-1])
                 logits[:, t, : z.shape[1]] = z
-            return _route(logits, self.table, self.temperature)
+                per_task.append(pooled)
+            taps = [torch.stack([p[k] for p in per_task], dim=1) for k in range(len(per_task[0]))]
+            return _route(logits, taps, self.arrays, self.temperature, self.policy, self.stats)
 
 
 def load_arrays(onnx_path: str | Path):
@@ -293,10 +319,11 @@ def open_backend(name: str, onnx_path: str | Path, *, temperature: float, thread
         raise BackendError(f"unknown PyTorch baseline {name!r}; choose {', '.join(modes)} or reference")
     t0 = time.perf_counter()
     arrays = load_arrays(onnx_path)
+    policy = graph_policy(onnx_path)  # route like the graph the ort backend runs
     if name in modes:
-        runner: Runner = TorchRunner(arrays, temperature=temperature, threads=threads, mode=modes[name])
+        runner: Runner = TorchRunner(arrays, temperature=temperature, threads=threads, mode=modes[name], policy=policy)
     else:
-        runner = ReferenceRunner(arrays, temperature=temperature, threads=threads)
+        runner = ReferenceRunner(arrays, temperature=temperature, threads=threads, policy=policy)
     runner.activate()
     start = time.perf_counter() - t0
     return Opened(runner, start, runner.model_bytes, list(runner.providers_used), "fp32",

@@ -432,9 +432,12 @@ def resolve_policy(policy: str | None, arrays: NetArrays) -> str:
     return get_policy(policy).name
 
 
-def graph_policy(model) -> str:
-    """The routing policy a mind-edge graph computes (``maxprob`` for graphs older than policies)."""
-    return str((graph_meta(model).get("routing") or {}).get("policy", "maxprob"))
+def graph_policy(model_or_path) -> str:
+    """The routing policy a mind-edge graph (``ModelProto`` or path) computes (``maxprob`` for graphs older
+    than policies)."""
+    if isinstance(model_or_path, (str, Path)):
+        model_or_path = _onnx().load(str(model_or_path), load_external_data=False)
+    return str((graph_meta(model_or_path).get("routing") or {}).get("policy", "maxprob"))
 
 
 def _reduce(b: _Builder, op: str, x: str, axes: list[int], out: str, opset: int, keepdims: int = 0) -> str:
