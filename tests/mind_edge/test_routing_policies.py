@@ -1,0 +1,172 @@
+"""Routing policies and routing statistics (issue 10): own data only, frozen, calibrate == training,
+torch = numpy = ONNX for every policy on random and trained networks, clear errors without statistics."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mind_edge.calibrate import calibrate_run
+from mind_edge.checkpoint import CHECKPOINT, load_model, load_state, save_checkpoint
+from mind_edge.core.routing import POLICIES, class_table, fit_routing_stats, route_numpy, tap_blocks
+from mind_edge.data import load_dataset, make_scenario, task_arrays
+from mind_edge.errors import ConfigError
+from mind_edge.export.arrays import arrays_from_model, model_from_arrays
+from mind_edge.nets import NetConfig, build_model
+from mind_edge.routing import gather_routing_stats, model_outputs, route, torch_stats
+from mind_edge.run import RunSpec, train_run
+from mind_edge.runtime.graph import build_graph, random_arrays, read_arrays
+from mind_edge.train import TrainConfig, learn_task
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = TrainConfig(epochs=1, distill_epochs=1, lr=0.005, distill_lr=0.01, milestones=(), distill_milestones=(),
+                   batch_size=64, temperature=1.0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    train, test, spec = load_dataset("digits", seed=0)
+    scenario = make_scenario("digits", train.class_names, 5, order="seed", seed=0)
+    return train, test, spec, scenario
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """Three tasks learned, with the statistics of task 0 and 1 snapshotted after their own task."""
+    train, _, spec, scenario = digits
+    torch.manual_seed(0)
+    model = build_model(NetConfig(in_channels=1, input_size=(8, 8), width=0.25, capacity=5))
+    snaps = []
+    for t in range(3):
+        x, y, _ = task_arrays(train, scenario, t)
+        learn_task(model, list(scenario.tasks[t]), x, y, spec, TINY, seed=1)
+        snaps.append(copy.deepcopy(model.heads[t].routing.state_dict()))
+    return model, snaps
+
+
+def test_tap_blocks_are_the_first_block_and_every_stage_end():
+    assert tap_blocks([1] * 5 + [2] + [1] * 4 + [2] + [1] * 4) == [0, 4, 9, 14]  # resnet32
+    assert tap_blocks([1, 1, 2, 1, 2, 1, 2, 1]) == [0, 1, 3, 5, 7]  # resnet18
+
+
+def test_statistics_come_from_the_tasks_own_data_and_stay_frozen(digits, trained):
+    train, _, spec, scenario = digits
+    model, snaps = trained
+    for t, snap in enumerate(snaps):
+        for k, v in model.heads[t].routing.state_dict().items():
+            assert torch.equal(v, snap[k]), f"routing statistics of task {t} ({k}) moved after later tasks"
+        # exactly what task t's own training images give (nothing of another task's data)
+        x, y, _ = task_arrays(train, scenario, t)
+        again = copy.deepcopy(model)
+        stats = gather_routing_stats(again, t, x, y, spec)
+        assert stats.same_as(model.heads[t].routing.to_arrays())
+        assert stats.count == len(y)
+    # the statistics of a ResNet-32 w0.25 task: taps 4+4+8+16 channels, well under the issue's tens of kB
+    assert model.heads[0].routing.to_arrays().nbytes < 4096
+
+
+def test_fit_is_deterministic_and_uses_only_given_rows():
+    rng = np.random.default_rng(0)
+    taps = [rng.standard_normal((60, 5)).astype(np.float32), rng.standard_normal((60, 7)).astype(np.float32)]
+    y = rng.integers(0, 3, 60)
+    z = rng.standard_normal((60, 3)).astype(np.float32)
+    a, b = fit_routing_stats(taps, y, 3, z), fit_routing_stats([t.copy() for t in taps], y.copy(), 3, z.copy())
+    assert a.same_as(b)
+    c = fit_routing_stats([t[:59] for t in taps], y[:59], 3, z[:59])
+    assert not a.same_as(c)
+    a.check((5, 7), 3)
+
+
+def _all_outputs(arrays, x, policy, temperature=2.0):
+    """ORT, numpy (re-routed from ORT's task_logits/task_features) and torch outputs of one policy."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(build_graph(arrays, temperature=temperature, policy=policy).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x})))
+    rn = route_numpy(got["task_logits"], class_table(arrays.task_classes), temperature, policy,
+                     stats=arrays.routing_stats(), task_features=got["task_features"])
+    model = model_from_arrays(arrays)
+    with torch.no_grad():
+        ref = {k: v.numpy() for k, v in model_outputs(model, torch.from_numpy(x), temperature, policy).items()}
+    return got, rn, ref
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_torch_numpy_and_onnx_agree_on_a_random_network(policy):
+    net = {"arch": "resnet32", "in_channels": 3, "input_size": [13, 9], "width": 0.25, "capacity": 4}
+    arrays = random_arrays(net, [[0, 1], [2, 3, 4], [5], [6, 7]], seed=3, stats=True)
+    x = np.random.default_rng(1).standard_normal((23, 3, 13, 9)).astype(np.float32)
+    got, rn, ref = _all_outputs(arrays, x, policy)
+    for k in ("label", "task"):
+        assert np.array_equal(got[k], getattr(rn, k)) and np.array_equal(got[k], ref[k]), k
+    scale = np.abs(ref["task_confidence"]).max(axis=1, keepdims=True)
+    assert np.all(np.abs(got["task_confidence"] - ref["task_confidence"]) <= 1e-4 + 1e-5 * scale)
+    assert np.all(np.abs(got["task_confidence"] - rn.task_confidence) <= 1e-4 + 1e-5 * scale)
+    np.testing.assert_allclose(got["confidence"], ref["confidence"], atol=1e-5)
+    np.testing.assert_allclose(got["task_features"], ref["task_features"], atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mahalanobis", "combined", "entropy"])
+def test_torch_numpy_and_onnx_agree_on_a_trained_network(digits, trained, policy):
+    _, test, spec, _ = digits
+    model, _ = trained
+    arrays = arrays_from_model(model)
+    x = ((test.images[:64].astype(np.float32) / 255 - spec.mean[0]) / spec.std[0]).transpose(0, 3, 1, 2).copy()
+    got, rn, ref = _all_outputs(arrays, x, policy, temperature=1.0)
+    for k in ("label", "task"):
+        assert np.array_equal(got[k], getattr(rn, k)) and np.array_equal(got[k], ref[k]), k
+    # the graph carries the statistics a runtime re-routes with, bit for bit
+    if POLICIES[policy].needs_stats:
+        back = read_arrays(build_graph(arrays, temperature=1.0, policy=policy))
+        assert all(a.same_as(b) for a, b in zip(back.routing_stats(), arrays.routing_stats()))
+
+
+def test_calibrate_on_an_old_run_equals_the_statistics_gathered_in_training(tmp_path):
+    spec = RunSpec(dataset="digits", tasks=5, width=0.25, train=TINY, device="cpu")
+    run = train_run(spec, tmp_path / "run", stop_after=2).run_dir
+    want = load_model(run)[0].routing_stats()
+    # make it an old run: no routing buffers in the checkpoint, maxprob in run.json
+    old = tmp_path / "old"
+    old.mkdir()
+    state = {k: v for k, v in load_state(run / CHECKPOINT).items() if ".routing." not in k}
+    meta = json.loads((run / "run.json").read_text())
+    meta["train"]["routing"] = "maxprob"
+    from safetensors.torch import save_file
+
+    save_file(state, str(old / CHECKPOINT), metadata={"format": "mind-edge", "schema": "1"})
+    from mind_edge.fileio import sha256_file
+
+    meta["checkpoint_sha256"] = sha256_file(old / CHECKPOINT)
+    (old / "run.json").write_text(json.dumps(meta))
+    model, _ = load_model(old)
+    assert not any(h.routing.ready for h in model.heads)
+    with pytest.raises(ConfigError, match="calibrate"):
+        from mind_edge.export.exporter import export_bundle
+
+        export_bundle(old, tmp_path / "b", routing="mahalanobis", validate=False)
+    res = calibrate_run(old)
+    assert res.gathered == [0, 1] and res.policy == "mahalanobis"
+    got = load_model(old)[0].routing_stats()
+    assert all(a.same_as(b) for a, b in zip(want, got))
+    assert json.loads((old / "run.json").read_text())["train"]["routing"] == "mahalanobis"
+    # a second calibrate keeps the (frozen) statistics and writes nothing
+    before = (old / CHECKPOINT).read_bytes()
+    assert calibrate_run(old).gathered == [] and (old / CHECKPOINT).read_bytes() == before
+
+
+def test_policies_that_need_statistics_name_calibrate():
+    z = [torch.zeros(2, 2), torch.zeros(2, 2)]
+    with pytest.raises(ConfigError, match="calibrate"):
+        route(z, [torch.tensor([0, 1]), torch.tensor([2, 3])], 1.0, "mahalanobis", stats=[None, None])
+    with pytest.raises(ConfigError, match="calibrate"):
+        route_numpy(np.zeros((2, 2, 2), np.float32), class_table([[0, 1], [2, 3]]), 1.0, "maxlogit")
+    net = {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 2}
+    with pytest.raises(ConfigError, match="calibrate"):
+        build_graph(random_arrays(net, [[0, 1], [2, 3]]), temperature=1.0, policy="combined")
+    with pytest.raises(ConfigError, match="unknown routing policy 'nope'; choose one of maxprob"):
+        route(z, [torch.tensor([0, 1]), torch.tensor([2, 3])], 1.0, "nope")
+    assert torch_stats([None], "cpu") == [None]
