@@ -547,6 +547,11 @@ def demo(
         result = train_run(spec, out / "run", reporter=rep)
     times["train"] = time.perf_counter() - t0
     _show_run(result.meta)
+    from mind_edge.run import evaluate_run
+
+    policy = result.meta["train"]["routing"]
+    # the same sub-networks routed by MIND's max-probability rule, for comparison (inference only)
+    paper = evaluate_run(out / "run", device=device, policies=[policy, "maxprob"])["policies"]["maxprob"]
 
     console.rule("[bold]2/4 export one shared-weight ONNX graph and validate it against PyTorch")
     t1 = time.perf_counter()
@@ -609,7 +614,9 @@ def demo(
     summary.add_column("value")
     f = result.final
     summary.add_row("accuracy (digits/5)", f"TAG {f['tag']:.3f} · TAW {f['taw']:.3f} · routing {f['routing']:.3f} · "
-                    f"forgetting {f['forgetting_tag']:.3f}")
+                    f"forgetting {f['forgetting_tag']:.3f} (routing policy {policy})")
+    summary.add_row("same sub-networks, maxprob routing", f"TAG {paper['tag_mean']:.3f} · routing "
+                    f"{paper['routing_overall']:.3f} (MIND's max-probability rule)")
     summary.add_row("bundle", f"{exp.bundle} · {exp.model_bytes / 1e3:.1f} kB · {exp.layout} layout · opset {exp.opset}")
     summary.add_row("ONNX vs PyTorch", f"max |Δ task_logits| {v['max_abs_diff'].get('task_logits', float('nan')):.2e} · "
                     f"label/task agreement {v['agreement']}")
