@@ -36,7 +36,8 @@ def main() -> None:
     rows, out = [], []
     for name, arch, ch, size, width, cap, task in CONFIGS:
         net = {"arch": arch, "in_channels": ch, "input_size": [size, size], "width": width, "capacity": cap}
-        full = random_mind_arrays(net, [[2 * i, 2 * i + 1] for i in range(task + 1)], seed=0)
+        # with routing statistics, as every task learned now carries them (the patch and the graph hold them)
+        full = random_mind_arrays(net, [[2 * i, 2 * i + 1] for i in range(task + 1)], seed=0, stats=True)
         base = truncate_arrays(full, task)
         patch = build_patch(base, full, task, ["a", "b"])
         model = len(build_graph(full, layout="shared", temperature=1.0).SerializeToString())

@@ -135,8 +135,7 @@ def export_model(
         raise ConfigError(f"atol must be a finite number > 0, got {atol!r}")
     if not (isinstance(rtol, (int, float)) and rtol >= 0 and math.isfinite(rtol)):
         raise ConfigError(f"rtol must be a finite number >= 0 (0 = absolute check only), got {rtol!r}")
-    if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
-        raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
+    temperature = check_temperature(temperature)
     require("onnx", "export", "exporting to ONNX")
     arrays = arrays_from_model(model)
     c_in = int(arrays.net["in_channels"])

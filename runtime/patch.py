@@ -558,7 +558,8 @@ def bundle_status(bundle_dir: str | os.PathLike) -> dict:
 # ----------------------------------------------------------------------------- synthetic
 
 
-def random_mind_arrays(net: Mapping[str, Any], task_classes: Sequence[Sequence[int]], *, seed: int = 0) -> NetArrays:
+def random_mind_arrays(net: Mapping[str, Any], task_classes: Sequence[Sequence[int]], *, seed: int = 0,
+                       stats: bool = False) -> NetArrays:
     """A random network with MIND's structure (torch-free; tests and benchmarks).
 
     Unlike :func:`mind_edge.runtime.graph.random_arrays` (uniformly random owners), every task
@@ -568,7 +569,7 @@ def random_mind_arrays(net: Mapping[str, Any], task_classes: Sequence[Sequence[i
     """
     from mind_edge.runtime.graph import random_arrays
 
-    arrays = random_arrays(net, task_classes, seed=seed, free_fraction=0.0)
+    arrays = random_arrays(net, task_classes, seed=seed, free_fraction=0.0, stats=stats)
     rng = np.random.default_rng(seed + 1)
     capacity = int(net["capacity"])
     if len(task_classes) > capacity:

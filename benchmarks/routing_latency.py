@@ -1,0 +1,84 @@
+"""What a routing policy costs at inference: the same 10-task ResNet-32 graph with each policy's head.
+
+    .venv/bin/python benchmarks/routing_latency.py            # table + benchmarks/results/routing-latency.json
+
+One random network with MIND's structure and routing statistics (10 tasks x 10 classes,
+3x32x32, width 1); one ONNX Runtime CPU session per policy; the sessions are timed in
+interleaved rounds (every policy once per round, so load changes hit all of them alike), after a
+warm-up. Reports p50 per batch size and the overhead over ``maxprob`` (MIND's rule) in the same
+run, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from mind_edge.runtime.graph import build_graph
+from mind_edge.runtime.patch import random_mind_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=10)
+    ap.add_argument("--batches", default="1,64")
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--policies", default="maxprob,entropy,maxlogit,mahalanobis,combined")
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "routing-latency.json")
+    args = ap.parse_args(argv)
+    import onnxruntime as ort
+
+    net = {"arch": "resnet32", "in_channels": 3, "input_size": [32, 32], "width": 1.0, "capacity": args.tasks}
+    arrays = random_mind_arrays(net, [list(range(10 * t, 10 * t + 10)) for t in range(args.tasks)], seed=0, stats=True)
+    policies = args.policies.split(",")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sessions = {p: ort.InferenceSession(build_graph(arrays, temperature=1.0, policy=p).SerializeToString(), opts,
+                                        providers=["CPUExecutionProvider"]) for p in policies}
+    load0 = os.getloadavg()
+    rows = []
+    for b in (int(v) for v in args.batches.split(",")):
+        x = np.random.default_rng(b).standard_normal((b, 3, 32, 32)).astype(np.float32)
+        times = {p: [] for p in policies}
+        for p, s in sessions.items():  # warm-up
+            for _ in range(3):
+                s.run(None, {"image": x})
+        for _ in range(args.rounds if b == 1 else max(5, args.rounds // 8)):
+            for p, s in sessions.items():
+                t0 = time.perf_counter()
+                s.run(None, {"image": x})
+                times[p].append(time.perf_counter() - t0)
+        base = float(np.median(times[policies[0]]))
+        for p in policies:
+            p50 = float(np.median(times[p]))
+            rows.append({"batch": b, "policy": p, "p50_ms": p50 * 1e3, "overhead_vs_" + policies[0]: p50 / base - 1,
+                         "iterations": len(times[p])})
+    load1 = os.getloadavg()
+    table = Table(title=f"routing head cost: {args.tasks}-task ResNet-32 3x32x32, ORT CPU, {args.threads} threads "
+                        f"(load {load0[0]:.1f} -> {load1[0]:.1f})", title_justify="left")
+    for col in ("batch", "policy", "p50 ms", f"vs {policies[0]}"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["batch"]), r["policy"], f"{r['p50_ms']:.2f}", f"{100 * r['overhead_vs_' + policies[0]]:+.1f} %")
+    Console().print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"benchmark": "routing-latency", "net": net, "tasks": args.tasks,
+                                     "threads": args.threads, "loadavg": [load0, load1], "rows": rows,
+                                     "onnxruntime": ort.__version__}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
