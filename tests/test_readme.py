@@ -205,6 +205,8 @@ def test_readme_commands_run_in_order_on_a_fresh_copy(tmp_path, monkeypatch, cap
     defaults.write_text(json.dumps(BUDGETS))
     monkeypatch.setenv("MIND_EDGE_DEFAULTS", str(defaults))
     monkeypatch.setenv("COLUMNS", "120")
+    import torch
+
     import mind_edge.cli  # noqa: F401  (imported from this tree before the working directory changes)
 
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])  # never import from the copy
@@ -218,6 +220,9 @@ def test_readme_commands_run_in_order_on_a_fresh_copy(tmp_path, monkeypatch, cap
             log.append(f"README.md:{c.line}: skipped ({c.skip}): {c.text}")
             continue
         t0 = time.perf_counter()
+        # every command starts as in a fresh process with OMP_NUM_THREADS=1: an in-process 'bench' leaves
+        # torch on its own thread count, and two spinning threads on a busy 2-core machine cost ~9x the CPU
+        torch.set_num_threads(1)
         prog = Path(c.argv[0]).name if c.argv[0].startswith(".venv/") else c.argv[0]
         if c.shell or prog not in ("mind-edge", "python", "python3"):
             p = subprocess.run(["bash", "-c", c.text], cwd=work, capture_output=True, text=True, timeout=300,
