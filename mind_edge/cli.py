@@ -116,18 +116,32 @@ def _main(
 class LogReporter:
     """Implements mind_edge.train.Reporter as plain progress lines, for logs, pipes and nohup.
 
-    One line when a stage starts, then one at least every ``interval`` seconds (checked after
-    every batch), and one when it ends: ``task 0 train: 120/500 (24%) epoch 3/10 loss 0.532, 4 s``.
+    One line when a stage starts, then one at least every ``interval`` seconds, and one when it
+    ends: ``task 0 train: 120/500 (24%) epoch 3/10 loss 0.532, 4 s``. Lines are written after a
+    batch once ``interval`` has passed; with ``heartbeat`` a background thread also repeats the
+    last state when a batch takes longer than that (a slow or busy machine), so a log never goes
+    quiet for more than ``interval`` seconds while a stage runs.
     """
 
-    def __init__(self, stream=None, interval: float = 5.0, clock=time.monotonic):
+    def __init__(self, stream=None, interval: float = 5.0, clock=time.monotonic, heartbeat: bool = True):
+        import threading
+
         self.stream = stream
         self.interval = float(interval)
         self.clock = clock
+        self.heartbeat = heartbeat
         self._label: str | None = None
         self._total = self._done = 0
         self._t0 = self._last = 0.0
         self._info = ""
+        self._lock = threading.Lock()
+        self._stop: threading.Event | None = None
+
+    def _beat(self, stop) -> None:
+        while not stop.wait(self.interval / 4):
+            with self._lock:
+                if self._label is not None and self.clock() - self._last >= self.interval:
+                    self._emit(self._line())
 
     def __enter__(self):
         return self
@@ -146,22 +160,33 @@ class LogReporter:
         return f"{self._label}: {self._done}/{self._total}{pct}{info}, {self.clock() - self._t0:.0f} s"
 
     def start(self, label: str, total: int) -> None:
-        self._label, self._total, self._done, self._info = label, int(total), 0, ""
-        self._t0 = self.clock()
-        self._emit(f"{label}: started, {self._total} steps")
+        import threading
+
+        with self._lock:
+            self._label, self._total, self._done, self._info = label, int(total), 0, ""
+            self._t0 = self.clock()
+            self._emit(f"{label}: started, {self._total} steps")
+        if self.heartbeat and self._stop is None:
+            self._stop = threading.Event()
+            threading.Thread(target=self._beat, args=(self._stop,), name="mind-edge-progress", daemon=True).start()
 
     def advance(self, info: str = "") -> None:
-        if self._label is None:
-            return
-        self._done += 1
-        self._info = info
-        if self.clock() - self._last >= self.interval:
-            self._emit(self._line())
+        with self._lock:
+            if self._label is None:
+                return
+            self._done += 1
+            self._info = info
+            if self.clock() - self._last >= self.interval:
+                self._emit(self._line())
 
     def finish(self) -> None:
-        if self._label is not None:
-            self._emit(self._line() + " done")
-            self._label = None
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
+        with self._lock:
+            if self._label is not None:
+                self._emit(self._line() + " done")
+                self._label = None
 
 
 class RichReporter:

@@ -27,7 +27,7 @@ class FakeClock:
 
 def test_log_reporter_prints_at_start_every_interval_and_at_the_end():
     out, clock = io.StringIO(), FakeClock()
-    rep = LogReporter(stream=out, interval=5.0, clock=clock)
+    rep = LogReporter(stream=out, interval=5.0, clock=clock, heartbeat=False)
     rep.start("task 0 train", 20)
     for i in range(20):
         clock.now += 1.0  # one batch per second
@@ -38,6 +38,22 @@ def test_log_reporter_prints_at_start_every_interval_and_at_the_end():
     assert lines[1] == "task 0 train: 5/20 (25%) epoch 1/2 loss 0.5, 5 s"
     assert [ln.split(":")[1].split()[0] for ln in lines[1:]] == ["5/20", "10/20", "15/20", "20/20", "20/20"]
     assert lines[-1].endswith(" done")
+
+
+def test_heartbeat_repeats_the_state_while_a_batch_takes_long():
+    out = io.StringIO()
+    rep = LogReporter(stream=out, interval=0.2)
+    rep.start("task 0 train", 10)
+    rep.advance("epoch 1/1 loss 0.9")
+    time.sleep(0.7)  # one batch that takes longer than the interval: the heartbeat speaks meanwhile
+    rep.finish()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "task 0 train: started, 10 steps" and lines[-1].endswith(" done")
+    beats = [ln for ln in lines[1:-1] if ln.startswith("task 0 train: 1/10 (10%) epoch 1/1 loss 0.9")]
+    assert len(beats) >= 2, lines
+    n = len(out.getvalue().splitlines())
+    time.sleep(0.5)
+    assert len(out.getvalue().splitlines()) == n  # finished: the heartbeat thread stopped
 
 
 def test_rich_reporter_falls_back_to_plain_lines_off_a_terminal(capsys):
