@@ -72,7 +72,8 @@ def ensure_run(args, seed: int, run_dir: Path) -> tuple[dict, float]:
     if meta is None or len(meta.get("learned_tasks", [])) < args.tasks:
         log_console.print(f"training {run_dir.name} ({'resume' if meta else 'new'})", markup=False)
         train_run(spec, run_dir, resume=meta is not None)
-    res = calibrate_run(run_dir, root=args.root, device=args.device)  # a no-op for runs trained with statistics
+    # a no-op for runs trained with statistics, unless --recalibrate
+    res = calibrate_run(run_dir, root=args.root, device=args.device, force=args.recalibrate)
     if res.gathered:
         log_console.print(f"calibrated tasks {res.gathered} of {run_dir.name}", markup=False)
     return read_run_json(run_dir), time.perf_counter() - t0
@@ -94,6 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--runs-dir", type=Path, default=Path("bench-results/routing-runs"))
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="recompute every task's routing statistics of existing runs (after the statistics changed)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.distill_epochs is None:

@@ -317,7 +317,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size.")] = None,
     beta: Annotated[Optional[float], typer.Option(help="Weight of the symmetric KL distillation term.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Routing temperature T.")] = None,
-    routing: Annotated[Optional[str], typer.Option(help=ROUTING_HELP + " (default: mahalanobis).")] = None,
+    routing: Annotated[Optional[str], typer.Option(help=ROUTING_HELP + " (default: combined).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out at its next task.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Learn only the first N tasks of the scenario; the rest stay for later (--resume, or 'mind-edge learn' on the device).")] = None,
@@ -432,7 +432,7 @@ def calibrate(
     root: Annotated[Optional[str], typer.Option(help="Dataset folder, if it moved since training.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "cpu",
     routing: Annotated[Optional[str], typer.Option(
-        help=ROUTING_HELP + ": the policy the run routes with from now on (default: mahalanobis).")] = None,
+        help=ROUTING_HELP + ": the policy the run routes with from now on (default: combined).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute the statistics of tasks that already have them.")] = False,
 ) -> None:
     """Gather the routing statistics of a run trained before they existed, from each task's own training data.

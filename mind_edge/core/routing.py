@@ -91,7 +91,7 @@ POLICIES: dict[str, Policy] = {p.name: p for p in (
 )}
 
 #: The policy new runs, exports and the demo use (chosen by benchmarks/routing.py; README "Routing").
-DEFAULT_POLICY = "mahalanobis"
+DEFAULT_POLICY = "combined"
 
 
 def get_policy(name: str) -> Policy:

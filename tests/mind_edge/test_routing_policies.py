@@ -10,7 +10,7 @@ import torch
 
 from mind_edge.calibrate import calibrate_run
 from mind_edge.checkpoint import CHECKPOINT, load_model, load_state, save_checkpoint
-from mind_edge.core.routing import POLICIES, class_table, fit_routing_stats, route_numpy, tap_blocks
+from mind_edge.core.routing import DEFAULT_POLICY, POLICIES, class_table, fit_routing_stats, route_numpy, tap_blocks
 from mind_edge.data import load_dataset, make_scenario, task_arrays
 from mind_edge.errors import ConfigError
 from mind_edge.export.arrays import arrays_from_model, model_from_arrays
@@ -149,10 +149,10 @@ def test_calibrate_on_an_old_run_equals_the_statistics_gathered_in_training(tmp_
 
         export_bundle(old, tmp_path / "b", routing="mahalanobis", validate=False)
     res = calibrate_run(old)
-    assert res.gathered == [0, 1] and res.policy == "mahalanobis"
+    assert res.gathered == [0, 1] and res.policy == DEFAULT_POLICY
     got = load_model(old)[0].routing_stats()
     assert all(a.same_as(b) for a, b in zip(want, got))
-    assert json.loads((old / "run.json").read_text())["train"]["routing"] == "mahalanobis"
+    assert json.loads((old / "run.json").read_text())["train"]["routing"] == DEFAULT_POLICY
     # a second calibrate keeps the (frozen) statistics and writes nothing
     before = (old / CHECKPOINT).read_bytes()
     assert calibrate_run(old).gathered == [] and (old / CHECKPOINT).read_bytes() == before
