@@ -9,6 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from mind_edge.console import console, handle_errors
+from mind_edge.runtime.routing import POLICIES
 
 
 def check_providers(requested: List[str]) -> None:
@@ -32,6 +33,7 @@ def check_providers(requested: List[str]) -> None:
     # with cpu in the list the fallback is allowed: the runner logs a warning naming what is skipped
 
 
+
 def register(app: typer.Typer) -> None:
     """Add the top-level ``predict`` command to ``app``."""
     @app.command("predict")
@@ -46,6 +48,8 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: ONNX Runtime's).")] = None,
         resize: Annotated[bool, typer.Option(help="Resize (bilinear) and convert images whose size or channel count differ from the bundle's, as ImageFolder training does; by default they are rejected.")] = False,
         batch_size: Annotated[int, typer.Option(help="Images per inference call.")] = 64,
+        routing: Annotated[Optional[str], typer.Option(help="Re-route in numpy with another routing policy ("
+                                                      + " | ".join(POLICIES) + "; default: the bundle's).")] = None,
     ) -> None:
         """Predict the class (and the task) of images with a bundle, task unknown."""
         from rich.table import Table
@@ -58,15 +62,18 @@ def register(app: typer.Typer) -> None:
         if prov and backend == "ort":
             check_providers(prov)
         with Runtime(b, backend=backend, providers=prov, threads=threads) as rt:
-            pred = rt.predict([str(p) for p in images], temperature=temperature, batch_size=batch_size, strict=not resize)
+            pred = rt.predict([str(p) for p in images], temperature=temperature, batch_size=batch_size, strict=not resize,
+                              routing=routing)
             used = rt.providers_used
         if as_json:
             typer.echo(json.dumps({"bundle": str(bundle), "backend": backend, "providers": used,
-                                   "temperature": pred.temperature, "predictions": pred.records()}))
+                                   "temperature": pred.temperature, "routing": pred.policy,
+                                   "predictions": pred.records()}))
             return
         from mind_edge.textsafe import text  # file and class names are data: never markup, no control characters
 
-        table = Table(title=text(f"{bundle} — T={pred.temperature:g}, {backend} on {', '.join(used)}"), title_justify="left")
+        table = Table(title=text(f"{bundle} — T={pred.temperature:g}, routing {pred.policy}, {backend} on {', '.join(used)}"),
+                      title_justify="left")
         for col, just in (("file", "left"), ("class", "left"), ("label", "right"), ("task", "right"), ("confidence", "right")):
             table.add_column(col, justify=just)
         for r in pred.records():
