@@ -699,7 +699,12 @@ def bundle_sources(workdir: Path, bundle_dir: str | os.PathLike, *, tasks: Seque
             "description": f"bundle {b.path.name} ({layout} layout, {n} tasks)"}
     probe = b.probe().get("image")
     probe_path = None
-    if probe is not None:
+    calib_images = prec.bundle_calibration(b)
+    if calib_images is not None:  # real images of the run (the probe batch is half random-normal inputs)
+        probe_path = str(workdir / "probe.npy")
+        np.save(probe_path, np.ascontiguousarray(calib_images[:32], dtype=np.float32))
+        info["probe"] = f"the first {min(32, calib_images.shape[0])} of the bundle's calibration images"
+    elif probe is not None:
         probe_path = str(workdir / "probe.npy")
         np.save(probe_path, np.ascontiguousarray(probe, dtype=np.float32))
         info["probe"] = f"the bundle's probe batch ({probe.shape[0]} images)"

@@ -169,7 +169,8 @@ def render(report: Mapping[str, Any], console) -> None:
                       highlight=False, soft_wrap=True)
     if any(r.get("agreement_with_ort") for r in report["results"] if r["status"] == "ok"):
         console.print("agree: label / task agreement with ort fp32 (the reference row, 'ref') on the probe batch "
-                      "(a bundle's probe images, else seeded random inputs); the export's validation.json holds the "
+                      "(an INT8 bundle's first 32 calibration images, a bundle's probe batch, else seeded random inputs); "
+                      "the export's validation.json holds the "
                       "agreement on the test split", highlight=False, soft_wrap=True)
     _speedups(report, console)
     for fit in report.get("linearity", []):
