@@ -213,7 +213,8 @@ def main() -> int:
             report = bench.run_benchmark(spec, sources, workdir=w, model_info=info,
                                          progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
             render(report, console)
-            sizes = {s.precision: Path(s.onnx).stat().st_size for s in sources if s.precision != "bf16"}
+            sizes = {s.precision: Path(s.onnx).stat().st_size for s in sources
+                     if s.precision != "bf16" and "stacked" not in s.variant}
             rows = summary_rows(report, sizes)
             print_summary(console, f"random weights: {info['description']}", rows, batches)
             tg = targets(rows, batches, trained=False)
