@@ -23,6 +23,7 @@ from rich.table import Table
 
 from mind_edge.runtime.graph import build_graph
 from mind_edge.runtime.patch import random_mind_arrays
+from mind_edge.runtime.sessions import cpu_session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,12 +42,8 @@ def main(argv=None) -> int:
     net = {"arch": "resnet32", "in_channels": 3, "input_size": [32, 32], "width": 1.0, "capacity": args.tasks}
     arrays = random_mind_arrays(net, [list(range(10 * t, 10 * t + 10)) for t in range(args.tasks)], seed=0, stats=True)
     policies = args.policies.split(",")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = args.threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sessions = {p: ort.InferenceSession(build_graph(arrays, temperature=1.0, policy=p).SerializeToString(), opts,
-                                        providers=["CPUExecutionProvider"]) for p in policies}
+    sessions = {p: cpu_session(build_graph(arrays, temperature=1.0, policy=p), threads=args.threads, inter_threads=1)
+                for p in policies}
     load0 = os.getloadavg()
     rows = []
     for b in (int(v) for v in args.batches.split(",")):

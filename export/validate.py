@@ -67,10 +67,9 @@ def torch_outputs(model, x: np.ndarray, temperature: float, batch_size: int = 12
 
 
 def ort_session(model_bytes: bytes):
-    ort = require("onnxruntime", "ort", "validating an export with ONNX Runtime")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    from mind_edge.runtime.sessions import cpu_session
+
+    return cpu_session(model_bytes, what="validating an export with ONNX Runtime")
 
 
 def ort_outputs(session, x: np.ndarray, batch_size: int = 128) -> dict[str, np.ndarray]:

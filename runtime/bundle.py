@@ -490,12 +490,9 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def _ort_outputs(model_bytes: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
-    from mind_edge.errors import require
+    from mind_edge.runtime.sessions import cpu_session
 
-    ort = require("onnxruntime", "ort", "computing a bundle's probe outputs")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(model_bytes, what="computing a bundle's probe outputs")
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
 

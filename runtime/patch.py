@@ -250,12 +250,9 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
 
 
 def _ort_session(model_bytes: bytes):
-    from mind_edge.errors import require
+    from mind_edge.runtime.sessions import cpu_session
 
-    ort = require("onnxruntime", "ort", "validating a patched bundle")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    return cpu_session(model_bytes, what="validating a patched bundle")
 
 
 def _run(sess, x: np.ndarray) -> dict[str, np.ndarray]:
