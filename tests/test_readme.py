@@ -59,14 +59,14 @@ SKIP_RULES = [
 ]
 
 #: The small budgets (MIND_EDGE_DEFAULTS): one training epoch and no distillation epoch per task
-#: (the prune still runs), width 0.25, 20 ms benchmark timings in this process.
+#: (the prune still runs), width 0.25, 20 ms benchmark timings in this process on one thread.
 BUDGETS = {
     "demo": {"epochs": 1, "distill_epochs": 0, "width": 0.25, "images_per_class": 1, "bench_seconds": 0},
     "train": {"epochs": 1, "distill_epochs": 0, "width": 0.25, "batch_size": 128},
     "export": {"samples": 32},
     "learn": {"epochs": 1, "distill_epochs": 0},
     "bench": {"min_seconds": 0.02, "warmup_seconds": 0.01, "min_iters": 2, "isolate": False, "gemm": False,
-              "width": 0.25},
+              "width": 0.25, "threads": 1},
     "on_device_update": {"quick": True},
 }
 
