@@ -111,8 +111,9 @@ def test_fingerprint_key_covers_every_field():
 
 
 def test_fingerprint_validation():
-    with pytest.raises(EngineError, match="unknown engine precision 'int8'"):
-        fingerprint(precision="int8")
+    assert fingerprint(precision="int8").precision == "int8"  # an INT8 bundle's QDQ engine (issue 14)
+    with pytest.raises(EngineError, match="unknown engine precision 'bf16'"):
+        fingerprint(precision="bf16")
     with pytest.raises(EngineError, match="1 <= min <= opt <= max"):
         fingerprint(min_batch=4, opt_batch=2)
     with pytest.raises(EngineError, match="lacks \\['gpu_name'\\]"):
