@@ -170,6 +170,8 @@ def _run(args) -> dict:
         "new_classes": res.class_names,
         "new_class_accuracy": float((pred.label == truth).mean()),
         "routed_to_new_task": float((pred.task == res.task).mean()),
+        # where the new classes' images go: the share of each task (the new task should lead)
+        "routed_share": [float(v) for v in np.bincount(pred.task, minlength=res.task + 1) / max(len(pred.task), 1)],
         "agreement_with_fresh_export": {
             "label": float(np.mean(np.concatenate([pred.label == ref.label, px.label == rx.label]))),
             "task": float(np.mean(np.concatenate([pred.task == ref.task, px.task == rx.task]))),

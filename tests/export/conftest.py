@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from export_helpers import make_model
+from mind_edge.train import TrainConfig
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,7 @@ def fake_run_dir(tmp_path_factory):
         "scenario": scenario.to_json(),
         "data": {"dataset": "digits", "in_channels": 1, "input_size": list(spec.input_size), "mean": list(spec.mean),
                  "std": list(spec.std), "augment": spec.augment, "padding": spec.padding, "channel_order": "L", "root": None},
-        "train": {"temperature": 2.0, "routing": "maxprob"},
+        "train": {**TrainConfig(temperature=2.0, routing="maxprob").to_json()},
         "seed": 0,
         "learned_tasks": classes,
         "steps": [],

@@ -76,7 +76,8 @@ def test_dynamic_batch_and_graph_contract():
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 13, 9]
     outs = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
     assert outs == {"label": ["batch"], "task": ["batch"], "confidence": ["batch"],
-                    "task_confidence": ["batch", 2], "task_logits": ["batch", 2, 3]}
+                    "task_confidence": ["batch", 2], "task_logits": ["batch", 2, 3],
+                    "task_features": ["batch", 2, sum(model.tap_dims)]}
     assert proto.opset_import[0].version == 17
     sess = _ort(proto)
     for b in (1, 5):
@@ -85,18 +86,33 @@ def test_dynamic_batch_and_graph_contract():
 
 
 def test_graph_uses_only_tensorrt_friendly_ops():
+    import dataclasses
+
+    from mind_edge.core.plan import plan_net
+    from mind_edge.core.routing import POLICIES
+    from mind_edge.runtime.graph import random_stats
+
     model = make_model(2, arch="resnet18", width=0.0625)
+    arrays = arrays_from_model(model)
+    rng = np.random.default_rng(0)
+    plan = plan_net(arrays.net)
+    arrays = dataclasses.replace(arrays, heads=tuple(dataclasses.replace(h, stats=random_stats(plan, len(h.classes), rng))
+                                                    for h in arrays.heads))
     ops = set()
     for layout in ("shared", "folded"):
-        proto = build_graph(arrays_from_model(model), layout=layout, temperature=1.0)
-        ops |= {n.op_type for n in proto.graph.node}
+        for policy in POLICIES:  # every routing head
+            proto = build_graph(arrays, layout=layout, temperature=1.0, policy=policy)
+            ops |= {n.op_type for n in proto.graph.node}
+            for n in proto.graph.node:
+                if n.op_type in ("ArgMax", "ArgMin"):
+                    assert {a.name: a.i for a in n.attribute}["select_last_index"] == 0
+    # TensorRT 10's ONNX parser supports each of these (onnx-tensorrt operators.md)
     allowed = {"Conv", "BatchNormalization", "Relu", "Add", "Mul", "Div", "Slice", "Pad", "Reshape",
                "GlobalAveragePool", "MatMul", "Softmax", "ReduceMax", "ArgMax", "Unsqueeze", "Squeeze",
-               "GatherElements", "Gather", "Cast", "And", "GreaterOrEqual", "LessOrEqual"}
+               "GatherElements", "Gather", "Cast", "And", "GreaterOrEqual", "LessOrEqual",
+               "Concat", "Identity", "Sub", "Exp", "Log", "Neg", "Max", "ReduceSum", "ReduceMin", "ReduceL2",
+               "TopK", "ArgMin"}
     assert ops <= allowed, ops - allowed
-    for n in proto.graph.node:
-        if n.op_type == "ArgMax":
-            assert {a.name: a.i for a in n.attribute}["select_last_index"] == 0
 
 
 def test_shared_layout_stores_each_weight_once_with_int8_owner():

@@ -126,5 +126,8 @@ def test_example_on_device_update_quick(tmp_path):
     agree = s["agreement_with_fresh_export"]
     assert agree["label"] == 1.0 and agree["task"] == 1.0 and agree["max_abs_task_logits"] == 0.0
     assert s["patch_ratio_to_model"] <= 0.15 and s["version"] == "v0002"
-    assert s["routed_to_new_task"] > 0.5  # the patched bundle routes the new classes to the new task
+    # the patched bundle routes the new classes to the new task: more than to any other task, and well above
+    # chance (1 / 5 tasks); a 1+1-epoch width-0.25 network is no demonstration of accuracy
+    share = s["routed_share"]
+    assert share[4] == max(share) and s["routed_to_new_task"] > 2 / len(share), share
     assert (tmp_path / "u" / "device" / "bundle" / "CURRENT").is_file()
