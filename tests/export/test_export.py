@@ -46,7 +46,8 @@ def test_export_run_dir(fake_run_dir, tmp_path, layout):
     assert meta["temperature"] == 2.0  # the run's
     assert [t["index"] for t in meta["tasks"]] == [0, 1, 2, 3, 4]
     assert all(t["class_names"] == [str(c) for c in t["classes"]] for t in meta["tasks"])
-    assert [o["name"] for o in meta["outputs"]] == ["label", "task", "confidence", "task_confidence", "task_logits"]
+    assert [o["name"] for o in meta["outputs"]] == ["label", "task", "confidence", "task_confidence", "task_logits",
+                                                    "task_features"]
     assert meta["outputs"][4]["shape"] == [-1, 5, 2]
     assert meta["source"]["run_fingerprint"] == sha256_file(fake_run_dir / "checkpoint.safetensors")
     assert meta["source"]["net"]["arch"] == "resnet32"
@@ -190,7 +191,8 @@ def test_tolerance_rule_is_atol_or_rtol_per_element():
     from mind_edge.export.validate import compare
 
     ref = {"task_logits": np.array([[[100.0, 0.5, -1e4]]], np.float32), "task_confidence": np.array([[0.5]], np.float32),
-           "confidence": np.array([0.5], np.float32), "label": np.array([3]), "task": np.array([0])}
+           "confidence": np.array([0.5], np.float32), "label": np.array([3]), "task": np.array([0]),
+           "task_features": np.array([[[0.25, 1.5]]], np.float32)}
     got = {**ref, "task_logits": np.array([[[100.0005, 0.50005, -1e4]]], np.float32)}
     # 100 -> 100.0005: |Δ| 5e-4 > atol but < 1e-5 * 100; 0.5 -> 0.50005: |Δ| 5e-5 <= atol
     c = compare(ref, got, atol=1e-4, rtol=1e-5)
@@ -202,3 +204,18 @@ def test_tolerance_rule_is_atol_or_rtol_per_element():
     assert c["label"] == {"agreement": 1.0, "mismatches": 0, "first_mismatches": []}
     bad = compare(ref, {**got, "label": np.array([4])})
     assert bad["label"]["mismatches"] == 1 and bad["label"]["first_mismatches"] == [0]
+
+
+def test_score_policies_compare_scores_relative_to_the_row():
+    """Score policies: task_confidence within CONTRACT.score_rtol of the row's largest |score|, confidence within it."""
+    from mind_edge.export.validate import compare
+
+    ref = {"task_logits": np.zeros((1, 2, 2), np.float32), "task_features": np.zeros((1, 2, 3), np.float32),
+           "task_confidence": np.array([[-800.0, 2.0]], np.float32), "confidence": np.array([0.9], np.float32),
+           "label": np.array([3]), "task": np.array([1])}
+    got = {**ref, "task_confidence": np.array([[-800.5, 2.3]], np.float32), "confidence": np.array([0.9005], np.float32)}
+    assert compare(ref, got)["task_confidence"]["out_of_tolerance"] == 2  # maxprob graphs: the plain rule
+    c = compare(ref, got, scores=True)  # |Δ| 0.5 and 0.3 <= 1e-3 * 800; |Δ confidence| 5e-4 <= 1e-3
+    assert c["task_confidence"]["out_of_tolerance"] == 0 and c["confidence"]["out_of_tolerance"] == 0
+    worse = {**got, "task_confidence": np.array([[-800.0, 3.0]], np.float32)}
+    assert compare(ref, worse, scores=True)["task_confidence"]["out_of_tolerance"] == 1
