@@ -210,7 +210,7 @@ def _speedups(report: Mapping[str, Any], console) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the top-level ``bench`` command to ``app``."""
-    from mind_edge.cli import console, err_console, handle_errors
+    from mind_edge.console import console, err_console, handle_errors
 
     @app.command("bench")
     @handle_errors

@@ -23,7 +23,7 @@ def _mb(n: float) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add ``learn``, ``keygen`` and the ``patch`` sub-app to ``app``."""
-    from mind_edge.cli import console, handle_errors
+    from mind_edge.console import console, handle_errors
 
     patch_app = typer.Typer(help="Task patches: create, inspect, apply (atomically, torch-free) and roll back.",
                             no_args_is_help=True)
