@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mind_edge import __version__
+from mind_edge.runtime.bench import cpu_model
 from mind_edge.baselines import evaluate_joint, learn_task_finetune, train_joint
 from mind_edge.data import load_dataset, make_scenario, task_arrays
 from mind_edge.fileio import atomic_write_json
@@ -35,16 +36,6 @@ from mind_edge.run import RunSpec, train_run
 from mind_edge.train import evaluate, preset, resolve_device
 
 console = Console()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:

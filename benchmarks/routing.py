@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mind_edge import __version__
+from mind_edge.runtime.bench import cpu_model
 from mind_edge.calibrate import calibrate_run
 from mind_edge.checkpoint import read_run_json
 from mind_edge.core.routing import DEFAULT_POLICY, POLICIES
@@ -38,16 +39,6 @@ from mind_edge.train import preset
 
 console = Console()
 log_console = Console(stderr=True)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gpu_model() -> str | None:
