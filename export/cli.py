@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mind_edge.console import console, handle_errors, require_modules
+from mind_edge.core.routing import POLICIES, get_policy
 
 
 def _mb(n: int) -> str:
@@ -67,6 +68,9 @@ def register(app: typer.Typer) -> None:
         calibration: Annotated[Optional[int], typer.Option(help="int8: calibration images drawn evenly from the run's training split of the learned tasks (default 256).")] = None,
         min_routing_agreement: Annotated[float, typer.Option(help="fp16/int8: refuse the bundle when the fraction of test images routed to the same task as the FP32 model is below this.")] = 0.99,
         max_tag_drop: Annotated[float, typer.Option(help="fp16/int8: refuse the bundle when its TAG is more than this many percentage points below the FP32 model's.")] = 1.0,
+        routing: Annotated[Optional[str], typer.Option(help="Routing policy the graph computes: " + " | ".join(POLICIES)
+                                                      + " (default: the run's; score policies need the run's routing "
+                                                        "statistics, see 'mind-edge calibrate').")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the export summary as JSON.")] = False,
     ) -> None:
         """Export a trained run as one shared-weight ONNX graph with the task-selection head."""
@@ -74,13 +78,15 @@ def register(app: typer.Typer) -> None:
 
         require_modules("torch", "safetensors", "onnx", *(("onnxruntime",) if validate else ()))
         check_export_args(run_dir, out, layout=layout, opset=opset, overwrite=overwrite)  # before loading anything
+        if routing is not None:
+            get_policy(routing)  # a typo fails here, before loading anything
         from mind_edge.export.exporter import export_bundle
         from mind_edge.export.quantize import PrecisionThresholds
 
         thresholds = PrecisionThresholds(min_routing_agreement=min_routing_agreement, max_tag_drop=max_tag_drop)
         res = export_bundle(run_dir, out, layout=layout, opset=opset, atol=atol, rtol=rtol, temperature=temperature,
                             validate=validate, overwrite=overwrite, max_test_samples=samples, precision=precision,
-                            calibration=calibration, thresholds=thresholds)
+                            calibration=calibration, thresholds=thresholds, routing=routing)
         if as_json:
             typer.echo(json.dumps(res.summary()))
             return
@@ -90,7 +96,8 @@ def register(app: typer.Typer) -> None:
         table.add_column("field", style="bold")
         table.add_column("value")
         table.add_row("graph", f"{res.precision} · {res.layout} layout, opset {res.opset}, {res.num_tasks} tasks, "
-                               f"T={res.temperature:g}" + ("" if res.precision == "fp32" else
+                               f"T={res.temperature:g}, routing {res.report.get('routing', '?')}"
+                               + ("" if res.precision == "fp32" else
                                                            " (routing head FP32; validation below: the FP32 graph)"))
         table.add_row("model.onnx", f"{_mb(res.model_bytes)} ({res.ratio_to_dense:.2f}x one dense fp32 sub-network of {_mb(res.dense_bytes)}; "
                                     f"{res.num_tasks} separate sub-networks: {_mb(res.naive_bytes)})")
