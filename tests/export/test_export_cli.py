@@ -96,3 +96,25 @@ def test_trained_digits_run_exports_faithfully(tmp_path_factory):
         with Runtime(Bundle.load(res.bundle)) as rt:
             probe = Bundle.load(res.bundle).probe()
             np.testing.assert_array_equal(rt.predict(probe["image"]).label, probe["label"])
+
+
+def test_routing_options_of_export_and_predict(app, fake_run_dir, tmp_path):
+    """export --routing: a typo fails before loading; a score policy on an uncalibrated run names calibrate;
+    predict --routing re-routes (maxprob on a maxprob bundle is a no-op) or refuses without statistics."""
+    r = _run(app, "export", fake_run_dir, "--out", tmp_path / "b0", "--routing", "nope")
+    assert r.exit_code == 2 and "choose one of maxprob" in one_error_line(r)
+    assert not (tmp_path / "b0").exists()
+    r = _run(app, "export", fake_run_dir, "--out", tmp_path / "b1", "--routing", "combined", "--no-validate")
+    assert r.exit_code == 2 and "mind-edge calibrate" in one_error_line(r)
+    assert not (tmp_path / "b1").exists()
+    out = tmp_path / "b2"
+    assert _run(app, "export", fake_run_dir, "--out", out, "--samples", "8", "--json").exit_code == 0
+    from PIL import Image
+
+    img = tmp_path / "x.png"
+    Image.fromarray(np.full((8, 8), 128, np.uint8), mode="L").save(img)
+    r = _run(app, "predict", out, img, "--json", "--routing", "entropy")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["routing"] == "entropy"
+    r = _run(app, "predict", out, img, "--routing", "mahalanobis")
+    assert r.exit_code == 2 and "export it with --routing mahalanobis" in one_error_line(r)
