@@ -824,6 +824,7 @@ class SplitOrtRunner:
         from mind_edge.runtime.routing import PAD_LOGIT
 
         self.pad = PAD_LOGIT
+        self._routing()
         for r in self.runners:
             r.activate()
         self.providers_used = list(self.runners[0].providers_used)
@@ -835,7 +836,8 @@ class SplitOrtRunner:
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from mind_edge.runtime.routing import route_numpy
 
-        parts = [r.infer(feed)["task_logits"] for r in self.runners]
+        outs = [r.infer(feed) for r in self.runners]
+        parts = [o["task_logits"] for o in outs]
         cmax = max(p.shape[2] for p in parts)
         b = parts[0].shape[0]
         logits = np.full((b, len(parts), cmax), self.pad, dtype=np.float32)
@@ -843,9 +845,14 @@ class SplitOrtRunner:
             logits[:, t, : p.shape[2]] = p[:, 0]
         if self.table is None:
             self.table = self._table(cmax)
-        r = route_numpy(logits, self.table, self.temperature)
-        return {"label": r.label, "task": r.task, "confidence": r.confidence, "task_confidence": r.task_confidence,
-                "task_logits": logits}
+        features = np.concatenate([o["task_features"] for o in outs], axis=1) if "task_features" in outs[0] else None
+        # route like the shared graph: the single-task graphs' policy and statistics
+        r = route_numpy(logits, self.table, self.temperature, self.policy, stats=self.stats, task_features=features)
+        out = {"label": r.label, "task": r.task, "confidence": r.confidence, "task_confidence": r.task_confidence,
+               "task_logits": logits}
+        if features is not None:
+            out["task_features"] = features
+        return out
 
     def _table(self, cmax: int) -> np.ndarray:
         import onnx  # the graphs' metadata holds each task's global classes
@@ -855,6 +862,16 @@ class SplitOrtRunner:
 
         classes = [graph_meta(onnx.load(str(p), load_external_data=False))["classes"][0] for p in self.paths]
         return class_table(classes, cmax)
+
+    def _routing(self) -> None:
+        """The policy of the single-task graphs and, for score policies, each task's statistics."""
+        from mind_edge.runtime.graph import graph_policy, read_routing_stats
+        from mind_edge.runtime.routing import get_policy
+
+        self.policy = graph_policy(self.paths[0])
+        self.stats = None
+        if get_policy(self.policy).needs_stats:
+            self.stats = [read_routing_stats(p)[0] for p in self.paths]
 
 
 def _ort_open(src: ModelSource, threads: int | None, providers: Sequence[str] | None,

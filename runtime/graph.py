@@ -107,8 +107,10 @@ class GraphContract:
     rtol: float = 1e-5  # ... or |Δ| <= rtol * |reference| (Polygraphy's rule): float32 noise grows with |logit|
     layouts: tuple[str, ...] = LAYOUTS
     pad_logit: float = PAD_LOGIT
-    #: score policies: task_confidence within score_rtol x the row's largest |score| (and confidence within it)
-    score_rtol: float = 1e-3
+    #: score policies: task_confidence within score_rtol x the row's largest |score| (and confidence within it).
+    #: Scores are sums of z-normalised squared distances: on a barely trained network (tiny feature spread)
+    #: float32 rounding of the features moves them by ~1e-3 of the row; a wrong formula moves them by O(1).
+    score_rtol: float = 1e-2
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -753,17 +755,23 @@ def read_arrays(model_or_path) -> NetArrays:
 
 def _read_stats(heads: tuple[HeadArrays, ...], routing: Mapping[str, Any], get, where: str) -> tuple[HeadArrays, ...]:
     """Heads with the routing statistics stored in the graph's route.* initializers."""
+    stats = _stats_from_initializers([h.classes for h in heads], routing, get, where)
+    return tuple(dataclasses.replace(h, stats=st) for h, st in zip(heads, stats))
+
+
+def _stats_from_initializers(classes: Sequence[Sequence[int]], routing: Mapping[str, Any], get,
+                             where: str) -> list[RoutingStats]:
     dims = [int(f) for f in routing.get("tap_dims", [])]
     counts = [int(c) for c in routing.get("stats_count", [])]
-    n = len(heads)
+    n = len(classes)
     if len(counts) != n or not dims:
         raise GraphError(f"{where}: the routing metadata does not describe {n} tasks' statistics; re-export the bundle")
     whiten = [get(f"route.tap{k}.whiten") for k in range(len(dims))]
     means = [get(f"route.tap{k}.means") for k in range(len(dims))]
     score_mean, score_std = get("route.score_mean"), get("route.score_std")
     out = []
-    for t, h in enumerate(heads):
-        c = len(h.classes)
+    for t, cl in enumerate(classes):
+        c = len(cl)
         try:
             stats = RoutingStats(
                 whiten=tuple(np.ascontiguousarray(w[t], dtype=np.float32) for w in whiten),
@@ -773,8 +781,29 @@ def _read_stats(heads: tuple[HeadArrays, ...], routing: Mapping[str, Any], get, 
             stats.check(dims, c, where=f"task {t}")
         except (IndexError, ValueError, ConfigError) as exc:
             raise GraphError(f"{where}: routing statistics of task {t} are malformed ({exc}); re-export the bundle") from exc
-        out.append(dataclasses.replace(h, stats=stats))
-    return tuple(out)
+        out.append(stats)
+    return out
+
+
+def read_routing_stats(model_or_path) -> list[RoutingStats | None]:
+    """Every task's routing statistics carried by a mind-edge graph of any layout (``None`` each when the
+    graph's policy uses none)."""
+    onnx = _onnx()
+    model = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, Path)) else model_or_path
+    meta = graph_meta(model)
+    routing = meta.get("routing") or {}
+    if not routing.get("stats"):
+        return [None] * int(meta["num_tasks"])
+    names = {f"route.tap{k}.{x}" for k in range(len(routing.get("tap_dims", []))) for x in ("whiten", "means")}
+    names |= {"route.score_mean", "route.score_std"}
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name in names}
+
+    def get(name: str) -> np.ndarray:
+        if name not in inits:
+            raise GraphError(f"the graph lacks the initializer {name!r}; it is not a complete mind-edge graph")
+        return inits[name]
+
+    return list(_stats_from_initializers(meta["classes"], routing, get, "the ONNX model"))
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -917,6 +946,7 @@ __all__ = [
     "random_stats",
     "resolve_policy",
     "graph_policy",
+    "read_routing_stats",
     "routing_stats_bytes",
     "scaled_channels",
 ]

@@ -221,12 +221,17 @@ def _shrunk_covariance(x: np.ndarray) -> np.ndarray:
 #: Eigenvalue floor of a covariance, relative to its mean eigenvalue: bounds the condition number of
 #: the whitening (a dead channel has zero variance) so float32 distances stay well-conditioned.
 EIGEN_FLOOR = 1e-3
+#: Absolute eigenvalue floor per dimension (features are unit vectors, so the total variance is <= 1):
+#: spreads far below float32's resolution of the features are not measured (a degenerate, e.g.
+#: untrained, network would otherwise amplify rounding into the scores). Trained networks' smallest
+#: eigenvalues are ~10x above it (benchmarks/routing.py runs), so it changes nothing there.
+ABS_EIGEN_FLOOR = 1e-5
 
 
 def _whitening(cov: np.ndarray) -> np.ndarray:
     """Lower-triangular L with ``L @ L.T == inv(cov)`` (float64), robust to near-singular covariances."""
     vals, vecs = np.linalg.eigh(cov)
-    floor = max(float(np.mean(vals)), 1e-12) * EIGEN_FLOOR
+    floor = max(float(np.mean(vals)) * EIGEN_FLOOR, ABS_EIGEN_FLOOR / cov.shape[0])
     precision = (vecs / np.maximum(vals, floor)) @ vecs.T
     return np.linalg.cholesky((precision + precision.T) / 2)
 

@@ -213,9 +213,10 @@ def test_score_policies_compare_scores_relative_to_the_row():
     ref = {"task_logits": np.zeros((1, 2, 2), np.float32), "task_features": np.zeros((1, 2, 3), np.float32),
            "task_confidence": np.array([[-800.0, 2.0]], np.float32), "confidence": np.array([0.9], np.float32),
            "label": np.array([3]), "task": np.array([1])}
-    got = {**ref, "task_confidence": np.array([[-800.5, 2.3]], np.float32), "confidence": np.array([0.9005], np.float32)}
+    got = {**ref, "task_confidence": np.array([[-805.0, 5.0]], np.float32), "confidence": np.array([0.905], np.float32)}
     assert compare(ref, got)["task_confidence"]["out_of_tolerance"] == 2  # maxprob graphs: the plain rule
-    c = compare(ref, got, scores=True)  # |Δ| 0.5 and 0.3 <= 1e-3 * 800; |Δ confidence| 5e-4 <= 1e-3
+    c = compare(ref, got, scores=True)  # |Δ| 5 and 3 <= 1e-2 * 800; |Δ confidence| 5e-3 <= 1e-2
     assert c["task_confidence"]["out_of_tolerance"] == 0 and c["confidence"]["out_of_tolerance"] == 0
-    worse = {**got, "task_confidence": np.array([[-800.0, 3.0]], np.float32)}
-    assert compare(ref, worse, scores=True)["task_confidence"]["out_of_tolerance"] == 1
+    worse = {**got, "task_confidence": np.array([[-800.0, 12.0]], np.float32), "confidence": np.array([0.92], np.float32)}
+    c = compare(ref, worse, scores=True)
+    assert c["task_confidence"]["out_of_tolerance"] == 1 and c["confidence"]["out_of_tolerance"] == 1
