@@ -98,28 +98,21 @@ def engine_graph(bundle: Bundle):
 
 def fp32_boundary(model) -> str:
     """The tensor where the FP32 part (global pooling, task heads, routing head) begins."""
-    for node in model.graph.node:
-        if node.name == POOL_NODE and node.op_type == "GlobalAveragePool":
-            return node.input[0]
-    raise EngineError(
-        f"the graph has no GlobalAveragePool node named {POOL_NODE!r}; it was not built by this mind-edge's graph "
-        "builder — re-export the bundle"
-    )
+    from mind_edge.runtime import precision
+
+    try:
+        return precision.fp32_boundary(model)
+    except precision.PrecisionError as exc:
+        raise EngineError(str(exc)) from None
 
 
 def backbone_nodes(model) -> set[str]:
-    """Names of the nodes that compute the FP32 boundary tensor (everything before the pooling)."""
-    boundary = fp32_boundary(model)
-    producer = {out: node for node in model.graph.node for out in node.output}
-    seen: set[str] = set()
-    stack = [boundary]
-    while stack:
-        node = producer.get(stack.pop())
-        if node is None or node.name in seen:
-            continue
-        seen.add(node.name)
-        stack.extend(i for i in node.input if i)
-    return seen
+    """Names of the nodes that compute the FP32 boundary tensor (everything before the pooling; the
+    one definition is :func:`mind_edge.runtime.precision.backbone_nodes`)."""
+    from mind_edge.runtime import precision
+
+    fp32_boundary(model)  # a foreign graph is an EngineError here
+    return precision.backbone_nodes(model)
 
 
 def fp16_graph(model):

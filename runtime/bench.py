@@ -343,9 +343,8 @@ def machine_context(threads: int) -> dict:
 # ----------------------------------------------------------------------------- GEMM peak
 
 
-def _ort_matmul_session(n: int, threads: int):
-    import onnxruntime as ort
-
+def _gemm_model(n: int):
+    """An ``[n, n] x [n, n]`` float32 MatMul graph (the GEMM peak probes of ORT and OpenVINO)."""
     from mind_edge.errors import require
 
     onnx = require("onnx", "export", "building the GEMM micro-benchmark graph")
@@ -357,6 +356,13 @@ def _ort_matmul_session(n: int, threads: int):
                               [onnx.numpy_helper.from_array(b, "B")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    return model
+
+
+def _ort_matmul_session(n: int, threads: int):
+    import onnxruntime as ort
+
+    model = _gemm_model(n)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
@@ -424,17 +430,7 @@ def _ort_int8_matmul_session(n: int, threads: int):
 def _openvino_matmul(n: int, threads: int, hint: str):
     import openvino as ov
 
-    from mind_edge.errors import require
-
-    onnx = require("onnx", "export", "building the GEMM micro-benchmark graph")
-    helper, TP = onnx.helper, onnx.TensorProto
-    b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
-                              [helper.make_tensor_value_info("A", TP.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("C", TP.FLOAT, [n, n])],
-                              [onnx.numpy_helper.from_array(b, "B")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = _gemm_model(n)
     core = ov.Core()
     compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU",
                                   {"INFERENCE_NUM_THREADS": int(threads), "INFERENCE_PRECISION_HINT": hint})
