@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from mind_edge.core.proc import WorkerError, current_rss_mb, peak_rss_mb, spawn_call
-from mind_edge.core.routing import get_policy
+from mind_edge.core.routing import STATS_VERSION, get_policy
 from mind_edge.errors import CapacityError, ConfigError, DataError, MindEdgeError
 
 log = logging.getLogger(__name__)
@@ -480,7 +480,9 @@ def learn(
               "train_images": int(folder.train_images.shape[0]), "test_images": int(folder.test_images.shape[0]),
               "test_split": folder.test_split, "holdout": holdout}
     new_meta = dict(meta)
-    new_meta.update(scenario=scen, learned_tasks=learned + [ids], final=final, owner_counts=model.owner_counts())
+    new_meta.update(scenario=scen, learned_tasks=learned + [ids], final=final, owner_counts=model.owner_counts(),
+                    routing_stats={**meta.get("routing_stats", {}), "version": STATS_VERSION,
+                                   "bytes_per_task": model.routing_stats()[t].nbytes})
     new_meta["steps"] = steps + [{
         "step": t, "classes": ids, "train_seconds": round(rep.train_seconds, 3),
         "distill_seconds": round(rep.distill_seconds, 3), "train_loss": rep.train_loss, "distill_loss": rep.distill_loss,
