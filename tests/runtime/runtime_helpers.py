@@ -35,3 +35,25 @@ def make_bundle(out: Path, *, channels: int = 3, size=(13, 9), layout: str = "sh
                            source={"note": "random test network"})
 
 
+def predict_app():
+    """A typer app holding ``predict`` (and a no-op, which keeps typer from collapsing it into one command)."""
+    import typer
+
+    from mind_edge.runtime.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def _noop() -> None:
+        pass
+
+    return app
+
+
+def run_cli(app, *args):
+    """Invoke ``app`` through typer's CliRunner with every argument as a string."""
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+

@@ -6,28 +6,18 @@ import json
 
 import numpy as np
 import pytest
-import typer
 from PIL import Image
-from typer.testing import CliRunner
 
-from mind_edge.runtime.cli import register
 from cli_helpers import one_error_line
+from runtime_helpers import predict_app, run_cli
 
 
 @pytest.fixture(scope="module")
 def app():
-    app = typer.Typer()
-    register(app)
-
-    @app.command("noop")  # a second command keeps typer from collapsing the app into `predict`
-    def _noop() -> None:
-        pass
-
-    return app
+    return predict_app()
 
 
-def _run(app, *args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+_run = run_cli
 
 
 def test_table(app, rgb_bundle, rgb_images, monkeypatch):

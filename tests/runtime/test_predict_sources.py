@@ -6,29 +6,19 @@ import json
 import shutil
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from mind_edge.runtime.cli import register
 from mind_edge.runtime.errors import InputError
 from mind_edge.runtime.predict import collect_images
 from cli_helpers import one_error_line
+from runtime_helpers import predict_app, run_cli
 
 
 @pytest.fixture(scope="module")
 def app():
-    app = typer.Typer()
-    register(app)
-
-    @app.command("noop")  # a second command keeps typer from collapsing the app into `predict`
-    def _noop() -> None:
-        pass
-
-    return app
+    return predict_app()
 
 
-def _run(app, *args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+_run = run_cli
 
 
 @pytest.fixture
