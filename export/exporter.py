@@ -264,13 +264,11 @@ def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes
 def run_test_inputs(meta: dict, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, str]:
     """Normalised test images of the run's learned tasks (evenly subsampled), or ``(None, why)``."""
     from mind_edge import imageio
-    from mind_edge.data import Scenario, load_dataset
+    from mind_edge.data import Scenario, load_run_dataset
 
     try:
         scenario = Scenario.from_json(meta["scenario"])
-        _, test, _ = load_dataset(meta["scenario"]["dataset"], meta["data"].get("root"),
-                                  image_size=tuple(meta["data"]["input_size"]),
-                                  channels=int(meta["data"]["in_channels"]), seed=int(meta.get("seed", 0)))
+        _, test, _ = load_run_dataset(meta)
     except (MindEdgeError, ImportError, KeyError, OSError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
     if max_samples == 0:

@@ -65,15 +65,13 @@ class PrecisionThresholds:
 
 def calibration_images(meta: Mapping, num_tasks: int, count: int) -> tuple[np.ndarray, str]:
     """``count`` training images (uint8 NHWC) of the run's first ``num_tasks`` tasks, evenly drawn."""
-    from mind_edge.data import Scenario, load_dataset
+    from mind_edge.data import Scenario, load_run_dataset
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(f"--calibration must be a number of images >= 1, got {count!r}")
     try:
         scenario = Scenario.from_json(meta["scenario"])
-        train, _, _ = load_dataset(meta["scenario"]["dataset"], meta["data"].get("root"),
-                                   image_size=tuple(meta["data"]["input_size"]),
-                                   channels=int(meta["data"]["in_channels"]), seed=int(meta.get("seed", 0)))
+        train, _, _ = load_run_dataset(meta)
     except (MindEdgeError, ImportError, KeyError, OSError) as exc:
         raise ExportError(f"INT8 calibration needs the run's training data, which cannot be loaded ({type(exc).__name__}: "
                           f"{exc}); make the dataset available where run.json says, or export --precision fp16/fp32") from None
@@ -90,15 +88,13 @@ def calibration_images(meta: Mapping, num_tasks: int, count: int) -> tuple[np.nd
 def run_test_set(meta: Mapping, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """Normalised test images of the run's learned tasks (evenly drawn), their global labels and a note."""
     from mind_edge import imageio
-    from mind_edge.data import Scenario, load_dataset
+    from mind_edge.data import Scenario, load_run_dataset
 
     if max_samples == 0:
         return None, None, "no test samples asked for (--samples 0)"
     try:
         scenario = Scenario.from_json(meta["scenario"])
-        _, test, _ = load_dataset(meta["scenario"]["dataset"], meta["data"].get("root"),
-                                  image_size=tuple(meta["data"]["input_size"]),
-                                  channels=int(meta["data"]["in_channels"]), seed=int(meta.get("seed", 0)))
+        _, test, _ = load_run_dataset(meta)
     except (MindEdgeError, ImportError, KeyError, OSError) as exc:
         return None, None, f"{type(exc).__name__}: {exc}"
     learned = {c for t in range(num_tasks) for c in scenario.tasks[t]}

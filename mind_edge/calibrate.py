@@ -34,15 +34,14 @@ class CalibrateResult:
 
 def task_train_sets(meta: dict, tasks: list[int], *, root: str | None = None):
     """``(images, local labels)`` of the training data of each task in ``tasks``, and the dataset spec."""
-    from mind_edge.data import Scenario, load_dataset, task_arrays
+    from mind_edge.data import Scenario, load_run_dataset, task_arrays
     from mind_edge.learn import load_folder
 
     scenario = Scenario.from_json(meta["scenario"])
     size = tuple(meta["data"]["input_size"])
     channels = int(meta["data"]["in_channels"])
     sources = {int(st.get("step", -1)): st.get("source") for st in meta.get("steps", [])}
-    data_root = root if root is not None else meta["data"].get("root")
-    train_set, _, spec = load_dataset(meta["scenario"]["dataset"], data_root, image_size=size, seed=int(meta["seed"]))
+    train_set, _, spec = load_run_dataset(meta, root)
     out = {}
     for t in tasks:
         src = sources.get(t) or {}

@@ -335,7 +335,7 @@ def task_test_sets(meta: dict, t: int, size, channels: int, root: str | None = N
                    ) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], list[str]]:
     """Test data ``(images, local labels)`` of tasks ``0..t-1`` (``None`` where unavailable, with a note):
     the run's dataset (``root`` overrides its folder), or the folder a task was learned from."""
-    from mind_edge.data import Scenario, load_dataset, task_arrays
+    from mind_edge.data import Scenario, load_run_dataset, task_arrays
 
     scenario = Scenario.from_json(meta["scenario"])
     sources = {int(st.get("step", -1)): st.get("source") for st in meta.get("steps", [])}
@@ -361,8 +361,7 @@ def task_test_sets(meta: dict, t: int, size, channels: int, root: str | None = N
                 tests[j] = (fd.test_images[mask], local)
             else:
                 if base_test is None:
-                    _, base_test, _ = load_dataset(meta["scenario"]["dataset"], root or meta["data"].get("root"),
-                                                   image_size=tuple(size), channels=channels, seed=int(meta.get("seed", 0)))
+                    _, base_test, _ = load_run_dataset(meta, root or None)
                 x, y, _ = task_arrays(base_test, scenario, j)
                 tests[j] = (x, y)
         except (MindEdgeError, KeyError, ValueError, OSError) as exc:

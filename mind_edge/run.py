@@ -255,14 +255,13 @@ def evaluate_run(run_dir: str | Path, *, temperature: float | None = None, polic
     ``policies`` entry (per policy: tag, taw, routing, ece and the per-task rows) besides the
     first policy's figures at the top level.
     """
-    from mind_edge.data import Scenario, load_dataset, task_arrays
+    from mind_edge.data import Scenario, load_run_dataset, task_arrays
 
     model, meta = load_model(run_dir)
     scenario = Scenario.from_json(meta["scenario"])
     dev = resolve_device(device)
     data_root = root if root is not None else meta["data"].get("root")
-    _, test_set, dspec = load_dataset(meta["scenario"]["dataset"], data_root, image_size=tuple(meta["data"]["input_size"]),
-                                      seed=int(meta["seed"]))
+    _, test_set, dspec = load_run_dataset(meta, root)
     if any(step.get("source") for step in meta.get("steps", [])):  # tasks learned from folders ('mind-edge learn')
         from mind_edge.learn import task_test_sets
 

@@ -31,7 +31,7 @@ from mind_edge.data.base import AUGMENTS, DatasetSpec, ImageArrays, compute_mean
 from mind_edge.data.folder import decode_images, scan_split
 from mind_edge.data.idx import DEBIAN_FASHION_MNIST, read_idx
 from mind_edge.data.scenario import ORDERS, Scenario, class_order, make_scenario, task_arrays
-from mind_edge.data.sources import DATASETS, REFERENCE_SPECS, canonical_name, load_dataset
+from mind_edge.data.sources import DATASETS, REFERENCE_SPECS, canonical_name, load_dataset, load_run_dataset
 
 __all__ = [
     "DATASETS",
@@ -44,6 +44,7 @@ __all__ = [
     "Scenario",
     "BatchLoader",
     "load_dataset",
+    "load_run_dataset",
     "default_data_dir",
     "read_idx",
     "compute_mean_std",

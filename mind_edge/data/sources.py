@@ -160,4 +160,14 @@ def load_dataset(
     return train, test, spec
 
 
-__all__ = ["DATASETS", "REFERENCE_SPECS", "canonical_name", "convert_split", "load_digits", "load_dataset"]
+def load_run_dataset(meta: dict, root: str | Path | None = None) -> tuple[ImageArrays, ImageArrays, DatasetSpec]:
+    """The dataset a run was trained on, as its ``run.json`` (``meta``) records it: same name, input
+    size, channels and split seed; ``root`` overrides the recorded folder (e.g. the data moved)."""
+    data = meta["data"]
+    return load_dataset(meta["scenario"]["dataset"], root if root is not None else data.get("root"),
+                        image_size=tuple(data["input_size"]), channels=int(data["in_channels"]),
+                        seed=int(meta.get("seed", 0)))
+
+
+__all__ = ["DATASETS", "REFERENCE_SPECS", "canonical_name", "convert_split", "load_digits", "load_dataset",
+           "load_run_dataset"]
