@@ -220,11 +220,10 @@ class Runtime:
 
     def routing_stats(self):
         """Every task's routing statistics, read from the graph (``None`` entries when it carries none)."""
-        if self._stats is None:
-            from mind_edge.runtime.graph import read_arrays
+        if self._stats is None:  # any layout: only the route.* initializers are read
+            from mind_edge.runtime.graph import read_routing_stats
 
-            arrays = read_arrays(self.bundle.model_path) if self.bundle.meta.get("layout") == "shared" else None
-            self._stats = arrays.routing_stats() if arrays is not None else [None] * self.bundle.num_tasks
+            self._stats = read_routing_stats(self.bundle.model_path)
         return self._stats
 
     def predict(self, inputs: Inputs, temperature: float | None = None, *, batch_size: int | None = None,
