@@ -9,12 +9,17 @@ Nothing is unpickled: a checkpoint a user hands us is read with safetensors only
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from mind_edge.errors import CheckpointError
-from mind_edge.fileio import atomic_write, atomic_write_json, sha256_file
+from mind_edge.fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
+from mind_edge.metrics import matrix_from_json
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +221,59 @@ def load_model(run_dir: str | Path, verify: bool = True):
 def write_run_json(run_dir: str | Path, meta: dict) -> None:
     meta = {"format": FORMAT_TAG, "schema_version": RUN_SCHEMA, **{k: v for k, v in meta.items() if k not in ("format", "schema_version")}}
     atomic_write_json(Path(run_dir) / RUN_JSON, meta)
+
+
+# ----------------------------------------------------------------------------- the run directory's files
+
+
+def _metrics_csv(steps: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["step", "task", "tag", "taw", "routing"])
+    for s in steps:
+        for j, (a, b, r) in enumerate(zip(s["tag_row"], s["taw_row"], s["routing_row"])):
+            # None: a task whose test data was unavailable when 'mind-edge learn' evaluated (empty cell)
+            w.writerow([s["step"], j, *("" if v is None else f"{v:.6f}" for v in (a, b, r))])
+    return buf.getvalue()
+
+
+def plot_matrix(R: np.ndarray, path: Path, title: str) -> Path | None:
+    """Heatmap of an accuracy matrix to PNG (skipped with a log line without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        log.warning("matplotlib is not installed; skipping %s (pip install 'mind-edge[train]')", path)
+        return None
+    n = R.shape[0]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.6 * n), dpi=120)
+    im = ax.imshow(np.ma.masked_invalid(R), vmin=0, vmax=1, cmap="viridis")
+    for k in range(n):
+        for j in range(k + 1):
+            ax.text(j, k, f"{R[k, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if R[k, j] < 0.6 else "black")
+    ax.set_xlabel("evaluated task j")
+    ax.set_ylabel("after learning task k")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, format="png")
+
+    atomic_write(path, write)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(run_dir: Path, model, meta: dict) -> None:
+    meta["checkpoint_sha256"] = save_checkpoint(run_dir, model)
+    write_run_json(run_dir, meta)
+    atomic_write_text(run_dir / "metrics.csv", _metrics_csv(meta["steps"]))
+    if meta["steps"]:
+        R = matrix_from_json(meta["steps"][-1]["tag_matrix"])
+        plot_matrix(R, run_dir / "accuracy_tag.png", f"TAG accuracy R[k, j] — {meta['scenario']['dataset']}")

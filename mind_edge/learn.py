@@ -42,9 +42,11 @@ from typing import Any
 
 import numpy as np
 
+from mind_edge.checkpoint import write_outputs
 from mind_edge.core.proc import WorkerError, current_rss_mb, peak_rss_mb, spawn_call
 from mind_edge.core.routing import STATS_VERSION, get_policy
 from mind_edge.errors import CapacityError, ConfigError, DataError, MindEdgeError
+from mind_edge.fileio import fsync_dir, make_temp_dir
 
 log = logging.getLogger(__name__)
 
@@ -505,12 +507,7 @@ def learn(
 
 
 def _write_run_atomically(out: Path, model, meta: dict) -> None:
-    from mind_edge.fileio import fsync_dir
-    from mind_edge.run import write_outputs
-
     out.parent.mkdir(parents=True, exist_ok=True)
-    from mind_edge.fileio import make_temp_dir
-
     tmp = make_temp_dir(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)  # the umask's modes, not mkdtemp's 0700
     try:
         write_outputs(tmp, model, meta)

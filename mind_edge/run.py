@@ -7,8 +7,6 @@ resumed at the next task and gives the same result as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import platform
 from dataclasses import dataclass, field
@@ -18,9 +16,9 @@ import numpy as np
 
 from mind_edge import __version__
 from mind_edge.core.routing import POLICIES, STATS_VERSION, get_policy
-from mind_edge.checkpoint import load_model, read_run_json, save_checkpoint, write_run_json
+from mind_edge.checkpoint import load_model, read_run_json, write_outputs
 from mind_edge.errors import CheckpointError, ConfigError, DataError
-from mind_edge.fileio import atomic_write_text
+from mind_edge.learn import task_test_sets
 from mind_edge.metrics import DEFINITIONS, empty_matrix, matrix_from_json, matrix_to_json, summarize
 from mind_edge.train import NullReporter, Reporter, TrainConfig, evaluate, evaluate_policies, learn_task, resolve_device
 
@@ -69,61 +67,6 @@ def _versions() -> dict:
     except ImportError:  # pragma: no cover
         pass
     return v
-
-
-def _metrics_csv(steps: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["step", "task", "tag", "taw", "routing"])
-    for s in steps:
-        for j, (a, b, r) in enumerate(zip(s["tag_row"], s["taw_row"], s["routing_row"])):
-            # None: a task whose test data was unavailable when 'mind-edge learn' evaluated (empty cell)
-            w.writerow([s["step"], j, *("" if v is None else f"{v:.6f}" for v in (a, b, r))])
-    return buf.getvalue()
-
-
-def plot_matrix(R: np.ndarray, path: Path, title: str) -> Path | None:
-    """Heatmap of an accuracy matrix to PNG (skipped with a log line without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        log.warning("matplotlib is not installed; skipping %s (pip install 'mind-edge[train]')", path)
-        return None
-    n = R.shape[0]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.6 * n), dpi=120)
-    im = ax.imshow(np.ma.masked_invalid(R), vmin=0, vmax=1, cmap="viridis")
-    for k in range(n):
-        for j in range(k + 1):
-            ax.text(j, k, f"{R[k, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if R[k, j] < 0.6 else "black")
-    ax.set_xlabel("evaluated task j")
-    ax.set_ylabel("after learning task k")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-
-    def write(tmp: Path) -> None:
-        fig.savefig(tmp, format="png")
-
-    from mind_edge.fileio import atomic_write
-
-    atomic_write(path, write)
-    plt.close(fig)
-    return path
-
-
-def write_outputs(run_dir: Path, model, meta: dict) -> None:
-    meta["checkpoint_sha256"] = save_checkpoint(run_dir, model)
-    write_run_json(run_dir, meta)
-    atomic_write_text(run_dir / "metrics.csv", _metrics_csv(meta["steps"]))
-    if meta["steps"]:
-        R = matrix_from_json(meta["steps"][-1]["tag_matrix"])
-        plot_matrix(R, run_dir / "accuracy_tag.png", f"TAG accuracy R[k, j] — {meta['scenario']['dataset']}")
 
 
 def _source_root(source) -> str:
@@ -263,8 +206,6 @@ def evaluate_run(run_dir: str | Path, *, temperature: float | None = None, polic
     data_root = root if root is not None else meta["data"].get("root")
     _, test_set, dspec = load_run_dataset(meta, root)
     if any(step.get("source") for step in meta.get("steps", [])):  # tasks learned from folders ('mind-edge learn')
-        from mind_edge.learn import task_test_sets
-
         found, notes = task_test_sets(meta, model.num_tasks, tuple(meta["data"]["input_size"]),
                                       int(meta["data"]["in_channels"]), root=data_root)
         if notes:
