@@ -11,8 +11,10 @@ found (its JSON type, never its content: a file may be anything, e.g. a symlink 
   ``NaN``/``Infinity`` never as numbers.
 * :func:`plain_name` — a file name read from a file: one path component, no separators, no
   ``..``, no leading dot or dash, no control characters; anything else is refused.
-* :func:`read_json_file` — a regular file (not a FIFO, device or directory), at most
-  ``max_bytes`` bytes, strict JSON (``NaN`` refused), UTF-8.
+* :func:`open_regular_file` — the one bounded open: a regular file (not a FIFO, device or
+  directory), at most ``max_bytes`` bytes, optionally not a symlink; :func:`read_regular_file`
+  reads it whole, the patch reader streams it.
+* :func:`read_json_file` — strict JSON (``NaN`` refused), UTF-8, from :func:`read_regular_file`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ import math
 import os
 import re
 import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mind_edge.errors import MindEdgeError
+from mind_edge.textsafe import clean
 
-__all__ = ["Fields", "plain_name", "read_json_file", "read_regular_file", "json_type", "strict_json_loads",
-           "PLAIN_NAME_RE"]
+__all__ = ["Fields", "plain_name", "open_regular_file", "read_json_file", "read_regular_file", "json_type",
+           "strict_json_loads", "PLAIN_NAME_RE"]
 
 #: A plain file name: letters, digits, ``_``, ``-``, ``.`` and ``+``, not starting with ``.`` or ``-``.
 PLAIN_NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,199}$")
@@ -125,19 +130,19 @@ class Fields:
             raise self.error(f"{self.where}: \"{self._name(key)}\" must have {bound} entries, it has {len(v)}")
         return v
 
-    def obj_or_none(self, key: str) -> "Fields | None":
+    def obj_or_none(self, key: str) -> Fields | None:
         v = self.obj.get(key)
         if v is None:
             return None
         return self.sub(key)
 
-    def sub(self, key: str) -> "Fields":
+    def sub(self, key: str) -> Fields:
         v = self.raw(key, "an object")
         if not isinstance(v, dict):
             raise self._fail(self._name(key), "an object", v)
         return Fields(v, self.where, self.error, path=self._name(key), hint=self.hint)
 
-    def item(self, value: Any, index: int | str) -> "Fields":
+    def item(self, value: Any, index: int | str) -> Fields:
         """An object inside a list of this object (``value`` = the list entry at ``index``)."""
         name = f"{self.path}[{index}]" if isinstance(index, int) else self._name(index)
         if not isinstance(value, dict):
@@ -197,17 +202,25 @@ def check_str(v: Any, name: str, f: Fields, *, choices: tuple[str, ...] | None =
 def plain_name(name: Any, where: str, error: type[MindEdgeError], what: str = "file name") -> str:
     """``name`` if it is one plain path component (see :data:`PLAIN_NAME_RE`), else ``error``."""
     if not isinstance(name, str) or not PLAIN_NAME_RE.match(name):
-        from mind_edge.textsafe import clean
-
         shown = clean(name, limit=60) if isinstance(name, str) else json_type(name)
-        raise error(f"{where} names the {what} {shown!r}, which is not a plain file name (letters, digits, '_', '-', "
-                    "'.', '+'; no '/', no leading '.' or '-'); the file was crafted or corrupted — re-export or re-copy it")
+        raise error(f"{where} names the {what} {shown!r}, which is not a plain file name (letters, digits, '_', "
+                    "'-', '.', '+'; no '/', no leading '.' or '-'); the file was crafted or corrupted — re-export or "
+                    "re-copy it")
     return name
 
 
-def read_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError], what: str,
-                      follow_symlinks: bool = True) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes (never blocks on a FIFO)."""
+@contextmanager
+def open_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError], what: str,
+                      follow_symlinks: bool = True, hint: str = "pass the file itself",
+                      fix: str | None = None) -> Iterator[tuple[int, int]]:
+    """``(fd, size)`` of ``path`` opened for reading, if it is a regular file of at most ``max_bytes`` bytes.
+
+    The one place that opens a file mind-edge is handed: non-blocking (a FIFO never blocks the
+    open), close-on-exec, ``O_NOFOLLOW`` unless ``follow_symlinks``; the type and size are checked
+    on the open descriptor (``fstat``), so a file swapped after a check is still the one read. An
+    ``OSError`` inside the ``with`` block becomes one ``error`` line too; ``hint`` ends the "not a
+    regular file" message, ``fix`` the "too large" one.
+    """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -222,10 +235,22 @@ def read_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError],
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise error(f"{what} {path} is not a regular file (a folder, FIFO or device); pass the file itself")
+            raise error(f"{what} {path} is not a regular file (a folder, FIFO or device); {hint}")
         if st.st_size > max_bytes:
             raise error(f"{what} {path} has {st.st_size:,} bytes, more than the {max_bytes:,} this mind-edge reads; "
-                        "it is not a file mind-edge wrote")
+                        f"it is not a file mind-edge wrote{f' — {fix}' if fix else ''}")
+        yield fd, st.st_size
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def read_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError], what: str,
+                      follow_symlinks: bool = True, fix: str | None = None) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes (:func:`open_regular_file`)."""
+    with open_regular_file(path, max_bytes=max_bytes, error=error, what=what, follow_symlinks=follow_symlinks,
+                           fix=fix) as (fd, _):
         chunks, total = [], 0
         while True:
             block = os.read(fd, min(1 << 20, max_bytes + 1 - total))
@@ -236,16 +261,12 @@ def read_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError],
             if total > max_bytes:
                 raise error(f"{what} {path} grew beyond {max_bytes:,} bytes while being read")
         return b"".join(chunks)
-    except OSError as exc:
-        raise error(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
 
 
 def read_json_file(path: Path, *, max_bytes: int, error: type[MindEdgeError], what: str,
                    fix: str = "re-create it") -> Any:
     """Strict JSON from a regular file of at most ``max_bytes`` bytes (see :func:`read_regular_file`)."""
-    data = read_regular_file(path, max_bytes=max_bytes, error=error, what=what)
+    data = read_regular_file(path, max_bytes=max_bytes, error=error, what=what, fix=fix)
     try:
         return strict_json_loads(data.decode("utf-8"))
     except UnicodeDecodeError:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from mind_edge.errors import MindEdgeError
 from mind_edge.runtime.errors import BackendError
+from mind_edge.schema import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ MACHINE_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability")
 TIMING_CACHE = "trt-cache/timing.cache"
 #: Files a deploy never copies to another machine: engines and TensorRT caches are per machine.
 MACHINE_LOCAL_PATTERNS = ("engine-*.plan", ENGINE_JSON, "trt-cache/", "*.timing-cache")
+#: ``engine.json`` holds a few hundred bytes per engine (one per precision/batch profile/machine):
+#: 1 MiB is thousands of records, and anything larger is not an index mind-edge wrote.
+MAX_ENGINE_JSON_BYTES = 1 << 20
 
 
 class EngineError(MindEdgeError):
@@ -324,12 +328,15 @@ def empty_index() -> dict[str, Any]:
 def read_index(bundle_dir: str | os.PathLike) -> list[EngineRecord]:
     """The engines recorded in ``<bundle_dir>/engine.json`` (empty list when there is none)."""
     path = Path(bundle_dir) / ENGINE_JSON
-    if not path.is_file():
+    if not os.path.lexists(path):
         return []
+    raw = read_regular_file(path, max_bytes=MAX_ENGINE_JSON_BYTES, error=EngineError, what="engine index",
+                            fix=f"delete {ENGINE_JSON} and rebuild the engine")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EngineError(f"{path} is not readable JSON ({exc}); delete it and rebuild the engine") from exc
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
+        raise EngineError(f"{path} is not readable JSON ({why}); delete it and rebuild the engine") from None
     if not isinstance(data, dict) or data.get("format") != ENGINE_FORMAT:
         raise EngineError(f"{path} is not a mind-edge engine index (expected \"format\": \"{ENGINE_FORMAT}\")")
     if data.get("schema_version") != ENGINE_SCHEMA:

@@ -54,7 +54,6 @@ import logging
 import math
 import os
 import re
-import stat
 import struct
 import zipfile
 import zlib
@@ -68,7 +67,7 @@ from mind_edge import __version__
 from mind_edge.errors import MindEdgeError
 from mind_edge.fileio import sha256_bytes
 from mind_edge.runtime.graph import NetArrays
-from mind_edge.schema import Fields, check_int, json_type, strict_json_loads
+from mind_edge.schema import Fields, check_int, json_type, open_regular_file, strict_json_loads
 
 log = logging.getLogger(__name__)
 
@@ -488,25 +487,9 @@ def parse_patch(data: bytes, path: Path | None = None, *, decode: bool = True) -
 def read_patch(path: str | os.PathLike, *, decode: bool = True) -> Patch:
     """:func:`parse_patch` of a file, streamed: a regular file of at most :data:`MAX_PATCH_BYTES`."""
     path = Path(path)
-    where = f"patch {path}"
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise PatchError(f"patch file {path} does not exist") from None
-    except OSError as exc:
-        raise PatchError(f"patch file {path} cannot be opened ({exc.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise PatchError(f"patch file {path} is not a regular file (a folder, FIFO or device); pass the .mepatch file")
-        if st.st_size > MAX_PATCH_BYTES:
-            raise PatchError(f"{where} has {st.st_size:,} bytes, more than the {MAX_PATCH_BYTES:,} this mind-edge reads; "
-                             "it is not a patch mind-edge wrote")
-        p = _parse(_Reader(None, fd, st.st_size, where), path)
-    except OSError as exc:
-        raise PatchError(f"patch file {path} cannot be read ({exc.strerror})") from None
-    finally:
-        os.close(fd)
+    with open_regular_file(path, max_bytes=MAX_PATCH_BYTES, error=PatchError, what="patch file",
+                           hint="pass the .mepatch file") as (fd, size):
+        p = _parse(_Reader(None, fd, size, f"patch {path}"), path)
     return p.decoded() if decode else p
 
 

@@ -281,3 +281,27 @@ def test_trt_modules_import_without_torch_tensorrt_or_cuda():
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_engine_json_is_read_bounded(tmp_path, monkeypatch):
+    """engine.json is read through the bounded reader: an oversized or non-regular index is refused
+    with one EngineError line (never read into memory, never blocking on a FIFO), garbage bytes too."""
+    import os
+
+    import mind_edge.runtime.engine_fingerprint as ef
+
+    index = tmp_path / ENGINE_JSON
+    index.write_bytes(b" " * (ef.MAX_ENGINE_JSON_BYTES + 1))
+    with pytest.raises(EngineError, match=r"engine index .* more than the 1,048,576 this mind-edge reads.*rebuild") as e:
+        read_index(tmp_path)
+    assert "\n" not in str(e.value)
+    index.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(EngineError, match="not readable JSON.*delete it and rebuild"):
+        read_index(tmp_path)
+    index.write_text("[" * 100_000)
+    with pytest.raises(EngineError, match="not readable JSON"):
+        read_index(tmp_path)
+    index.unlink()
+    os.mkfifo(index)
+    with pytest.raises(EngineError, match="not a regular file"):
+        read_index(tmp_path)
