@@ -1,7 +1,7 @@
 """Task patches: apply one to a deployed bundle atomically, roll it back (torch-free).
 
 The file format, its bounded reader and the signature check are
-:mod:`mind_edge.runtime.patch_format`; the versioned bundle store (``CURRENT`` +
+:mod:`mind_edge.runtime.patch_format` (its codecs :mod:`mind_edge.runtime.patch_codecs`); the versioned bundle store (``CURRENT`` +
 ``versions/``, lock, clean-up) is :mod:`mind_edge.runtime.versions`. Their public names are
 re-exported here.
 
@@ -42,28 +42,30 @@ from mind_edge.fileio import fsync_dir, sha256_file
 from mind_edge.runtime.bundle import BUNDLE_JSON, MODEL_FILE, POINTER_FILE, PROBE_FILE, VERSIONS_DIR, Bundle, resolve_version
 from mind_edge.runtime.errors import BundleError
 from mind_edge.runtime.graph import HeadArrays, LayerArrays, NetArrays, NormArrays, NormSet
-from mind_edge.runtime.patch_format import (  # noqa: F401  (re-exported)
+from mind_edge.runtime.patch_codecs import (  # noqa: F401  (re-exported)
     _DELTA_TYPES,
-    DIGEST_BYTES,
     ENCODINGS,
+    AlreadyAppliedError,
+    PatchError,
+    arrays_fingerprint,
+    decode_positions,
+    encode_positions,
+    routing_from_values,
+)
+from mind_edge.runtime.patch_format import (  # noqa: F401  (re-exported)
+    DIGEST_BYTES,
     MAGIC,
     MAX_PATCH_BYTES,
     PATCH_FORMAT,
     PATCH_SCHEMA,
-    AlreadyAppliedError,
     Patch,
-    PatchError,
-    arrays_fingerprint,
     build_patch,
     check_header,
     check_signature,
     decode_payload,
-    decode_positions,
     diff_arrays,
-    encode_positions,
     parse_patch,
     read_patch,
-    routing_from_values,
     verify_signature,
 )
 from mind_edge.runtime.versions import (  # noqa: F401  (re-exported)

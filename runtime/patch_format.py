@@ -1,4 +1,7 @@
-"""The task patch file: binary format, header schema, position codecs, bounded reader (torch-free).
+"""The task patch file: binary format, header schema, bounded reader, writer, signatures (torch-free).
+
+The codecs it frames (fingerprints, position encodings, routing values, the bounded ``.npz``
+payload decoder) are :mod:`mind_edge.runtime.patch_codecs`; their public names are re-exported.
 
 A MIND task only claims free weights, so an update never changes what the device already
 knows: the patch carries task ``T``'s claimed positions (per layer, compactly encoded), their
@@ -48,183 +51,66 @@ shape must be the declared ones; no pickles, no object arrays).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
 import os
 import re
 import struct
-import zipfile
-import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from mind_edge import __version__
-from mind_edge.errors import MindEdgeError
 from mind_edge.fileio import sha256_bytes
+from mind_edge.runtime import signing
 from mind_edge.runtime.graph import NetArrays
-from mind_edge.schema import Fields, check_int, json_type, open_regular_file, strict_json_loads
+from mind_edge.runtime.patch_codecs import (  # the codecs' public names are re-exported (__all__)
+    _DELTA_TYPES,
+    ENCODINGS,
+    AlreadyAppliedError,
+    PatchError,
+    arrays_fingerprint,
+    decode_npz,
+    decode_positions,
+    encode_positions,
+    layer_bytes,
+    npz_bytes,
+    routing_from_values,
+    routing_size,
+    routing_values,
+)
+from mind_edge.schema import Fields, json_type, open_regular_file, strict_json_loads
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "DIGEST_BYTES", "ENCODINGS", "MAGIC", "MAX_HEADER_BYTES", "MAX_PATCH_BYTES", "PATCH_FORMAT", "PATCH_SCHEMA",
+    "AlreadyAppliedError", "Patch", "PatchError", "arrays_fingerprint", "build_patch", "check_header",
+    "check_signature", "declared_members", "decode_payload", "decode_positions", "diff_arrays", "encode_positions",
+    "parse_patch", "read_patch", "routing_from_values", "routing_size", "routing_values", "verify_signature",
+]
 
 MAGIC = b"MEPATCH\x00"
 PATCH_FORMAT = "mind-edge-patch"
 PATCH_SCHEMA = 1
 DIGEST_BYTES = 32
-ENCODINGS = ("bitmap", "delta8", "delta16", "delta32")
-_DELTA_TYPES = {"delta8": np.uint8, "delta16": np.uint16, "delta32": np.uint32}
 #: Largest patch file read (a capacity-2 ResNet-18 patch is ~25 MB).
 MAX_PATCH_BYTES = 256 << 20
 MAX_HEADER_BYTES = 8 << 20
-#: The payload may inflate to at most this many bytes, and to at most MAX_INFLATE_RATIO x its size + 1 MiB
-#: (float32 weights barely compress; a zip bomb inflates 1000x).
-MAX_INFLATED_BYTES = 1 << 30
-MAX_INFLATE_RATIO = 32
 MAX_LAYERS = 4096
 MAX_WEIGHTS_PER_LAYER = 1 << 31
 MAX_TASKS = 127
 MAX_CLASSES = 100_000
 MAX_CLASS_ID = 10_000_000
-_NPY_HEADER_MAX = 4096
 PAYLOAD_MEMBERS = ("positions", "values", "bn", "head_w", "head_b", "routing")  # routing: optional
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 _FIX = "re-create it with 'mind-edge patch create'"
-
-
-class PatchError(MindEdgeError):
-    """A patch file is malformed, tampered with, unsigned, for another bundle or already applied."""
-
-
-class AlreadyAppliedError(PatchError):
-    """The patch is already part of the bundle: nothing to do (exit code 3, the bundle is unchanged)."""
-
-    exit_code = 3
-    label = "nothing to do"
-
-
-# ----------------------------------------------------------------------------- fingerprints
-
-
-def arrays_fingerprint(arrays: NetArrays) -> str:
-    """sha256 over every array, class id and config value of a network (order-independent names)."""
-    h = hashlib.sha256()
-
-    def put(data: bytes) -> None:
-        h.update(struct.pack("<Q", len(data)))
-        h.update(data)
-
-    def arr(a: np.ndarray, dtype: str) -> None:
-        a = np.ascontiguousarray(a, dtype=np.dtype(dtype))
-        put(json.dumps(list(a.shape)).encode())
-        put(a.tobytes())
-
-    put(b"mind-edge-arrays-v1")
-    put(json.dumps(dict(arrays.net), sort_keys=True).encode())
-    for layer in sorted(arrays.layers, key=lambda x: x.name):
-        put(json.dumps([layer.name, layer.stride, layer.padding]).encode())
-        arr(layer.weight, "<f4")
-        arr(layer.owner, "i1")
-    for norm in sorted(arrays.norms, key=lambda x: x.name):
-        put(norm.name.encode())
-        put(struct.pack("<Q", len(norm.sets)))
-        for s in norm.sets:
-            put(repr(float(s.eps)).encode())
-            for k in ("gamma", "beta", "mean", "var"):
-                arr(getattr(s, k), "<f4")
-    for head in arrays.heads:
-        put(json.dumps([int(c) for c in head.classes]).encode())
-        arr(head.weight, "<f4")
-        arr(head.bias, "<f4")
-        if head.stats is not None:  # routing statistics (networks without them hash as before)
-            put(b"routing-stats-v1")
-            put(struct.pack("<Q", int(head.stats.count)))
-            for a in (*head.stats.whiten, *head.stats.means, head.stats.score_mean, head.stats.score_std):
-                arr(a, "<f4")
-    return h.hexdigest()
-
-
-def routing_values(stats) -> np.ndarray:
-    """A task's routing statistics as one float32 vector (per tap whitening then means; score mean, spread)."""
-    parts = [a.reshape(-1) for a in (*stats.whiten, *stats.means, stats.score_mean, stats.score_std)]
-    return np.concatenate(parts).astype(np.float32)
-
-
-def routing_size(tap_dims: Sequence[int], num_classes: int) -> int:
-    """Length of :func:`routing_values` for ``tap_dims`` and ``num_classes``."""
-    return int(sum(f * f + num_classes * f for f in tap_dims) + 2 * (len(tap_dims) + 2))
-
-
-def routing_from_values(values: np.ndarray, tap_dims: Sequence[int], num_classes: int, count: int):
-    """The inverse of :func:`routing_values`."""
-    from mind_edge.core.routing import RoutingStats
-
-    dims = [int(f) for f in tap_dims]
-    off, whiten, means = 0, [], []
-    for f in dims:
-        whiten.append(np.ascontiguousarray(values[off : off + f * f].reshape(f, f)))
-        off += f * f
-    for f in dims:
-        means.append(np.ascontiguousarray(values[off : off + num_classes * f].reshape(num_classes, f)))
-        off += num_classes * f
-    k = len(dims) + 2
-    score_mean = np.ascontiguousarray(values[off : off + k])
-    score_std = np.ascontiguousarray(values[off + k : off + 2 * k])
-    return RoutingStats(whiten=tuple(whiten), means=tuple(means), score_mean=score_mean, score_std=score_std,
-                        count=int(count))
-
-
-
-# ----------------------------------------------------------------------------- positions
-
-
-def encode_positions(base_owner: np.ndarray, claimed: np.ndarray) -> tuple[str, np.ndarray]:
-    """``(encoding, data)``: the smaller of a bitmap over the base's free positions and deltas."""
-    flat = base_owner.reshape(-1)
-    free = np.flatnonzero(flat == -1)
-    claimed = np.sort(np.asarray(claimed, dtype=np.int64))
-    bitmap = np.packbits(np.isin(free, claimed, assume_unique=True))
-    gaps = np.diff(claimed, prepend=np.int64(-1))
-    top = int(gaps.max()) if gaps.size else 0
-    name = "delta8" if top < 2**8 else "delta16" if top < 2**16 else "delta32"
-    deltas = gaps.astype(_DELTA_TYPES[name])
-    if bitmap.nbytes <= deltas.nbytes:
-        return "bitmap", bitmap
-    return name, deltas
-
-
-def decode_positions(encoding: str, data: np.ndarray, base_owner: np.ndarray, count: int, where: str) -> np.ndarray:
-    """Sorted flat indices of the claimed positions; every one must be free in the base."""
-    flat = base_owner.reshape(-1)
-    if encoding == "bitmap":
-        free = np.flatnonzero(flat == -1)
-        if data.dtype != np.uint8 or data.ndim != 1 or data.size != -(-free.size // 8):
-            raise PatchError(f"{where}: the position bitmap has {data.size} bytes, the base has {free.size} free weights "
-                             f"({-(-free.size // 8)} bytes); the patch was made for another network")
-        bits = np.unpackbits(data, count=free.size).astype(bool)
-        if np.unpackbits(data)[free.size:].any():
-            raise PatchError(f"{where}: the position bitmap has bits set beyond the {free.size} free weights")
-        idx = free[bits]
-    elif encoding in _DELTA_TYPES:
-        if data.dtype != _DELTA_TYPES[encoding] or data.ndim != 1:
-            raise PatchError(f"{where}: {encoding} positions stored as {data.dtype}")
-        gaps = data.astype(np.int64)
-        if gaps.size and gaps.min() < 1:
-            raise PatchError(f"{where}: claimed positions are not strictly increasing")
-        idx = np.cumsum(gaps) - 1
-        if idx.size and idx[-1] >= flat.size:
-            raise PatchError(f"{where}: a claimed position {int(idx[-1])} lies beyond the layer's {flat.size} weights")
-        if idx.size and (flat[idx] != -1).any():
-            raise PatchError(f"{where}: the patch claims weights already owned by an earlier task; it was made for another base")
-    else:
-        raise PatchError(f"{where}: unknown position encoding {encoding!r}; this mind-edge reads {', '.join(ENCODINGS)}")
-    if idx.size != count:
-        raise PatchError(f"{where}: the patch claims {idx.size} weights, its header says {count}")
-    return idx
 
 
 # ----------------------------------------------------------------------------- header schema
@@ -257,11 +143,12 @@ def check_header(header: Any, where: str) -> dict:
     base = f.sub("base")
     base.str("fingerprint", pattern=_HEX64, max_len=64)
     if base.int("num_tasks", lo=1, hi=MAX_TASKS) != task:
-        raise PatchError(f"{where} has a malformed header: its base holds {base.obj['num_tasks']} tasks but it adds task "
-                         f"{task}; {_FIX}")
+        raise PatchError(f"{where} has a malformed header: its base holds {base.obj['num_tasks']} tasks but it adds "
+                         f"task {task}; {_FIX}")
     for i, cl in enumerate(base.list("classes", max_len=MAX_TASKS)):
         if not isinstance(cl, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cl):
-            raise PatchError(f"{where} has a malformed header: \"base.classes[{i}]\" must be a list of integers; {_FIX}")
+            raise PatchError(f"{where} has a malformed header: \"base.classes[{i}]\" must be a list of integers; "
+                             f"{_FIX}")
     f.str("result_fingerprint", pattern=_HEX64, max_len=64)
     layers = f.list("layers", min_len=1, max_len=MAX_LAYERS)
     names = set()
@@ -380,7 +267,7 @@ class Patch:
         sig = self.header.get("signature")
         return sig.get("key_id") if isinstance(sig, dict) else None
 
-    def decoded(self) -> "Patch":
+    def decoded(self) -> Patch:
         """This patch with its payload arrays decoded (bounded; see the module docstring)."""
         if self.arrays:
             return self
@@ -413,7 +300,8 @@ class _Reader:
         self.h = hashlib.sha256()
 
     def truncated(self, what: str) -> PatchError:
-        return PatchError(f"{self.where} is truncated ({self.size} bytes, cut inside the {what}); copy the whole file again")
+        return PatchError(f"{self.where} is truncated ({self.size} bytes, cut inside the {what}); "
+                          "copy the whole file again")
 
     def read(self, n: int, what: str, *, digest: bool = True) -> bytes:
         if self.off + n > self.size:
@@ -462,7 +350,8 @@ def _parse(r: _Reader, path: Path | None) -> Patch:
         raise r.truncated("signature")
     sig = r.read(slen, "signature", digest=False)
     if r.off != r.size:
-        raise PatchError(f"{where} has {r.size - r.off} unexpected bytes after its end; the file was modified — get the original")
+        raise PatchError(f"{where} has {r.size - r.off} unexpected bytes after its end; the file was modified — "
+                         "get the original")
     try:
         header = strict_json_loads(head_bytes.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -495,56 +384,7 @@ def read_patch(path: str | os.PathLike, *, decode: bool = True) -> Patch:
 
 def decode_payload(body: bytes, header: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
     """The payload arrays, exactly as declared by the (checked) header; bounded before inflating."""
-    members = declared_members(header)
-    total = sum(int(np.prod(shape)) * dt.itemsize for dt, shape in members.values())
-    if total > MAX_INFLATED_BYTES or total > MAX_INFLATE_RATIO * len(body) + (1 << 20):
-        raise PatchError(f"{where} declares {total:,} bytes of arrays in a {len(body):,}-byte payload; that is not a "
-                         f"patch mind-edge wrote (refused before decoding)")
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(body))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        raise PatchError(f"{where}: the payload is not a valid .npz archive; {_FIX}") from None
-    with zf:
-        infos = zf.infolist()
-        names = [i.filename for i in infos]
-        want = sorted(f"{k}.npy" for k in members)
-        if sorted(names) != want:
-            unknown = sorted(set(names) - set(want))
-            raise PatchError(f"{where}: the payload holds {len(names)} members "
-                             f"({'unknown ones' if unknown else 'some missing'}); a patch holds exactly "
-                             f"{', '.join(want)}; {_FIX}")
-        out: dict[str, np.ndarray] = {}
-        for info in infos:
-            key = info.filename[:-4]
-            dt, shape = members[key]
-            nbytes = int(np.prod(shape)) * dt.itemsize
-            if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise PatchError(f"{where}: payload member {key} is encrypted or uses an unsupported compression; {_FIX}")
-            if info.file_size > nbytes + _NPY_HEADER_MAX or info.file_size < nbytes:
-                raise PatchError(f"{where}: payload member {key} inflates to {info.file_size:,} bytes but the header "
-                                 f"declares {nbytes:,} bytes of data; refused before inflating it")
-            try:
-                with zf.open(info) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    if version == (1, 0):
-                        got_shape, fortran, got_dt = np.lib.format.read_array_header_1_0(fh, max_header_size=_NPY_HEADER_MAX)
-                    elif version == (2, 0):
-                        got_shape, fortran, got_dt = np.lib.format.read_array_header_2_0(fh, max_header_size=_NPY_HEADER_MAX)
-                    else:
-                        raise ValueError("npy version")
-                    if got_dt.hasobject or got_dt != dt or tuple(got_shape) != shape or (fortran and len(shape) > 1):
-                        raise PatchError(f"{where}: payload member {key} is not a {dt.name} array of shape "
-                                         f"{list(shape)} as the header declares; {_FIX}")
-                    data = fh.read(nbytes + 1)
-                    if len(data) != nbytes:
-                        raise ValueError("size")
-            except PatchError:
-                raise
-            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, struct.error, SyntaxError,
-                    TypeError, NotImplementedError, RuntimeError):
-                raise PatchError(f"{where}: payload member {key} is corrupt; {_FIX}") from None
-            out[key] = np.frombuffer(data, dtype=dt).reshape(shape)
-    return out
+    return decode_npz(body, declared_members(header), where)
 
 
 # ----------------------------------------------------------------------------- signatures
@@ -558,10 +398,9 @@ def check_signature(patch: Patch, trusted: Sequence[tuple[str, bytes, str]]) -> 
     """
     if not trusted:
         if patch.signed:
-            log.info("%s is signed (key %s) but no key is trusted here; signature not checked", patch.where, patch.key_id)
+            log.info("%s is signed (key %s) but no key is trusted here; signature not checked", patch.where,
+                     patch.key_id)
         return None
-    from mind_edge.runtime import signing
-
     sources = " and ".join(sorted({src for _, _, src in trusted}))
     if not patch.signed:
         raise PatchError(f"{patch.where} is not signed but a signature is required ({sources}); "
@@ -582,8 +421,6 @@ def verify_signature(patch: Patch, public_key_path: str | os.PathLike | None) ->
     """Check the signature against ``public_key_path`` (required when given); returns the key id used."""
     if public_key_path is None:
         return check_signature(patch, ())
-    from mind_edge.runtime import signing
-
     pub = signing.load_public_key(public_key_path)
     return check_signature(patch, [(signing.key_id(pub), pub, f"--verify-key {public_key_path}")])
 
@@ -591,17 +428,8 @@ def verify_signature(patch: Patch, public_key_path: str | os.PathLike | None) ->
 # ----------------------------------------------------------------------------- writing
 
 
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-    return buf.getvalue()
-
-
-def _layer_bytes(data: np.ndarray) -> bytes:
-    return np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def diff_arrays(base: NetArrays, new: NetArrays, task: int) -> tuple[list[dict], list[dict], dict, dict[str, np.ndarray]]:
+def diff_arrays(base: NetArrays, new: NetArrays, task: int
+                ) -> tuple[list[dict], list[dict], dict, dict[str, np.ndarray]]:
     """What task ``task`` adds to ``base`` in ``new``: layer/norm/head records and payload arrays.
 
     The payload holds five arrays whatever the depth (an .npz member costs ~250 bytes of
@@ -619,9 +447,10 @@ def diff_arrays(base: NetArrays, new: NetArrays, task: int) -> tuple[list[dict],
         lb = base.layer(la.name)
         claimed = np.flatnonzero(la.owner.reshape(-1) == task)
         if not np.array_equal(np.where(la.owner == task, np.int8(-1), la.owner), lb.owner):
-            raise PatchError(f"layer {la.name}: the owner maps of earlier tasks differ between the base and the new network")
+            raise PatchError(f"layer {la.name}: the owner maps of earlier tasks differ between the base and the new "
+                             "network")
         enc, data = encode_positions(lb.owner, claimed)
-        blob = _layer_bytes(data)
+        blob = layer_bytes(data)
         pos_parts.append(blob)
         val_parts.append(np.ascontiguousarray(la.weight.reshape(-1)[claimed], dtype=np.float32))
         layers.append({"name": la.name, "shape": list(la.weight.shape), "free": int((lb.owner == -1).sum()),
@@ -656,15 +485,14 @@ def build_patch(
     source: Mapping[str, Any] | None = None,
 ) -> bytes:
     """The bytes of the patch that turns ``base`` (tasks ``< task``) into ``new`` (task ``task`` added)."""
-    from datetime import datetime, timezone
-
     if dict(base.net) != dict(new.net):
-        raise PatchError(f"the base network {dict(base.net)} and the new one {dict(new.net)} have different architectures")
+        raise PatchError(f"the base network {dict(base.net)} and the new one {dict(new.net)} have different "
+                         "architectures")
     classes = list(new.heads[task].classes)
     if len(class_names) != len(classes):
         raise PatchError(f"task {task} has {len(classes)} classes but {len(class_names)} class names were given")
     layers, norms, head, payload = diff_arrays(base, new, task)
-    body = _npz_bytes(payload)
+    body = npz_bytes(payload)
     signer = {"algorithm": "ed25519", "key_id": _secret_key_id(sign_key)} if sign_key is not None else None
     header = {
         "format": PATCH_FORMAT,
@@ -689,8 +517,6 @@ def build_patch(
     digest = hashlib.sha256(out).digest()
     sig = b""
     if sign_key is not None:
-        from mind_edge.runtime import signing
-
         sig, kid = signing.sign_digest(sign_key, digest)
         if kid != signer["key_id"]:
             raise PatchError(f"the secret key {sign_key} changed while the patch was signed; sign again")
@@ -698,8 +524,6 @@ def build_patch(
 
 
 def _secret_key_id(path) -> str:
-    from mind_edge.runtime import signing
-
     nacl = signing._nacl()
     seed = signing._read_key(path, signing.SECRET_TAG, "secret key")
     return signing.key_id(bytes(nacl.SigningKey(seed).verify_key))
