@@ -57,7 +57,6 @@ from mind_edge.runtime.engine_fingerprint import (
     trt_logger,
     choose_typing,
     machine_info,
-    model_sha256,
     now_iso,
     prune_stale,
     read_index,
@@ -351,7 +350,7 @@ def build_engine(
         tensorrt_version=machine.tensorrt_version, gpu_name=machine.gpu_name,
         compute_capability=machine.compute_capability, precision="int8" if int8 else "fp16" if fp16 else "fp32",
         typing=typing,
-        dla_core=opts.dla_core, workspace_mb=int(opts.workspace_mb), model_sha256=model_sha256(bundle.meta, bundle.path),
+        dla_core=opts.dla_core, workspace_mb=int(opts.workspace_mb), model_sha256=bundle.model_sha256,
         min_batch=opts.min_batch, opt_batch=int(opts.opt_batch), max_batch=int(opts.max_batch),
     )
     plan_path = bundle.path / fp.plan_name
@@ -457,7 +456,7 @@ def engine_table_rows(bundle_dir: str | Path, machine: MachineInfo | None) -> li
     from mind_edge.runtime.engine_fingerprint import machine_differences
 
     bundle = Bundle.load(bundle_dir, verify=False)
-    sha = model_sha256(bundle.meta, bundle.path)
+    sha = bundle.model_sha256
     rows = []
     for rec in read_index(bundle.path):
         fp = rec.fingerprint

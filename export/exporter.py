@@ -200,11 +200,10 @@ def export_model(
                                mean=mean, std=std, opset=opset, channel_order=channel_order, model_bytes=model_bytes,
                                probe_inputs=probe_x, probe_outputs=probe_out, report=report, source=source,
                                overwrite=overwrite, policy=routing, **({"extra": extra_meta} if extra_meta else {}))
-    meta = Bundle.load(path, verify=False).meta
+    sizes = Bundle.load(path, verify=False).record.sizes
     seconds = time.perf_counter() - t0
     log.info("exported %d tasks (%s layout) to %s in %.1f s: %d bytes", arrays.num_tasks, layout, path, seconds,
              len(model_bytes))
-    sizes = meta["sizes"]
     return ExportResult(bundle=path, layout=bundle_layout, opset=int(opset), num_tasks=arrays.num_tasks,
                         temperature=float(temperature), model_bytes=len(model_bytes),
                         expected_bytes=sizes["expected_bytes"], dense_bytes=sizes["dense_fp32_bytes"],

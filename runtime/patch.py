@@ -274,7 +274,7 @@ def validate_patched(bundle: Bundle, new: NetArrays, model_bytes: bytes) -> tupl
     if x is None:
         raise BundleError(f"{bundle.path / PROBE_FILE} has no 'image' batch; re-export the bundle")
     n_old, cmax_old = bundle.num_tasks, bundle.cmax
-    if bundle.meta.get("probe", {}).get("outputs_from") != "onnxruntime" or "task_logits" not in probe:
+    if bundle.record.probe_outputs_from != "onnxruntime" or "task_logits" not in probe:
         probe = _run(_ort_session(bundle.model_path.read_bytes()), x)  # reference: the old graph, here
     try:
         sess = _ort_session(model_bytes)
@@ -386,8 +386,8 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
     signer = check_signature(patch, trusted)
     with locked(root):
         bundle = Bundle.load(root)
-        history = list(bundle.meta.get("patches", []))
-        if any(rec.get("sha256") == patch.sha256 for rec in history):
+        history = [rec.to_json() for rec in bundle.record.patches]
+        if any(rec.sha256 == patch.sha256 for rec in bundle.record.patches):
             raise AlreadyAppliedError(f"patch {patch_path} (task {patch.task}, classes {patch.class_names}) is already "
                                       f"applied to bundle {root} (version {bundle.version}); nothing to do")
         existing = {c for cl in bundle.task_classes for c in cl}
@@ -439,12 +439,12 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
             new, layout=hook.layout if hook else "shared", temperature=bundle.temperature, class_names=names,
             mean=list(bundle.input.mean), std=list(bundle.input.std), opset=bundle.opset,
             channel_order=bundle.input.channel_order, model_bytes=model_bytes, probe_inputs=probe_x,
-            probe_outputs=probe_out, report=report, source=bundle.meta.get("source"),
+            probe_outputs=probe_out, report=report, source=bundle.record.source,
             extra={"base_version": previous, "patches": history + [record], **hook_meta},  # hook_meta: precision hook
             policy=bundle.policy,
         )
         files = {**files, **hook_files}  # precision hook: master.onnx, calibration.npz of an INT8 bundle
-        plain_files = list(bundle.meta["files"]) + [BUNDLE_JSON] if plain else []
+        plain_files = list(bundle.record.files) + [BUNDLE_JSON] if plain else []
         need = sum(len(b) for b in files.values()) + len(str(meta)) + (bundle.path / BUNDLE_JSON).stat().st_size
         need += sum((root / n).stat().st_size for n in plain_files)
         check_free_space(root, need, f"applying patch {patch_path}")
@@ -551,7 +551,7 @@ def bundle_status(bundle_dir: str | os.PathLike) -> dict:
     keys = read_trusted_keys(b.root or root)
     return {"bundle": str(root), "version": b.version, "versions": list_versions(b.root or root),
             "num_tasks": b.num_tasks, "trusted_keys": [k for k, _ in keys],
-            "patches": list(b.meta.get("patches", [])), "model_sha256": sha256_file(b.model_path)}
+            "patches": [rec.to_json() for rec in b.record.patches], "model_sha256": sha256_file(b.model_path)}
 
 
 # ----------------------------------------------------------------------------- synthetic

@@ -40,8 +40,8 @@ from mind_edge.runtime.bundle import (
     VALIDATION_FILE,
     VERSION_RE,
     VERSIONS_DIR,
-    check_meta,
     read_meta,
+    read_record,
     resolve_version,
 )
 from mind_edge.runtime.errors import BundleError
@@ -214,7 +214,7 @@ def cleanup(root: Path, keep: int = 2) -> list[str]:
     # top-level file only if a kept version lists it and holds a byte-identical copy (what the apply copied)
     for v in reversed(wanted):
         try:
-            files = list(check_meta(read_meta(vdir / v), str(vdir / v / BUNDLE_JSON)).files)
+            files = list(read_record(vdir / v).files)
         except BundleError:
             continue
         for n in files + [BUNDLE_JSON]:
