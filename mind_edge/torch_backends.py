@@ -1,7 +1,9 @@
 """PyTorch baselines of the latency benchmark (``mind-edge bench --backend torch,reference``).
 
-They need torch, so they live in the algorithm room and are imported only by the benchmark's
-worker process that runs them (never by ``import mind_edge.runtime``). Both take the network
+They need torch, so they live in the algorithm room: the runtime's backend registry
+(:mod:`mind_edge.runtime.backends`) declares their names, and importing this module registers
+their openers there — which only the benchmark's worker process that runs them does (it imports
+the plugins its job names; ``import mind_edge.runtime`` never imports this module). Both take the network
 from a shared-layout ONNX graph (:func:`mind_edge.runtime.graph.read_arrays`), so they compute
 exactly the model the ``ort`` backend runs, and both return the graph's outputs (``label``,
 ``task``, ``confidence``, ``task_confidence``, ``task_logits``) so the benchmark can check that
@@ -26,9 +28,11 @@ every backend agrees.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -37,9 +41,12 @@ import torch.nn.functional as F
 from mind_edge.core.plan import plan_net
 from mind_edge.core.routing import plan_taps
 from mind_edge.errors import ConfigError
+from mind_edge.export.arrays import model_from_arrays
 from mind_edge.routing import route, torch_stats
+from mind_edge.runtime.backends import ModelSource, Opened, OpenOptions, register_backend
 from mind_edge.runtime.errors import BackendError
-from mind_edge.runtime.graph import graph_policy, resolve_policy
+from mind_edge.runtime.graph import _folded, check_arrays, graph_policy, read_arrays, resolve_policy
+from mind_edge.runtime.routing import PAD_LOGIT, class_table
 from mind_edge.runtime.runners import Runner
 
 MODES = ("auto", "loop", "stacked")
@@ -49,10 +56,8 @@ def _set_threads(threads: int | None) -> None:
     if threads is None:
         return
     torch.set_num_threads(int(threads))
-    try:
+    with contextlib.suppress(RuntimeError):  # already set, or parallel work already ran in this process
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set, or parallel work already ran in this process
-        pass
 
 
 def _route(logits: torch.Tensor, taps: list[torch.Tensor], arrays, temperature: float, policy: str,
@@ -119,9 +124,6 @@ class TorchRunner(Runner):
 
     # -- building -------------------------------------------------------------------
     def _activate(self) -> None:
-        from mind_edge.runtime.graph import _folded, check_arrays
-        from mind_edge.runtime.routing import PAD_LOGIT, class_table
-
         _set_threads(self.threads)
         a = self.arrays
         self.plan = check_arrays(a)
@@ -199,7 +201,8 @@ class TorchRunner(Runner):
                 s = blk.conv1.stride
                 sc = y[:, :, ::s, ::s]
                 bsz, _, h, w = sc.shape
-                sc = F.pad(sc.reshape(bsz, n, blk.conv1.in_ch, h, w), (0, 0, 0, 0, 0, blk.conv1.out_ch - blk.conv1.in_ch))
+                extra = blk.conv1.out_ch - blk.conv1.in_ch
+                sc = F.pad(sc.reshape(bsz, n, blk.conv1.in_ch, h, w), (0, 0, 0, 0, 0, extra))
                 sc = sc.reshape(bsz, n * blk.conv1.out_ch, h, w)
             elif blk.shortcut == "B":
                 sc = conv(y, blk.down)
@@ -269,9 +272,6 @@ class ReferenceRunner(Runner):
         self.providers_used = [f"torch {torch.__version__} CPU (MindNet, per-task loop)"]
 
     def _activate(self) -> None:
-        from mind_edge.export.arrays import model_from_arrays
-        from mind_edge.runtime.routing import PAD_LOGIT, class_table
-
         _set_threads(self.threads)
         self.model = model_from_arrays(self.arrays).eval()
         for p in self.model.parameters():
@@ -304,16 +304,12 @@ class ReferenceRunner(Runner):
 
 def load_arrays(onnx_path: str | Path):
     """The network arrays of a shared-layout graph (what both baselines are built from)."""
-    from mind_edge.runtime.graph import read_arrays
-
     return read_arrays(onnx_path)
 
 
 def open_backend(name: str, onnx_path: str | Path, *, temperature: float, threads: int | None = None):
     """Build and activate baseline ``name`` (``torch``, ``torch-stacked`` or ``reference``) from a
-    shared-layout graph; returns :class:`mind_edge.runtime.bench.Opened`."""
-    from mind_edge.runtime.bench import Opened
-
+    shared-layout graph; returns :class:`mind_edge.runtime.backends.Opened`."""
     modes = {"torch": "auto", "torch-loop": "loop", "torch-stacked": "stacked"}
     if name not in (*modes, "reference"):
         raise BackendError(f"unknown PyTorch baseline {name!r}; choose {', '.join(modes)} or reference")
@@ -328,6 +324,15 @@ def open_backend(name: str, onnx_path: str | Path, *, temperature: float, thread
     start = time.perf_counter() - t0
     return Opened(runner, start, runner.model_bytes, list(runner.providers_used), "fp32",
                   notes=str(runner.providers_used[0]), variant=getattr(runner, "variant", name))
+
+
+def _open(name: str, src: ModelSource, opts: OpenOptions) -> Opened:
+    """The registry's opener: the baseline on the source's shared-layout graph (the registry checked it exists)."""
+    return open_backend(name, src.arrays_onnx, temperature=src.temperature, threads=opts.threads)
+
+
+for _name in ("torch", "torch-loop", "torch-stacked", "reference"):
+    register_backend(_name, open=functools.partial(_open, _name))
 
 
 __all__ = ["TorchRunner", "ReferenceRunner", "open_backend", "load_arrays", "MODES"]

@@ -19,10 +19,11 @@ from typing import Sequence, Union
 import numpy as np
 
 from mind_edge.errors import ConfigError
+from mind_edge.runtime.backends import make_runner
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.errors import InputError
 from mind_edge.runtime.routing import check_temperature, get_policy, route_numpy
-from mind_edge.runtime.runners import Runner, make_runner
+from mind_edge.runtime.runners import Runner
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,10 @@
 
 A :class:`Runner` is activated once (session / engine creation), then ``infer(feed)`` maps
 input names to numpy arrays and returns every output by name, then it is deactivated. The
-ONNX Runtime runner is here (with its CUDA and TensorRT execution providers); the native
-TensorRT runner (``--backend trt``) lives in :mod:`mind_edge.runtime.trt_runner`.
+ONNX Runtime runner is here (with its CUDA and TensorRT execution providers), with the OpenVINO
+runner and :class:`SplitOrtRunner` (N single-task graphs, the naive export, for comparison); the
+native TensorRT runner (``--backend trt``) lives in :mod:`mind_edge.runtime.trt_runner`. Which
+name opens which runner is the backend registry's business (:mod:`mind_edge.runtime.backends`).
 
 ONNX Runtime's TensorRT execution provider builds its own engines: they are cached in the
 bundle (``<bundle>/trt-cache/ort/``: ``trt_engine_cache_enable``/``trt_engine_cache_path``,
@@ -16,17 +18,20 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from mind_edge.errors import ConfigError, require
 from mind_edge.runtime.errors import BackendError
+from mind_edge.runtime.graph import CONTRACT, graph_meta, graph_policy, read_routing_stats
+from mind_edge.runtime.routing import PAD_LOGIT, class_table, get_policy, route_numpy
+from mind_edge.runtime.sessions import OPTIMIZATION_LEVELS, ort_session
+from mind_edge.runtime.sessions import onnxruntime as _onnxruntime
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("ort", "trt")
 ORT_TRT_CACHE = "trt-cache/ort"  # ONNX Runtime's TensorRT engine + timing caches, inside the bundle
 ORT_TRT_WORKSPACE_MB = 256  # small: Jetsons share CPU and GPU memory
 
@@ -59,10 +64,11 @@ class Runner:
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.is_active:
-            raise BackendError(f"runner {self.name} is not active; call activate() (or use it as a context manager) first")
+            raise BackendError(f"runner {self.name} is not active; call activate() (or use it as a context manager) "
+                               "first")
         return self._infer(feed)
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         self.activate()
         return self
 
@@ -81,7 +87,7 @@ class Runner:
 
 
 def _ort():
-    return require("onnxruntime", "ort", "running a bundle with ONNX Runtime")
+    return _onnxruntime("running a bundle with ONNX Runtime")
 
 
 def available_providers() -> list[str]:
@@ -106,8 +112,8 @@ def resolve_providers(requested: Sequence[str] | None, available: Sequence[str])
             name = PROVIDER_ALIASES.get(str(item).strip().lower(), str(item).strip())
             if not name.endswith("ExecutionProvider"):
                 raise ConfigError(
-                    f"unknown execution provider {item!r}; use cpu, cuda, tensorrt or a full ONNX Runtime provider name "
-                    f"(this ONNX Runtime has: {', '.join(available)})"
+                    f"unknown execution provider {item!r}; use cpu, cuda, tensorrt or a full ONNX Runtime provider "
+                    f"name (this ONNX Runtime has: {', '.join(available)})"
                 )
             if name not in available:
                 log.warning("execution provider %s is not available in this ONNX Runtime (it has: %s); skipping it",
@@ -211,7 +217,7 @@ class OrtRunner(Runner):
         self.requested_providers = None if providers is None else list(providers)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise ConfigError(f"threads must be a positive integer or None (ONNX Runtime's default), got {threads!r}")
-        if optimization not in ("all", "extended", "basic", "none"):
+        if optimization not in OPTIMIZATION_LEVELS:
             raise ConfigError(f"optimization must be all, extended, basic or none, got {optimization!r}")
         self.threads = threads
         self.optimization = optimization
@@ -220,27 +226,21 @@ class OrtRunner(Runner):
         self.output_names: list[str] = []
 
     def _activate(self) -> None:
-        ort = _ort()
-        providers = resolve_providers(self.requested_providers, ort.get_available_providers())
-        opts = ort.SessionOptions()
-        level = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC", "none": "ORT_DISABLE_ALL"}
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level[self.optimization])
-        if self.threads is not None:
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        providers = resolve_providers(self.requested_providers, _ort().get_available_providers())
         if name_is_trt(providers) and self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         with_options = provider_options(providers, cache_dir=self.cache_dir, fp16=self.trt_fp16,
                                         workspace_mb=self.trt_workspace_mb, dla_core=self.trt_dla_core,
                                         overrides=self.provider_overrides)
         try:
-            self.session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=with_options)
-        except Exception as exc:  # onnxruntime raises its own exception classes
+            self.session = ort_session(self.model_path, providers=with_options, threads=self.threads,
+                                       inter_threads=None if self.threads is None else 1,
+                                       optimization=self.optimization)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise BackendError(
                 f"ONNX Runtime could not load {self.model_path} with providers {providers}: {type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; check that onnxruntime is recent "
-                "enough for the bundle's opset, or re-export the bundle"
+                f"{first}; check that onnxruntime is recent enough for the bundle's opset, or re-export the bundle"
             ) from exc
         self.providers_used = list(self.session.get_providers())
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -295,8 +295,8 @@ class OpenVinoRunner(Runner):
                  precision_hint: str | None = None, device: str = "CPU") -> None:
         super().__init__()
         if precision_hint is not None and precision_hint not in OPENVINO_HINTS:
-            raise ConfigError(f"OpenVINO precision hint must be one of {', '.join(OPENVINO_HINTS)} or None (its default), "
-                              f"got {precision_hint!r}")
+            raise ConfigError(f"OpenVINO precision hint must be one of {', '.join(OPENVINO_HINTS)} or None (its "
+                              f"default), got {precision_hint!r}")
         self.model_path = Path(model_path)
         self.threads = threads
         self.precision_hint = precision_hint
@@ -321,18 +321,17 @@ class OpenVinoRunner(Runner):
             raise BackendError(f"OpenVINO could not compile {self.model_path} for {self.device}: "
                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from exc
         self.request = self.compiled.create_infer_request()
-        from mind_edge.runtime.graph import CONTRACT
-
         wanted = set(CONTRACT.output_names)
         names = []
-        for o in self.compiled.outputs:  # a tensor can carry several names (e.g. after QDQ folding): prefer the contract's
+        # a tensor can carry several names (e.g. after QDQ folding): prefer the contract's
+        for o in self.compiled.outputs:
             all_names = set(o.get_names())
             names.append(next(iter(sorted(all_names & wanted)), o.get_any_name()))
         self.output_names = names
         try:
             hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
             self.inference_precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-        except Exception:  # pragma: no cover - property missing on other devices
+        except Exception:  # noqa: BLE001  # pragma: no cover - the property is missing on other devices
             self.inference_precision = None
 
     def _deactivate(self) -> None:
@@ -347,26 +346,60 @@ class OpenVinoRunner(Runner):
         return {name: np.array(res[out], copy=True) for name, out in zip(self.output_names, self.compiled.outputs)}
 
 
-def make_runner(backend: str, model_path: str | os.PathLike, *, providers: Sequence[str] | None = None,
-                threads: int | None = None, precision: str | None = None, **options) -> Runner:
-    """A runner of ``backend`` over the bundle's ``model_path``.
+class SplitOrtRunner(Runner):
+    """N single-task ONNX graphs run one after another, routed in numpy (the naive export).
 
-    ``ort``: ONNX Runtime (``options`` go to :class:`OrtRunner`, e.g. ``trt_fp16``; ``precision="fp16"``
-    is the same as ``trt_fp16=True``). ``trt``: the native TensorRT engine built for this machine
-    beside ``model_path`` (``precision`` picks among several engines; ``options`` go to
-    :class:`~mind_edge.runtime.trt_runner.TrtRunner`).
-    """
-    if backend == "ort":
-        if precision is not None:
-            options.setdefault("trt_fp16", precision == "fp16")
-        return OrtRunner(model_path, providers=providers, threads=threads, **options)
-    if backend == "trt":
-        if providers:
-            log.warning("--providers applies to ONNX Runtime only; the trt backend runs the TensorRT engine directly")
-        from mind_edge.runtime.trt_runner import TrtRunner
+    ``folder`` holds ``task-0.onnx`` … ``task-{N-1}.onnx`` (folded single-task graphs); the
+    routing follows the policy of those graphs and, for score policies, their statistics, so the
+    outputs are those of the shared graph."""
 
-        return TrtRunner(Path(model_path).parent, precision=precision, **options)
-    raise ConfigError(
-        f"unknown backend {backend!r}; this mind-edge runs bundles with: {', '.join(BACKENDS)} "
-        "(ort = ONNX Runtime with CPU/CUDA/TensorRT providers, trt = a TensorRT engine built with 'mind-edge engine build')"
-    )
+    name = "ort-split"
+
+    def __init__(self, folder: str | os.PathLike, num_tasks: int, temperature: float, *, threads: int | None,
+                 providers: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.paths = [Path(folder) / f"task-{t}.onnx" for t in range(num_tasks)]
+        self.runners = [OrtRunner(p, providers=providers, threads=threads) for p in self.paths]
+        self.temperature = float(temperature)
+        self.table: np.ndarray | None = None
+        self.providers_used: list[str] = []
+        self.pad = PAD_LOGIT
+
+    def _activate(self) -> None:
+        self.policy = graph_policy(self.paths[0])
+        self.stats = [read_routing_stats(p)[0] for p in self.paths] if get_policy(self.policy).needs_stats else None
+        for r in self.runners:
+            r.activate()
+        self.providers_used = list(self.runners[0].providers_used)
+
+    def _deactivate(self) -> None:
+        for r in self.runners:
+            r.deactivate()
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = [r.infer(feed) for r in self.runners]
+        parts = [o["task_logits"] for o in outs]
+        cmax = max(p.shape[2] for p in parts)
+        b = parts[0].shape[0]
+        logits = np.full((b, len(parts), cmax), self.pad, dtype=np.float32)
+        for t, p in enumerate(parts):
+            logits[:, t, : p.shape[2]] = p[:, 0]
+        if self.table is None:
+            self.table = self._table(cmax)
+        features = np.concatenate([o["task_features"] for o in outs], axis=1) if "task_features" in outs[0] else None
+        # route like the shared graph: the single-task graphs' policy and statistics
+        r = route_numpy(logits, self.table, self.temperature, self.policy, stats=self.stats, task_features=features)
+        out = {"label": r.label, "task": r.task, "confidence": r.confidence, "task_confidence": r.task_confidence,
+               "task_logits": logits}
+        if features is not None:
+            out["task_features"] = features
+        return out
+
+    def _table(self, cmax: int) -> np.ndarray:
+        onnx = require("onnx", "ort", "reading the single-task graphs' classes")  # in the graphs' metadata
+        classes = [graph_meta(onnx.load(str(p), load_external_data=False))["classes"][0] for p in self.paths]
+        return class_table(classes, cmax)
+
+
+__all__ = ["Runner", "OrtRunner", "OpenVinoRunner", "SplitOrtRunner", "PROVIDER_ALIASES", "available_providers",
+           "resolve_providers", "provider_options", "ORT_TRT_CACHE", "CPU_SUB_BATCH"]

@@ -27,23 +27,26 @@ import ctypes
 import ctypes.util
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
+from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.engine_fingerprint import (
     EngineError,
     EngineRecord,
     GpuInfo,
+    _cudart,
     import_tensorrt,
-    trt_logger,
     machine_info,
     model_sha256,
     select_engine,
+    trt_logger,
 )
-from mind_edge.runtime.graph import CONTRACT
 from mind_edge.runtime.errors import BackendError
+from mind_edge.runtime.graph import CONTRACT
 from mind_edge.runtime.runners import Runner
 
 log = logging.getLogger(__name__)
@@ -88,8 +91,6 @@ class CudaPythonApi(CudaApi):
 
     def __init__(self, cudart=None) -> None:
         if cudart is None:
-            from mind_edge.runtime.engine_fingerprint import _cudart
-
             cudart = _cudart()
         self.rt = cudart
         self._streams: dict[int, Any] = {}
@@ -160,7 +161,8 @@ class CtypesCudartApi(CudaApi):
 
     def malloc(self, nbytes: int) -> int:
         ptr = ctypes.c_void_p()
-        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(max(1, int(nbytes)))), f"cudaMalloc({nbytes})")
+        size = ctypes.c_size_t(max(1, int(nbytes)))
+        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), size), f"cudaMalloc({nbytes})")
         return int(ptr.value or 0)
 
     def free(self, ptr: int) -> None:
@@ -215,8 +217,9 @@ class TrtRunner(Runner):
 
     name = "trt"
 
-    def __init__(self, bundle_dir: str | os.PathLike, *, precision: str | None = None, dla_core: int | None | str = "any",
-                 trt: Any = None, cuda: CudaApi | None = None, gpu: GpuInfo | Callable[[], GpuInfo] | None = None) -> None:
+    def __init__(self, bundle_dir: str | os.PathLike, *, precision: str | None = None,
+                 dla_core: int | None | str = "any", trt: Any = None, cuda: CudaApi | None = None,
+                 gpu: GpuInfo | Callable[[], GpuInfo] | None = None) -> None:
         super().__init__()
         path = Path(bundle_dir)
         self.bundle_dir = path.parent if path.is_file() else path
@@ -238,8 +241,6 @@ class TrtRunner(Runner):
         self.min_batch = self.max_batch = 1
 
     def _activate(self) -> None:
-        from mind_edge.runtime.bundle import Bundle
-
         trt = self._trt if self._trt is not None else import_tensorrt("running a bundle with TensorRT (--backend trt)")
         bundle = Bundle.load(self.bundle_dir, verify=False)  # Runtime verified it; we need model.onnx's sha256
         machine = machine_info(trt, self._gpu)
@@ -337,7 +338,8 @@ class TrtRunner(Runner):
             raise BackendError(f"the engine's input is {self.input_name!r}, got {sorted(feed)}")
         x = np.asarray(feed[self.input_name])
         if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
-            raise BackendError(f"the engine takes [B, {', '.join(map(str, self.image_shape))}] inputs, got {list(x.shape)}")
+            shape = ", ".join(map(str, self.image_shape))
+            raise BackendError(f"the engine takes [B, {shape}] inputs, got {list(x.shape)}")
         parts = [self._run_chunk(x[i : i + self.max_batch]) for i in range(0, max(1, x.shape[0]), self.max_batch)]
         out = {k: np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in self.output_names}
         return {k: v.astype(_CONTRACT_DTYPES[k], copy=False) if k in _CONTRACT_DTYPES else v for k, v in out.items()}

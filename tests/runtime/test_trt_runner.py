@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from trt_fakes import FAKE_GPU, fake_stack, make_plan
 
-from mind_edge.runtime.graph import CONTRACT
+from mind_edge.runtime.backends import make_runner
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.engine_fingerprint import (
     EngineError,
@@ -27,8 +27,9 @@ from mind_edge.runtime.engine_fingerprint import (
     model_sha256,
 )
 from mind_edge.runtime.errors import BackendError
+from mind_edge.runtime.graph import CONTRACT
 from mind_edge.runtime.predict import Runtime
-from mind_edge.runtime.runners import OrtRunner, make_runner
+from mind_edge.runtime.runners import OrtRunner
 from mind_edge.runtime.trt_runner import CtypesCudartApi, TrtRunner
 
 
