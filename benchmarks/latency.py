@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mind_edge.core.proc import thread_env
 from mind_edge.runtime import bench
 from mind_edge.runtime.bench_cli import render
 
@@ -74,7 +76,7 @@ def session_options_study(onnx_path: str, threads: int, timing: bench.TimingConf
     for pattern, chunk in ((1, 0), (0, 0), (1, 8), (0, 8)):
         args = [sys.executable, "-c", SESSION_PROBE, onnx_path, str(pattern), str(chunk), str(threads),
                 json.dumps([timing.warmup_seconds, timing.min_iters, timing.min_seconds]), json.dumps(list(batches))]
-        proc = subprocess.run(args, capture_output=True, text=True, env=bench._worker_env(threads))
+        proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **thread_env(threads)})
         if proc.returncode == 0:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         else:

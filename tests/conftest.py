@@ -90,15 +90,6 @@ def bench_app():
     return app
 
 
-@pytest.fixture
-def torch_free_random_models(monkeypatch):
-    """Benchmarks of random models build their arrays with numpy only (fast, and no torch import)."""
-    from mind_edge.runtime import bench
-
-    real = bench.synthetic_arrays
-    monkeypatch.setattr(bench, "synthetic_arrays", lambda *a, **k: real(*a, **{**k, "use_torch": False}))
-
-
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny networks: one intra-op thread is fastest and immune to other jobs on a shared CPU

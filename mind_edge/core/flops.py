@@ -18,8 +18,9 @@ pooling are memory-bound element-wise work and are left out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,8 @@ class FlopCount:
         return sum(self.per_task) + self.routing
 
     def to_json(self) -> dict:
-        return {"convention": "2 FLOPs per multiply-accumulate; convs + linear heads + routing; BN/ReLU/add/pool excluded",
+        return {"convention": "2 FLOPs per multiply-accumulate; convs + linear heads + routing; BN/ReLU/add/pool "
+                              "excluded",
                 "per_image": self.total, "num_tasks": self.num_tasks, "per_task": list(self.per_task),
                 "convs_per_task": self.convs_per_task, "heads": list(self.heads), "routing": self.routing,
                 "note": "the model at N tasks runs all N sub-networks: N x one sub-network + routing"}
@@ -94,7 +96,8 @@ def network_flops(net: Mapping[str, Any], classes_per_task: Sequence[int]) -> Fl
             total += run(blk.down, hw)[0]
         hw = out
     heads = tuple(2 * plan.feature_dim * int(c) for c in classes_per_task)
-    return FlopCount(convs_per_task=total, heads=heads, routing=routing_flops(len(heads), max(int(c) for c in classes_per_task)))
+    routing = routing_flops(len(heads), max(int(c) for c in classes_per_task))
+    return FlopCount(convs_per_task=total, heads=heads, routing=routing)
 
 
 def arrays_flops(arrays) -> FlopCount:
@@ -125,7 +128,8 @@ def graph_flops(model, batch: int = 1) -> int:
             y = shapes.get(node.output[0])
             if not w or not y or min(w + y) < 0:
                 raise ConfigError(f"cannot count FLOPs of {node.name or node.op_type}: unknown shapes {w} / {y}")
-            # weight [O, I/g, kh, kw] (Conv) or [I, O/g, kh, kw] (ConvTranspose): MACs = prod(w) * prod(out spatial) * batch
+            # weight [O, I/g, kh, kw] (Conv) or [I, O/g, kh, kw] (ConvTranspose):
+            # MACs = prod(w) * prod(out spatial) * batch
             macs = int(np.prod(w)) * int(np.prod(y[2:])) * y[0]
             if node.op_type == "ConvTranspose":
                 x = shapes[node.input[0]]

@@ -25,9 +25,6 @@ FIELDS = ("power_w", "energy_mj_per_image", "gpu_load_pct", "max_temp_c")
 ON_JETSON = Path(JETSON_TEGRASTATS).exists()
 
 
-pytestmark = pytest.mark.usefixtures("torch_free_random_models")
-
-
 @pytest.fixture(scope="module")
 def app(bench_app):
     return bench_app
@@ -41,8 +38,9 @@ def _no_benchmark(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("benchmarking started although --monitor cannot work")
 
-    for name in ("synthetic_sources", "bundle_sources", "gemm_peak", "run_worker", "spawn_worker"):
-        monkeypatch.setattr(bench, name, boom)
+    for module, name in ((bench, "synthetic_sources"), (bench, "bundle_sources"), (bench.peaks, "gemm_peak"),
+                         (bench.worker, "run_worker"), (bench.worker, "spawn_worker")):
+        monkeypatch.setattr(module, name, boom)
 
 
 # ----------------------------------------------------------------------------- functions
@@ -92,7 +90,7 @@ def test_run_benchmark_varying_power_is_the_mean_of_the_samples_inside_each_time
     lines = recording("xavier-nx.txt")  # VDD_IN changes from line to line
     script = fake_tegrastats(tmp_path, lines)
     sources, info = bench.synthetic_sources(tmp_path / "work", arch="resnet32", input_shape=(3, 8, 8), tasks=[1],
-                                            width=0.25, classes_per_task=2, use_torch=False)
+                                            width=0.25, classes_per_task=2)
     spec = bench.BenchSpec(backends=("ort",), batches=(1, 2), threads=1, isolate=False, gemm=False,
                            timing=bench.TimingConfig(warmup_seconds=0.05, min_iters=2, min_seconds=0.3))
     mon = TegrastatsMonitor(interval_ms=10, tegrastats_path=script)
@@ -199,7 +197,7 @@ def test_cli_monitor_bad_path_and_options_without_monitor(app, tmp_path, monkeyp
 def test_cli_failing_tegrastats_stops_before_the_first_row(app, tmp_path, monkeypatch):
     script = fake_tegrastats(tmp_path, [], exit_code=1, stderr="Error: could not open /sys/kernel/debug: Permission denied")
     calls = []
-    monkeypatch.setattr(bench, "run_worker", lambda job: calls.append(job))
+    monkeypatch.setattr(bench.worker, "run_worker", lambda job: calls.append(job))
     res = _invoke(app, *TINY, *FAST, "--no-isolate", "--monitor", "--tegrastats-path", str(script), *MONITOR)
     assert res.exit_code == 2, res.output
     assert "Permission denied" in res.output and "sudo" in res.output and calls == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mind_edge.core.flops import arrays_flops, conv_flops, graph_flops, network_flops, routing_flops
 from mind_edge.errors import ConfigError
-from mind_edge.flops import arrays_flops, conv_flops, graph_flops, network_flops, routing_flops
 from mind_edge.runtime.graph import build_graph, random_arrays
 
 # ResNet-32 at width 0.125 (2/4/8 channels) on a 1x4x4 input, worked out by hand (MACs):

@@ -86,3 +86,20 @@ def test_unknown_mode_and_backend():
         TorchRunner(arrays, temperature=1.0, mode="compiled")
     with pytest.raises(MindEdgeError):
         open_backend("jit", "nowhere.onnx", temperature=1.0)
+
+
+def test_bench_worker_opens_the_baselines_through_the_registry_plugin(case, tmp_path):
+    """The runtime declares the torch backends; a worker job lists their plugin, which registers the openers."""
+    from mind_edge.runtime.backends import TORCH_PLUGIN, ModelSource, get_backend, plugins_for
+
+    assert plugins_for(["ort", "torch", "reference"]) == [TORCH_PLUGIN]
+    assert get_backend("torch").open is not None  # this module imported mind_edge.torch_backends
+    arrays, path, _, _ = case
+    src = ModelSource(num_tasks=arrays.num_tasks, onnx=str(path), layout="shared", variant="shared",
+                      input_shape=(3, *arrays.net["input_size"]), temperature=T, arrays_onnx=str(path))
+    job = {"backend": "torch-loop", "source": src.to_json(), "batches": [2], "threads": 1, "plugins": [TORCH_PLUGIN],
+           "timing": {"warmup_seconds": 0.0, "min_iters": 2, "min_seconds": 0.0}}
+    res = bench.run_worker(job)
+    assert res["status"] == "ok" and res["variant"] == "loop, channels_last" and len(res["rows"]) == 1
+    folded = bench.run_worker({**job, "source": {**job["source"], "arrays_onnx": None}})
+    assert folded["status"] == "unavailable" and "shared-layout" in folded["reason"]

@@ -5,6 +5,7 @@ No test asserts a wall-clock time: timings come from a fake clock or are only ch
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -163,7 +164,7 @@ def tiny_sources(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
     sources, info = bench.synthetic_sources(work, arch="resnet32", input_shape=(3, 8, 8), tasks=(1, 3), width=0.25,
                                             classes_per_task=2, variants=[GraphVariant("shared"), GraphVariant("folded")],
-                                            backends=("ort", "ort-split"), use_torch=False)
+                                            backends=("ort", "ort-split"))
     return work, sources, info
 
 
@@ -187,7 +188,7 @@ def test_worker_in_process_rows_probe_and_split_agreement(tiny_sources):
         assert r["p50_ms"] <= r["p90_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"]
     assert np.asarray(res["probe"]["task_logits"]).shape == (bench.PROBE_BATCH, 3, 2)
     split = bench.run_worker({**job, "backend": "ort-split"})
-    agree = bench._agreement(split["probe"], res["probe"])
+    agree = bench.agreement(split["probe"], res["probe"])
     assert agree["label"] == 1.0 and agree["task"] == 1.0 and agree["max_abs_task_logits"] < 1e-4
 
 
@@ -204,8 +205,8 @@ def test_chunked_batches_give_the_same_rows_shape(tiny_sources):
 
 def test_trt_and_torch_unavailable_rows_are_reasons_not_crashes(tiny_sources, monkeypatch):
     _, sources, _ = tiny_sources
-    real = bench.importlib.util.find_spec
-    monkeypatch.setattr(bench.importlib.util, "find_spec",
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("tensorrt", "torch") else real(name, *a))
     for name, why in (("trt", "tensorrt"), ("torch", "PyTorch"), ("reference", "PyTorch")):
         res = bench.run_worker({"backend": name, "source": sources[0].to_json(), "batches": [1], "threads": 1,
@@ -215,8 +216,8 @@ def test_trt_and_torch_unavailable_rows_are_reasons_not_crashes(tiny_sources, mo
 
 def test_run_benchmark_report_schema(tiny_sources, monkeypatch):
     work, sources, info = tiny_sources
-    monkeypatch.setattr(bench, "gemm_peak", lambda threads, **k: {"engine": "fake", "threads": threads, "gflops": 10.0,
-                                                                   "size": 1, "per_size_gflops": {"1": 10.0}})
+    fake = {"engine": "fake", "gflops": 10.0, "size": 1, "per_size_gflops": {"1": 10.0}}
+    monkeypatch.setattr(bench.peaks, "gemm_peak", lambda threads, **k: {**fake, "threads": threads})
     spec = BenchSpec(backends=("ort", "trt"), batches=(1, 2), threads=1, timing=FAST, isolate=False)
     report = bench.run_benchmark(spec, sources, workdir=work, model_info=info)
     json.dumps(report)  # JSON-ready
@@ -238,9 +239,9 @@ def test_run_benchmark_report_schema(tiny_sources, monkeypatch):
 def test_isolated_worker_process_leaves_torch_out(tiny_sources):
     work, sources, _ = tiny_sources
     job = {"backend": "ort", "source": sources[0].to_json(), "batches": [1], "threads": 1, "timing": FAST.__dict__}
-    res = bench.spawn_worker(job, work)
+    res = bench.spawn_worker(job)
     assert res["status"] == "ok" and res["rows"][0]["peak_rss_mb"] < 250
-    bad = bench.spawn_worker({**job, "source": {**job["source"], "onnx": str(work / "missing.onnx")}}, work)
+    bad = bench.spawn_worker({**job, "source": {**job["source"], "onnx": str(work / "missing.onnx")}})
     assert bad["status"] == "failed" and bad["reason"]
 
 
@@ -254,8 +255,9 @@ def test_import_is_torch_free():
 
 def test_profile_reports_ops_and_conv_flops(tiny_sources):
     _, sources, _ = tiny_sources
-    from mind_edge.flops import graph_flops
     import onnx
+
+    from mind_edge.core.flops import graph_flops
 
     src = sources[2]  # 3 tasks, shared
     p = bench.profile_ort(src.onnx, 2, threads=1, input_shape=src.input_shape, runs=2, stages={"first": range(0, 5)})

@@ -14,9 +14,6 @@ FAST = ["--min-seconds", "0.05", "--min-iters", "2", "--warmup-seconds", "0", "-
 TINY = ["--arch", "resnet32", "--input-shape", "3,8,8", "--width", "0.25", "--classes-per-task", "2"]
 
 
-pytestmark = pytest.mark.usefixtures("torch_free_random_models")
-
-
 @pytest.fixture(scope="module")
 def app(bench_app):
     return bench_app

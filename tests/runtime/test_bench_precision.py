@@ -17,25 +17,23 @@ from mind_edge.runtime.bench import BenchSpec, TimingConfig
 FAST = TimingConfig(warmup_seconds=0.0, min_iters=2, min_seconds=0.02)
 HAS_OV = importlib.util.find_spec("openvino") is not None
 
-pytestmark = pytest.mark.usefixtures("torch_free_random_models")
-
 
 @pytest.fixture(scope="module")
 def prec_sources(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench_prec")
     sources, info = bench.synthetic_sources(work, arch="resnet32", input_shape=(3, 8, 8), tasks=(2,), width=0.25,
-                                            classes_per_task=2, use_torch=False,
+                                            classes_per_task=2,
                                             precisions=("fp32", "fp16", "bf16", "int8"), calibration_images=8)
     return work, sources, info
 
 
 def _fake_peaks(monkeypatch):
-    monkeypatch.setattr(bench, "gemm_peak", lambda threads, **k: {"engine": "fake", "threads": threads, "gflops": 10.0,
-                                                                   "size": 1, "per_size_gflops": {"1": 10.0}})
-    monkeypatch.setattr(bench, "precision_peak", lambda threads, p, **k: {"engine": f"fake {p}", "threads": threads,
-                                                                           "gflops": {"int8": 40.0, "bf16": 20.0}[p],
-                                                                           "size": 1, "precision": p})
-    monkeypatch.setattr(bench, "cpu_has_bf16", lambda: True)
+    fake = {"engine": "fake", "gflops": 10.0, "size": 1, "per_size_gflops": {"1": 10.0}}
+    monkeypatch.setattr(bench.peaks, "gemm_peak", lambda threads, **k: {**fake, "threads": threads})
+    gflops = {"int8": 40.0, "bf16": 20.0}
+    monkeypatch.setattr(bench.peaks, "precision_peak", lambda threads, p, **k: {
+        "engine": f"fake {p}", "threads": threads, "gflops": gflops[p], "size": 1, "precision": p})
+    monkeypatch.setattr(bench.machine, "cpu_has_bf16", lambda: True)
 
 
 def test_precision_sources_one_network(prec_sources):
@@ -92,10 +90,10 @@ def test_int8_peak_is_measured_with_the_quantized_gemm():
 def test_two_task_counts_are_a_line_not_a_fit():
     rows = [{"status": "ok", "backend": "ort", "variant": "shared", "batch": 1, "tasks": t, "p50_ms": 1.0 + t}
             for t in (1, 2)]
-    (fit,) = bench._linearity(rows)
+    (fit,) = bench.linearity(rows)
     assert fit["r2"] is None and fit["is_fit"] is False and fit["ms_per_task"] == pytest.approx(1.0)
     rows.append({**rows[0], "tasks": 4, "p50_ms": 5.5})
-    (fit,) = bench._linearity(rows)
+    (fit,) = bench.linearity(rows)
     assert fit["is_fit"] and 0.9 < fit["r2"] < 1.0
 
 
