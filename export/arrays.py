@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from mind_edge.export.errors import ExportError
+from mind_edge.nets import MindNet, NetConfig, TaskBatchNorm2d, build_model
 from mind_edge.runtime.graph import HeadArrays, LayerArrays, NetArrays, NormArrays, NormSet, check_arrays
 
 
@@ -13,9 +15,8 @@ def _np(t, dtype) -> np.ndarray:
 
 
 def arrays_from_model(model) -> NetArrays:
-    """Copy a ``MindNet``'s weights, owner maps, BN sets and heads (with their routing statistics) into numpy arrays."""
-    from mind_edge.nets import MindNet, TaskBatchNorm2d
-
+    """Copy a ``MindNet``'s weights, owner maps, BN sets and heads (with their routing statistics) into numpy
+    arrays."""
     if not isinstance(model, MindNet):
         raise ExportError(f"export needs a mind_edge.nets.MindNet, got {type(model).__name__}")
     if model.num_tasks < 1:
@@ -24,7 +25,8 @@ def arrays_from_model(model) -> NetArrays:
     for name, m in model.named_masked_layers():
         if m.stride[0] != m.stride[1] or m.padding[0] != m.padding[1]:
             raise ExportError(f"layer {name} has anisotropic stride/padding {m.stride}/{m.padding}; not supported")
-        layers.append(LayerArrays(name, _np(m.weight, np.float32), _np(m.owner, np.int8), int(m.stride[0]), int(m.padding[0])))
+        layers.append(LayerArrays(name, _np(m.weight, np.float32), _np(m.owner, np.int8), int(m.stride[0]),
+                                  int(m.padding[0])))
     norms = []
     for name, m in model.named_modules():
         if isinstance(m, TaskBatchNorm2d):
@@ -51,10 +53,6 @@ def model_from_arrays(arrays: NetArrays):
     Lets a host evaluate a network that only exists as arrays (e.g. a bundle read back with
     :func:`~mind_edge.runtime.graph.read_arrays`, or synthetic arrays for benchmarks).
     """
-    import torch
-
-    from mind_edge.nets import NetConfig, TaskBatchNorm2d, build_model
-
     check_arrays(arrays)
     model = build_model(NetConfig.from_json(dict(arrays.net)), arrays.task_classes)
     layers = dict(model.named_masked_layers())

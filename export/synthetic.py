@@ -9,16 +9,16 @@ logits (and the routing) vary from input to input as in a trained network.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+
+import torch
+
+from mind_edge.nets import build_model
 
 
 def random_model(config, task_classes: Sequence[Sequence[int]], *, seed: int = 0, calibration_batch: int = 32,
                  head_gain: float = 1.0):
     """A ``MindNet`` of ``config`` (a ``NetConfig``) with one task per entry of ``task_classes``."""
-    import torch
-
-    from mind_edge.nets import build_model
-
     n = len(task_classes)
     torch.manual_seed(seed)
     model = build_model(config, [list(c) for c in task_classes])
