@@ -22,6 +22,7 @@ from mind_edge.errors import ConfigError, MindEdgeError, require
 from mind_edge.export.arrays import arrays_from_model
 from mind_edge.export.errors import ExportError
 from mind_edge.export.validate import torch_outputs, validate_export
+from mind_edge.run_record import RunRecord
 from mind_edge.runtime.bundle import Bundle, assemble_bundle, prepare_bundle, write_bundle
 from mind_edge.core.routing import check_temperature, get_policy
 from mind_edge.runtime.graph import CONTRACT, LAYOUTS, NetArrays, build_graph, resolve_policy
@@ -260,14 +261,16 @@ def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes
     return model_bytes, "folded", files, {"precision": record}
 
 
-def run_test_inputs(meta: dict, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, str]:
+def run_test_inputs(record: RunRecord, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, str]:
     """Normalised test images of the run's learned tasks (evenly subsampled), or ``(None, why)``."""
     from mind_edge import imageio
-    from mind_edge.data import Scenario, load_run_dataset
+    from mind_edge.data import load_run_dataset
 
     try:
-        scenario = Scenario.from_json(meta["scenario"])
-        _, test, _ = load_run_dataset(meta)
+        scenario = record.scenario
+        _, test, _ = load_run_dataset(record)
+        if record.data is None:
+            raise KeyError("data")
     except (MindEdgeError, ImportError, KeyError, OSError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
     if max_samples == 0:
@@ -278,8 +281,8 @@ def run_test_inputs(meta: dict, num_tasks: int, max_samples: int) -> tuple[np.nd
         return None, "the test split holds no image of the learned tasks"
     if idx.size > max_samples:
         idx = idx[np.linspace(0, idx.size - 1, max_samples).round().astype(np.int64)]
-    x = imageio.normalize(test.images[idx], meta["data"]["mean"], meta["data"]["std"])
-    return x, f"{meta['scenario']['dataset']} test split, {idx.size} images of {num_tasks} learned tasks"
+    x = imageio.normalize(test.images[idx], record.data.mean, record.data.std)
+    return x, f"{scenario.dataset} test split, {idx.size} images of {num_tasks} learned tasks"
 
 
 def export_bundle(
@@ -312,19 +315,17 @@ def export_bundle(
     precision = check_precision(precision)
     if calibration is not None and precision != "int8":
         raise ConfigError(f"--calibration applies to --precision int8 only (this export is {precision})")
-    from mind_edge.checkpoint import CHECKPOINT, load_model
+    from mind_edge.checkpoint import CHECKPOINT, load_run
     from mind_edge.fileio import sha256_file
-    from mind_edge.train import TrainConfig
 
     run_dir = Path(run_dir)
     if isinstance(max_test_samples, bool) or not isinstance(max_test_samples, int) or max_test_samples < 0:
         raise ConfigError(f"the number of test samples must be an integer >= 0, got {max_test_samples!r}")
-    model, meta = load_model(run_dir)
+    model, record = load_run(run_dir)
     if model.num_tasks == 0:
         raise ExportError(f"run {run_dir} has no learned task yet; train at least one task before exporting")
-    train = meta.get("train", {})
-    # the run's own temperature and policy unless asked otherwise (TrainConfig validated both when run.json was read)
-    run_cfg = TrainConfig.from_json(train)
+    # the run's own temperature and policy unless asked otherwise (TrainConfig validates both)
+    run_cfg = record.train
     T = check_temperature(temperature) if temperature is not None else run_cfg.temperature
     policy = get_policy(routing).name if routing not in (None, "auto") else run_cfg.routing
     if get_policy(policy).needs_stats and not all(h.routing.ready for h in model.heads):
@@ -336,30 +337,33 @@ def export_bundle(
     if precision == "int8":
         from mind_edge.export.quantize import calibration_images
 
-        calib_images, calib_note = calibration_images(meta, model.num_tasks, int(calibration or DEFAULT_CALIBRATION))
+        calib_images, calib_note = calibration_images(record, model.num_tasks, int(calibration or DEFAULT_CALIBRATION))
     if validate and precision != "fp32":
         from mind_edge.export.quantize import run_test_set
 
-        x, y, note = run_test_set(meta, model.num_tasks, max_test_samples)
+        x, y, note = run_test_set(record, model.num_tasks, max_test_samples)
         if x is None:
             log.warning("cannot load the run's test data (%s); validating on random inputs only", note)
     elif validate:
-        x, note = run_test_inputs(meta, model.num_tasks, max_test_samples)
+        x, note = run_test_inputs(record, model.num_tasks, max_test_samples)
         if x is None:
             log.warning("cannot load the run's test data (%s); validating on random inputs only", note)
+    data = record.data
+    if data is None:
+        raise ExportError(f"{run_dir}/run.json records no input normalisation (\"data\"); re-train the run")
     source = {
         "run_dir": str(run_dir),
         "run_fingerprint": sha256_file(run_dir / CHECKPOINT),
-        "net": meta["net"],
-        "dataset": meta.get("scenario", {}).get("dataset"),
+        "net": record.net.to_json(),
+        "dataset": record.scenario.dataset,
         "learned_tasks": model.num_tasks,
-        "run_temperature": train.get("temperature"),
+        "run_temperature": run_cfg.temperature,
         "run_routing": policy,
     }
     result = export_model(
-        model, out_dir, class_names=meta["scenario"]["class_names"], mean=meta["data"]["mean"], std=meta["data"]["std"],
+        model, out_dir, class_names=list(record.scenario.class_names), mean=list(data.mean), std=list(data.std),
         temperature=T, layout=layout, opset=opset, atol=atol, rtol=rtol, validation_inputs=x,
-        validation_note=note, random_inputs=random_inputs, channel_order=meta["data"].get("channel_order"),
+        validation_note=note, random_inputs=random_inputs, channel_order=data.channel_order,
         validate=validate, source=source, overwrite=overwrite,
         warnings=[f"run test data unavailable: {note}"] if validate and x is None else [],
         validation_labels=y, precision=precision, calibration_images=calib_images, calibration_note=calib_note,

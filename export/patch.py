@@ -57,16 +57,16 @@ def create_patch(
     overwrite: bool = False,
 ) -> PatchResult:
     """Write the patch of task ``task`` (default: the run's last task) of ``run_dir`` to ``out``."""
-    from mind_edge.checkpoint import CHECKPOINT, load_model
+    from mind_edge.checkpoint import CHECKPOINT, load_run
     from mind_edge.export.arrays import arrays_from_model
-    from mind_edge.runtime.graph import build_graph, read_arrays
+    from mind_edge.runtime.graph import build_graph
 
     run_dir, out = Path(run_dir), Path(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"patch file {out} exists; choose another --out or pass --overwrite")
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give a file name such as task4.mepatch")
-    model, meta = load_model(run_dir)
+    model, record = load_run(run_dir)
     n = model.num_tasks
     t = n - 1 if task is None else int(task)
     if not 0 <= t < n:
@@ -98,20 +98,20 @@ def create_patch(
                              "came from")
     else:
         base_arrays = expected_base
-    names_all = meta["scenario"]["class_names"]
+    names_all = record.scenario.class_names
     classes = list(new.heads[t].classes)
     try:
         names = [str(names_all[c]) for c in classes]
     except IndexError:
         raise ConfigError(f"run.json of {run_dir} names {len(names_all)} classes; task {t} predicts {classes}") from None
-    sources = {int(st.get("step", -1)): st.get("source") for st in meta.get("steps", [])}
-    learned_from = sources.get(t) or {"kind": meta["scenario"]["dataset"]}
+    sources = {st.step: st.source for st in record.steps}
+    learned_from = sources.get(t) or {"kind": record.scenario.dataset}
     source = {"run_dir": run_dir.name, "run_fingerprint": sha256_file(run_dir / CHECKPOINT),
               "learned_from": {k: learned_from.get(k) for k in ("kind", "class_names", "train_images") if k in learned_from}}
     data = build_patch(base_arrays, new, t, names, sign_key=sign_key, source=source)
     atomic_write_bytes(out, data)
     p = parse_patch(data, out)
-    temperature = float(meta["train"]["temperature"])  # run.json's typed loader checked it
+    temperature = record.train.temperature
     model_bytes = build_graph(new, layout="shared", temperature=temperature).ByteSize()
     base_bytes = build_graph(base_arrays, layout="shared", temperature=temperature).ByteSize()
     s = p.summary()

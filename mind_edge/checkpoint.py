@@ -13,13 +13,16 @@ import csv
 import io
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mind_edge.errors import CheckpointError
 from mind_edge.fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 from mind_edge.metrics import matrix_from_json
+from mind_edge.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +36,11 @@ MAX_RUN_JSON_BYTES = 64 << 20
 _RUN_FIX = "the run directory is corrupt or was edited — re-train it or restore run.json"
 
 
-def read_run_json(run_dir: str | Path) -> dict:
-    """``run.json`` of ``run_dir``, checked by its typed loader (:func:`check_run_meta`).
+def read_run_json(run_dir: str | Path) -> RunRecord:
+    """``run.json`` of ``run_dir`` as a :class:`~mind_edge.run_record.RunRecord`, checked by :func:`check_run_meta`.
 
-    Unknown extra keys are kept (newer writers add sections); the keys mind-edge reads must
-    have the right types, or one :class:`CheckpointError` line names the field.
+    Unknown extra keys are kept (newer writers add sections; :meth:`RunRecord.to_json`); the keys
+    mind-edge reads must have the right types, or one :class:`CheckpointError` line names the field.
     """
     from mind_edge.schema import read_regular_file
 
@@ -68,7 +71,7 @@ def read_run_json(run_dir: str | Path) -> dict:
             "Upgrade mind-edge or re-train the run"
         )
     check_run_meta(meta, str(path))
-    return meta
+    return RunRecord.from_json(meta, run_dir)
 
 
 def check_run_meta(meta: dict, where: str) -> None:
@@ -103,9 +106,11 @@ def check_run_meta(meta: dict, where: str) -> None:
         d.ints("input_size", lo=1, hi=1 << 16, min_len=2, max_len=2)
         d.floats("mean", min_len=1, max_len=3)
         d.floats("std", positive=True, min_len=1, max_len=3)
-        for key in ("dataset", "channel_order", "root"):
+        for key in ("dataset", "channel_order", "root", "augment"):
             if d.has(key):
                 d.str(key, max_len=4096)
+        if d.has("padding"):
+            d.int("padding", lo=0, hi=1 << 16)
     tr = f.sub("train")
     tr.str("method", max_len=64)
     tr.raw("routing")  # a policy name today; its type is the routing module's business
@@ -145,6 +150,8 @@ def check_run_meta(meta: dict, where: str) -> None:
                 raise final._fail(final._name(key), "a number or null", v)
     if f.has("spec_key"):
         f.sub("spec_key")
+    if f.has("routing_stats"):
+        f.sub("routing_stats")
 
 
 def save_checkpoint(run_dir: str | Path, model) -> str:
@@ -186,15 +193,22 @@ def load_state(path: str | Path, expected_sha256: str | None = None) -> dict:
 
 
 def load_model(run_dir: str | Path, verify: bool = True):
-    """Rebuild the network of a run directory and load its checkpoint."""
-    from mind_edge.nets import NetConfig, build_model
+    """``(model, run.json as a mutable dict)``: :func:`load_run` for callers that edit and rewrite the meta.
+
+    Transitional: readers use :func:`load_run` (the typed record); writers ``record.to_json()``.
+    """
+    model, record = load_run(run_dir, verify)
+    return model, record.to_json()
+
+
+def load_run(run_dir: str | Path, verify: bool = True):
+    """Rebuild the network of a run directory and load its checkpoint: ``(model, RunRecord)``."""
+    from mind_edge.nets import build_model
 
     run_dir = Path(run_dir)
     meta = read_run_json(run_dir)
-    config = NetConfig.from_json(meta["net"])
-    learned = meta.get("learned_tasks", [])
-    model = build_model(config, learned)
-    state = load_state(run_dir / CHECKPOINT, meta.get("checkpoint_sha256") if verify else None)
+    model = build_model(meta.net, [list(cl) for cl in meta.learned_tasks])
+    state = load_state(run_dir / CHECKPOINT, meta.checkpoint_sha256 if verify else None)
     own = model.state_dict()
     # A run trained before routing statistics existed has none: its heads load uncalibrated
     # (count 0) and 'mind-edge calibrate' gathers them; any other missing key is an error.
@@ -218,7 +232,7 @@ def load_model(run_dir: str | Path, verify: bool = True):
     return model, meta
 
 
-def write_run_json(run_dir: str | Path, meta: dict) -> None:
+def write_run_json(run_dir: str | Path, meta: Mapping[str, Any]) -> None:
     meta = {"format": FORMAT_TAG, "schema_version": RUN_SCHEMA, **{k: v for k, v in meta.items() if k not in ("format", "schema_version")}}
     atomic_write_json(Path(run_dir) / RUN_JSON, meta)
 

@@ -47,6 +47,7 @@ from mind_edge.core.proc import WorkerError, current_rss_mb, peak_rss_mb, spawn_
 from mind_edge.core.routing import STATS_VERSION, get_policy
 from mind_edge.errors import CapacityError, ConfigError, DataError, MindEdgeError
 from mind_edge.fileio import fsync_dir, make_temp_dir
+from mind_edge.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,14 @@ def trial_worker(req: dict) -> dict:  # pragma: no cover - runs in a spawn worke
     """One memory trial (the request of :func:`run_trial`): ``{baseline_mb, peak_mb, cuda_mb}``."""
     import torch
 
-    from mind_edge.checkpoint import load_model
+    from mind_edge.checkpoint import load_run
     from mind_edge.data import DatasetSpec
     from mind_edge.train import TrainConfig, evaluate, learn_task, resolve_device
 
     logging.disable(logging.WARNING)
     torch.set_num_threads(int(req.get("threads", torch.get_num_threads())))
     device = resolve_device(req["device"])
-    model, _ = load_model(req["run_dir"])
+    model, _ = load_run(req["run_dir"])
     spec = DatasetSpec.from_json(req["spec"])
     cfg = TrainConfig.from_json(req["train"])
     bs, k = int(req["batch_size"]), int(req["num_classes"])
@@ -264,12 +265,11 @@ def load_folder(data: str | Path, size: tuple[int, int], channels: int, *, holdo
                       f"holdout {holdout:g} of {split_dir.name}/ (seed {seed})")
 
 
-def assign_class_ids(meta: dict, names: tuple[str, ...]) -> list[int]:
+def assign_class_ids(record: RunRecord, names: tuple[str, ...]) -> list[int]:
     """Global ids of the folder's classes (see the module docstring); refuses known classes."""
-    scen = meta["scenario"]
-    all_names = [str(n) for n in scen["class_names"]]
-    learned = [c for t in meta.get("learned_tasks", []) for c in t]
-    learned_names = {all_names[c]: (t, c) for t, cl in enumerate(meta.get("learned_tasks", [])) for c in cl}
+    all_names = [str(n) for n in record.scenario.class_names]
+    learned = [c for t in record.learned_tasks for c in t]
+    learned_names = {all_names[c]: (t, c) for t, cl in enumerate(record.learned_tasks) for c in cl}
     dup = [n for n in names if n in learned_names]
     if dup:
         where = ", ".join(f"{n!r} (task {learned_names[n][0]}, id {learned_names[n][1]})" for n in dup)
@@ -333,14 +333,14 @@ def _nan_summary(R_tag: np.ndarray, R_taw: np.ndarray, routing: float) -> dict:
     return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in out.items()}
 
 
-def task_test_sets(meta: dict, t: int, size, channels: int, root: str | None = None
+def task_test_sets(record: RunRecord, t: int, size, channels: int, root: str | None = None
                    ) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], list[str]]:
     """Test data ``(images, local labels)`` of tasks ``0..t-1`` (``None`` where unavailable, with a note):
     the run's dataset (``root`` overrides its folder), or the folder a task was learned from."""
-    from mind_edge.data import Scenario, load_run_dataset, task_arrays
+    from mind_edge.data import load_run_dataset, task_arrays
 
-    scenario = Scenario.from_json(meta["scenario"])
-    sources = {int(st.get("step", -1)): st.get("source") for st in meta.get("steps", [])}
+    scenario = record.scenario
+    sources = {st.step: st.source for st in record.steps}
     names = list(scenario.class_names)
     tests: list[tuple[np.ndarray, np.ndarray] | None] = [None] * t
     notes: list[str] = []
@@ -348,13 +348,13 @@ def task_test_sets(meta: dict, t: int, size, channels: int, root: str | None = N
     folders: dict[str, Any] = {}
     for j in range(t):
         src = sources.get(j) or {}
-        classes = list(meta["learned_tasks"][j])
+        classes = list(record.learned_tasks[j])
         try:
             if src.get("kind") == "imagefolder":
                 key = str(src.get("root"))
                 if key not in folders:
                     folders[key] = load_folder(key, size, channels, holdout=float(src.get("holdout", 0.2)),
-                                               seed=int(meta.get("seed", 0)))
+                                               seed=record.seed)
                 fd = folders[key]
                 lut = {n: i for i, n in enumerate(fd.class_names)}
                 want = [lut[names[c]] for c in classes]
@@ -363,7 +363,7 @@ def task_test_sets(meta: dict, t: int, size, channels: int, root: str | None = N
                 tests[j] = (fd.test_images[mask], local)
             else:
                 if base_test is None:
-                    _, base_test, _ = load_run_dataset(meta, root or None)
+                    _, base_test, _ = load_run_dataset(record, root or None)
                 x, y, _ = task_arrays(base_test, scenario, j)
                 tests[j] = (x, y)
         except (MindEdgeError, KeyError, ValueError, OSError) as exc:
@@ -388,10 +388,10 @@ def learn(
     reporter=None,
 ) -> LearnResult:
     """Learn one more task of ``run_dir`` from the ImageFolder ``data``; write the new run to ``out``."""
-    from mind_edge.checkpoint import load_model, read_run_json
-    from mind_edge.data import DatasetSpec, Scenario
+    from mind_edge.checkpoint import load_run, read_run_json
+    from mind_edge.data import Scenario
     from mind_edge.metrics import empty_matrix, matrix_from_json, matrix_to_json
-    from mind_edge.train import TrainConfig, evaluate, learn_task, resolve_device
+    from mind_edge.train import evaluate, learn_task, resolve_device
 
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
@@ -401,35 +401,32 @@ def learn(
         raise ConfigError(f"--out {out} exists and is not empty; learn writes a new run directory (choose another --out)")
     if memory_budget_mb is not None and not (memory_budget_mb > 0 and math.isfinite(memory_budget_mb)):
         raise ConfigError(f"--memory-budget must be a positive number of MB, got {memory_budget_mb}")
-    meta = read_run_json(run_dir)
-    net = meta["net"]
-    learned = list(meta.get("learned_tasks", []))
+    record = read_run_json(run_dir)
+    net = record.net
+    learned = [list(cl) for cl in record.learned_tasks]
     t = len(learned)
-    if t >= int(net["capacity"]):
+    if t >= net.capacity:
         raise CapacityError(
-            f"run {run_dir} has capacity for {net['capacity']} tasks and has learned {t}: no free weights are left "
+            f"run {run_dir} has capacity for {net.capacity} tasks and has learned {t}: no free weights are left "
             f"for another task. Train a new model with a larger --capacity (e.g. mind-edge train --capacity {t + 5} …) "
             "to leave room for tasks learned on the device"
         )
     if t == 0:
         raise ConfigError(f"run {run_dir} has no learned task; train it first with 'mind-edge train'")
-    size, channels = tuple(int(v) for v in net["input_size"]), int(net["in_channels"])
-    folder = load_folder(data, size, channels, holdout=holdout, seed=int(meta.get("seed", 0)))
-    ids = assign_class_ids(meta, folder.class_names)
-    d = meta["data"]
-    spec = DatasetSpec(name=str(d.get("dataset", meta["scenario"]["dataset"])), in_channels=channels, input_size=size,
-                       mean=tuple(d["mean"]), std=tuple(d["std"]), augment=str(d.get("augment", "none")),
-                       padding=int(d.get("padding", 0)))
+    size, channels = net.input_size, net.in_channels
+    folder = load_folder(data, size, channels, holdout=holdout, seed=record.seed)
+    ids = assign_class_ids(record, folder.class_names)
+    spec = record.dataset_spec()
     overrides = {k: v for k, v in {"epochs": epochs, "distill_epochs": distill_epochs, "lr": lr, "distill_lr": distill_lr,
                                    "batch_size": batch_size}.items() if v is not None}
-    cfg = replace(TrainConfig.from_json(meta["train"]), method="self", **overrides)
-    seed = int(meta.get("seed", 0))
+    cfg = replace(record.train, method="self", **overrides)
+    seed = record.seed
     dev = resolve_device(device)
-    model, meta = load_model(run_dir)
+    model, record = load_run(run_dir)
     if get_policy(cfg.routing).needs_stats and not all(h.routing.ready for h in model.heads):
         raise ConfigError(f"run {run_dir} routes with {cfg.routing!r} but has no routing statistics (it was trained "
                           f"before they existed); run 'mind-edge calibrate {run_dir}' first")
-    earlier, notes = task_test_sets(meta, t, size, channels) if evaluate_earlier else ([None] * t, ["not asked for"])
+    earlier, notes = task_test_sets(record, t, size, channels) if evaluate_earlier else ([None] * t, ["not asked for"])
     for note in notes:
         log.warning("%s", note)
 
@@ -454,7 +451,8 @@ def learn(
     have = [j for j in range(t) if earlier[j] is not None] + ([t] if folder.test_images.shape[0] else [])
 
     # -- the new run.json
-    scen = dict(meta["scenario"])
+    meta = record.to_json()  # the new run.json starts from this one (keys of newer writers kept)
+    scen = meta["scenario"]
     names = list(scen["class_names"])
     for c, n in zip(ids, folder.class_names):
         if c == len(names):

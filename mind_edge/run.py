@@ -16,7 +16,7 @@ import numpy as np
 
 from mind_edge import __version__
 from mind_edge.core.routing import POLICIES, STATS_VERSION, get_policy
-from mind_edge.checkpoint import load_model, read_run_json, write_outputs
+from mind_edge.checkpoint import load_run, read_run_json, write_outputs
 from mind_edge.errors import CheckpointError, ConfigError, DataError
 from mind_edge.learn import task_test_sets
 from mind_edge.metrics import DEFINITIONS, empty_matrix, matrix_from_json, matrix_to_json, summarize
@@ -78,7 +78,7 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
     """Train (or resume) a run into ``out``; ``stop_after`` ends after that many tasks (tests)."""
     import torch
 
-    from mind_edge.data import Scenario, load_dataset, make_scenario, task_arrays
+    from mind_edge.data import load_dataset, make_scenario, task_arrays
     from mind_edge.nets import NetConfig, build_model
 
     reporter = reporter or NullReporter()
@@ -87,28 +87,28 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
     train_set, test_set, dspec = load_dataset(spec.dataset, spec.root, download=spec.download,
                                               image_size=spec.image_size, seed=spec.seed)
     if resume:
-        meta = read_run_json(run_dir)
-        scenario = Scenario.from_json(meta["scenario"])
-        by_learn = [step for step in meta.get("steps", []) if step.get("source")]
-        learned = [int(step.get("step", -1)) for step in by_learn]
+        record = read_run_json(run_dir)
+        scenario = record.scenario
+        by_learn = [step for step in record.steps if step.learned_from_folder]
+        learned = [step.step for step in by_learn]
         if learned:
             raise CheckpointError(
                 f"cannot resume {run_dir} with 'train': task(s) {learned} were added by 'mind-edge learn' "
-                f"(from {_source_root(by_learn[0]['source'])}), "
+                f"(from {_source_root(by_learn[0].source)}), "
                 "so the run no longer follows the training scenario; resume the run it was learned from, "
                 "or add further tasks with 'mind-edge learn'"
             )
-        if "spec_key" not in meta:
+        if record.spec_key is None:
             raise CheckpointError(f"cannot resume {run_dir}: its run.json has no spec_key (it was not written by "
                                   "'mind-edge train'); only training runs can be resumed")
-        if meta.get("spec_key") != spec.scenario_key():
+        if dict(record.spec_key) != spec.scenario_key():
             raise CheckpointError(
-                f"cannot resume {run_dir}: it was trained with {meta.get('spec_key')}, "
+                f"cannot resume {run_dir}: it was trained with {dict(record.spec_key)}, "
                 f"this command asks for {spec.scenario_key()}"
             )
-        model, _ = load_model(run_dir)
-        cfg = TrainConfig.from_json(meta["train"])
-        seed = int(meta["seed"])
+        model, _ = load_run(run_dir)
+        cfg, seed = record.train, record.seed
+        meta = record.to_json()  # extended task by task below
         log.info("resuming %s at task %d of %d", run_dir, model.num_tasks, scenario.num_tasks())
     else:
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -198,22 +198,24 @@ def evaluate_run(run_dir: str | Path, *, temperature: float | None = None, polic
     ``policies`` entry (per policy: tag, taw, routing, ece and the per-task rows) besides the
     first policy's figures at the top level.
     """
-    from mind_edge.data import Scenario, load_run_dataset, task_arrays
+    from mind_edge.data import load_run_dataset, task_arrays
 
-    model, meta = load_model(run_dir)
-    scenario = Scenario.from_json(meta["scenario"])
+    model, record = load_run(run_dir)
+    scenario = record.scenario
     dev = resolve_device(device)
-    data_root = root if root is not None else meta["data"].get("root")
-    _, test_set, dspec = load_run_dataset(meta, root)
-    if any(step.get("source") for step in meta.get("steps", [])):  # tasks learned from folders ('mind-edge learn')
-        found, notes = task_test_sets(meta, model.num_tasks, tuple(meta["data"]["input_size"]),
-                                      int(meta["data"]["in_channels"]), root=data_root)
+    if record.data is None:
+        raise CheckpointError(f"{run_dir}/run.json records no dataset (\"data\"); it cannot be re-evaluated")
+    data_root = root if root is not None else record.data.root
+    _, test_set, dspec = load_run_dataset(record, root)
+    if record.has_folder_tasks():  # tasks learned from folders ('mind-edge learn')
+        found, notes = task_test_sets(record, model.num_tasks, record.data.input_size, record.data.in_channels,
+                                      root=data_root)
         if notes:
             raise DataError("cannot evaluate every task: " + "; ".join(notes))
         tests = [x for x in found if x is not None]
     else:
         tests = [task_arrays(test_set, scenario, t)[:2] for t in range(model.num_tasks)]
-    cfg = TrainConfig.from_json(meta["train"])
+    cfg = record.train
     T = temperature if temperature is not None else cfg.temperature
     names = policies or [policy or cfg.routing]
     results = evaluate_policies(model.to(dev), tests, dspec, temperature=T, policies=names, device=dev)
