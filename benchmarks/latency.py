@@ -41,9 +41,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mind_edge.cli.runtime import render_bench as render
 from mind_edge.core.proc import thread_env
 from mind_edge.runtime import bench
-from mind_edge.runtime.bench_cli import render
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = {"stage 1 (16 ch/task, 32x32)": range(0, 5), "stage 2 (32 ch/task, 16x16)": range(5, 10),

@@ -33,8 +33,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mind_edge.cli.runtime import render_bench as render
 from mind_edge.runtime import bench
-from mind_edge.runtime.bench_cli import render
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from mind_edge.cli import check_new_output, read_defaults
+    from mind_edge.console import read_defaults
+    from mind_edge.outputs import check_new_output
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path, help="a run directory written by 'mind-edge train --stop-after K'")

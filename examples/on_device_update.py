@@ -43,7 +43,7 @@ OUTPUTS = ("example.json", "run4", "host_bundle", "device", "new_classes", "run5
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from mind_edge.cli import read_defaults
+    from mind_edge.console import read_defaults
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/on_device_update"))
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--memory-budget", type=float, default=None, help="MB, for the learn step")
     ap.set_defaults(**read_defaults("on_device_update"))
     args = ap.parse_args(argv)
-    from mind_edge.cli import check_owned_out
+    from mind_edge.outputs import check_owned_out
 
     # before anything is imported or trained: never remove a folder this example did not write
     args.replace_previous = check_owned_out(args.out, args.overwrite, marker="example.json",
@@ -77,15 +77,16 @@ def _run(args) -> dict:
     from PIL import Image
 
     from mind_edge.checkpoint import read_run_json
+    from mind_edge.console import RichReporter, err_console
     from mind_edge.data import Scenario, load_dataset
     from mind_edge.export.exporter import export_bundle
     from mind_edge.export.patch import create_patch
     from mind_edge.learn import learn
+    from mind_edge.outputs import clear_owned_out
     from mind_edge.run import RunSpec, train_run
     from mind_edge.runtime.bundle import Bundle
     from mind_edge.runtime.patch import apply_patch
     from mind_edge.runtime.predict import Runtime
-    from mind_edge.cli import RichReporter, clear_owned_out, err_console
     from mind_edge.runtime.signing import generate_keypair
     from mind_edge.train import preset
 

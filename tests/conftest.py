@@ -75,18 +75,9 @@ def _restore_rng_state():
 
 @pytest.fixture(scope="module")
 def bench_app():
-    """A typer app with only the ``bench`` command (runtime/bench_cli.py), for CliRunner tests."""
-    import typer
+    """The ``mind-edge`` app, for CliRunner tests of ``bench``."""
+    from mind_edge.cli import app
 
-    from mind_edge.runtime.bench_cli import register
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test app"""
-
-    register(app)
     return app
 
 

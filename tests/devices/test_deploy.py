@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from mind_edge.devices.deploy import (
     EXCLUDES,
-    DeployError,
     Deployer,
+    DeployError,
     DeployOptions,
     DiskFullError,
     SshTarget,
@@ -207,15 +206,8 @@ def test_redeploy_is_atomic_keeps_device_engines_and_never_sends_local_ones(sshd
 
 @needs_ssh
 def test_cli_deploy_table_and_json(sshd, bundle, fake_bench, tmp_path):
-    from mind_edge.devices.deploy_cli import register
+    from mind_edge.cli import app
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """root"""
-
-    register(app)
     t = target(sshd)
     base = ["deploy", str(bundle), "--host", t.host, "--port", str(t.port), "--identity", str(t.identity),
             "--dir", str(tmp_path / "dev"), "--remote-cmd", str(fake_bench), "--ssh-config", str(t.config_file),
@@ -335,25 +327,19 @@ def test_rsync_enospc_message_is_recognised(sshd, bundle, fake_bench, tmp_path):
 
 
 def real_bench_command(folder: Path) -> str | None:
-    """The real 'mind-edge bench': the installed command once the CLI mounts it, else a launcher that
-    mounts runtime/bench_cli.register on a Typer app exactly as mind_edge/cli.py will; None without it."""
+    """The real 'mind-edge bench': the installed command, else a launcher of the CLI's app (mind_edge.cli)
+    in this interpreter; None without it."""
     proc = subprocess.run([str(MIND_EDGE), "bench", "--help"], capture_output=True, text=True) if MIND_EDGE.exists() else None
     if proc is not None and proc.returncode == 0 and "--json" in proc.stdout:
         return str(MIND_EDGE)
     import importlib.util
 
-    if importlib.util.find_spec("mind_edge.runtime.bench_cli") is None:
+    if importlib.util.find_spec("mind_edge.cli") is None:
         return None
     launcher = folder / "mind-edge-with-bench"
     launcher.write_text(f"""#!{sys.executable}
-import typer
-from mind_edge.runtime.bench_cli import register
-app = typer.Typer()
-@app.callback()
-def _root() -> None:
-    \"\"\"mind-edge (bench only)\"\"\"
-register(app)
-app()
+from mind_edge.cli import main
+main()
 """)
     launcher.chmod(0o755)
     return str(launcher)

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import typer
+from cli_helpers import one_error_line
 from typer.testing import CliRunner
 
-from mind_edge.devices.deploy_cli import register
-from cli_helpers import one_error_line
+from mind_edge.cli import app as cli_app
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """root"""
-
-    register(app)
-    return app
+def _app():
+    return cli_app
 
 
 def test_dash_o_belongs_to_ssh_only(tmp_path):

@@ -204,6 +204,7 @@ def test_cli_failing_tegrastats_stops_before_the_first_row(app, tmp_path, monkey
 
 
 def test_cli_idle_default_matches_the_library():
-    from mind_edge.runtime import bench_cli
+    from mind_edge.cli import app
 
-    assert bench_cli.IDLE_SECONDS == bench.IDLE_SECONDS
+    r = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"})
+    assert f"(default {bench.IDLE_SECONDS:g})" in r.stdout

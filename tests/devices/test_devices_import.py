@@ -9,7 +9,7 @@ import sys
 def test_devices_import_is_torch_free():
     code = (
         "import sys\n"
-        "import mind_edge.devices, mind_edge.devices.profiles, mind_edge.devices.tegrastats, mind_edge.devices.cli\n"
+        "import mind_edge.devices, mind_edge.devices.profiles, mind_edge.devices.tegrastats, mind_edge.cli.devices\n"
         "mind_edge.devices.list_profiles()\n"
         "bad = sorted(m for m in ('torch', 'torchvision', 'onnx', 'onnxruntime', 'tensorrt') if m in sys.modules)\n"
         "print(','.join(bad))\n"

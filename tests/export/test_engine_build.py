@@ -389,15 +389,8 @@ def test_stale_engines_of_this_machine_are_removed(bundle):
 
 
 def cli_app() -> typer.Typer:
-    from mind_edge.export.engine_cli import register
+    from mind_edge.cli import app
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    register(app)
     return app
 
 

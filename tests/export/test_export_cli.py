@@ -6,19 +6,14 @@ import json
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
-
-from mind_edge.export.cli import register as register_export
-from mind_edge.runtime.cli import register as register_predict
 from cli_helpers import one_error_line
+from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="module")
 def app():
-    app = typer.Typer()
-    register_export(app)
-    register_predict(app)
+    from mind_edge.cli import app
+
     return app
 
 

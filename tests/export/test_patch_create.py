@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from mind_edge.checkpoint import read_run_json
@@ -23,14 +22,12 @@ from mind_edge.imageio import normalize
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.graph import read_arrays
 from mind_edge.runtime.patch import PatchError, apply_patch, read_patch
-from mind_edge.runtime.patch_cli import register
 from mind_edge.runtime.predict import Runtime
 from mind_edge.runtime.signing import generate_keypair
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "mind_edge"))
 from learn_helpers import digits_folder, make_run  # noqa: E402
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -107,8 +104,8 @@ def test_create_errors(e2e, tmp_path):
 
 
 def test_patch_create_cli(e2e, tmp_path):
-    app = typer.Typer()
-    register(app)
+    from mind_edge.cli import app
+
     r = CliRunner().invoke(app, ["patch", "create", str(e2e["run5"]), "--out", str(tmp_path / "p.mepatch"), "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)

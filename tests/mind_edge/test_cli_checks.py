@@ -6,11 +6,13 @@ import importlib.util
 import json
 
 import pytest
+from cli_helpers import one_error_line
 from typer.testing import CliRunner
 
 import mind_edge.cli as cli
 from mind_edge import __version__
-from cli_helpers import one_error_line
+from mind_edge.console import DEFAULTS_ENV
+from mind_edge.errors import MindEdgeError
 
 
 def _run(*args, env=None):
@@ -65,16 +67,16 @@ def test_option_defaults_file(monkeypatch, tmp_path):
 
     def fake_train_run(spec, out, **kw):
         seen["spec"] = spec
-        raise cli.MindEdgeError("stopped here")
+        raise MindEdgeError("stopped here")
 
     monkeypatch.setattr(run, "train_run", fake_train_run)
     defaults = tmp_path / "defaults.json"
     defaults.write_text(json.dumps({"train": {"epochs": 3, "width": 0.5}}))
-    env = {cli.DEFAULTS_ENV: str(defaults)}
+    env = {DEFAULTS_ENV: str(defaults)}
     one_error_line(_run("train", "--out", tmp_path / "a", "--epochs", "7", env=env))
     assert seen["spec"].train.epochs == 7 and seen["spec"].width == 0.5  # the command line wins over the file
     defaults.write_text("{not json")
-    assert cli.DEFAULTS_ENV in one_error_line(_run("train", "--out", tmp_path / "a", env=env))
+    assert DEFAULTS_ENV in one_error_line(_run("train", "--out", tmp_path / "a", env=env))
 
 
 def test_a_missing_extra_is_one_line_naming_it(monkeypatch, tmp_path):

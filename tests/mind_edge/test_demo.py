@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import one_error_line
 from typer.testing import CliRunner
 
-from mind_edge.cli import DEMO_OUTPUTS, app, check_owned_out, clear_owned_out
-from cli_helpers import one_error_line
+from mind_edge.cli import app
+from mind_edge.demo import DEMO_OUTPUTS
+from mind_edge.outputs import check_owned_out, clear_owned_out
 
 ROOT = Path(__file__).resolve().parents[2]
 

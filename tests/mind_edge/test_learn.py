@@ -6,10 +6,9 @@ import hashlib
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
-import typer
+from cli_helpers import one_error_line
 from learn_helpers import digits_folder, make_run
 from typer.testing import CliRunner
 
@@ -17,9 +16,6 @@ from mind_edge.checkpoint import load_model, read_run_json
 from mind_edge.data import Scenario
 from mind_edge.errors import CapacityError, ConfigError, DataError
 from mind_edge.learn import MemoryBudgetError, Trial, learn, plan_memory
-from mind_edge.runtime.patch_cli import register
-from cli_helpers import one_error_line
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,8 +31,8 @@ def _tree(root):
 
 @pytest.fixture(scope="module")
 def app():
-    app = typer.Typer()
-    register(app)
+    from mind_edge.cli import app
+
     return app
 
 

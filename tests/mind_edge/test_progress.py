@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mind_edge.cli import LogReporter, RichReporter
+from mind_edge.console import LogReporter, RichReporter
 
 
 class FakeClock:
@@ -94,7 +94,7 @@ def test_piped_train_prints_per_batch_progress_at_least_every_10_seconds(tmp_pat
 
 
 def test_piped_tables_are_wide_unless_columns_says_otherwise():
-    code = "from mind_edge.cli import console, err_console; print(console.width, err_console.width)"
+    code = "from mind_edge.console import console, err_console; print(console.width, err_console.width)"
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert p.stdout.split() == ["160", "160"]  # rich's 80 columns split the bench table's numbers

@@ -36,17 +36,8 @@ def make_bundle(out: Path, *, channels: int = 3, size=(13, 9), layout: str = "sh
 
 
 def predict_app():
-    """A typer app holding ``predict`` (and a no-op, which keeps typer from collapsing it into one command)."""
-    import typer
-
-    from mind_edge.runtime.cli import register
-
-    app = typer.Typer()
-    register(app)
-
-    @app.command("noop")
-    def _noop() -> None:
-        pass
+    """The ``mind-edge`` app, for CliRunner tests of ``predict``."""
+    from mind_edge.cli import app
 
     return app
 

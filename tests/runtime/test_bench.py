@@ -246,7 +246,7 @@ def test_isolated_worker_process_leaves_torch_out(tiny_sources):
 
 
 def test_import_is_torch_free():
-    code = ("import sys, mind_edge.runtime.bench, mind_edge.runtime.bench_cli; "
+    code = ("import sys, mind_edge.runtime.bench, mind_edge.cli.runtime; "
             "print('torch' in sys.modules, 'onnx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

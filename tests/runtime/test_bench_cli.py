@@ -8,8 +8,6 @@ import pytest
 from runtime_helpers import make_bundle
 from typer.testing import CliRunner
 
-from mind_edge.runtime import bench
-
 FAST = ["--min-seconds", "0.05", "--min-iters", "2", "--warmup-seconds", "0", "--threads", "1"]
 TINY = ["--arch", "resnet32", "--input-shape", "3,8,8", "--width", "0.25", "--classes-per-task", "2"]
 
@@ -107,7 +105,7 @@ def test_narrow_terminals_keep_the_numbers_whole(app, tmp_path):
     folds text instead of cutting numbers to '…'; a wide terminal shows every column."""
     from rich.console import Console
 
-    from mind_edge.runtime.bench_cli import render
+    from mind_edge.cli.runtime import render_bench as render
 
     out = tmp_path / "r.json"
     res = _invoke(app, *TINY, *FAST, "--tasks", "2", "--batch", "1,8", "--backend", "ort", "--no-gemm", "--no-isolate",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import struct
 import threading
@@ -18,16 +17,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from cli_helpers import one_error_line
-from hardening_helpers import ESC, frame_patch, one_line, remount_ro, run_cli, small_fs, split_patch, vm_hwm_mb, zip_bomb_payload
-from patch_helpers import CLASSES, NAMES, make_bundle, tree_hash, world
+from hardening_helpers import (
+    ESC,
+    frame_patch,
+    one_line,
+    remount_ro,
+    run_cli,
+    small_fs,
+    split_patch,
+    vm_hwm_mb,
+    zip_bomb_payload,
+)
+from patch_helpers import NAMES, make_bundle, tree_hash, world
 from typer.testing import CliRunner
 
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.errors import BundleError
 from mind_edge.runtime.patch import AlreadyAppliedError, PatchError, apply_patch, read_patch, rollback, truncate_arrays
-from mind_edge.runtime.patch_cli import register
 from mind_edge.runtime.signing import SignatureError, trust_key
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -459,8 +466,9 @@ def test_run_json_of_the_wrong_types(app, tmp_path):
 
 
 def test_a_png_declaring_30000_by_30000_pixels(rgb_bundle, app, tmp_path):
-    from PIL import Image
     import zlib
+
+    from PIL import Image
 
     p = tmp_path / "huge.png"
     Image.fromarray(np.zeros((9, 13, 3), np.uint8)).save(p)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,8 +13,8 @@ import textwrap
 
 import numpy as np
 import pytest
-import typer
-from patch_helpers import CLASSES, NET, T, make_bundle, tree_hash, world
+from cli_helpers import one_error_line
+from patch_helpers import CLASSES, T, make_bundle, tree_hash, world
 from runtime_helpers import BLOCK_TORCH
 from typer.testing import CliRunner
 
@@ -22,9 +22,7 @@ from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.errors import BundleError
 from mind_edge.runtime.graph import read_arrays
 from mind_edge.runtime.patch import PatchError, apply_patch, bundle_status, rollback, truncate_arrays
-from mind_edge.runtime.patch_cli import register
 from mind_edge.runtime.predict import Runtime
-from cli_helpers import one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +32,8 @@ def w(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app():
-    app = typer.Typer()
-    register(app)
+    from mind_edge.cli import app
+
     return app
 
 
@@ -256,10 +254,8 @@ def test_apply_and_rollback_run_without_torch(w, deployed):
     import mind_edge.runtime
     from mind_edge.runtime.patch import apply_patch, rollback
     from mind_edge.runtime.predict import Runtime
-    import typer
     from typer.testing import CliRunner
-    from mind_edge.runtime.patch_cli import register
-    app = typer.Typer(); register(app)
+    from mind_edge.cli import app
     r = CliRunner().invoke(app, ["patch", "apply", {str(deployed)!r}, {str(w.p3_signed)!r}, "--verify-key", {str(w.pub)!r}])
     n = Runtime({str(deployed)!r}).bundle.num_tasks
     rollback({str(deployed)!r})

@@ -41,13 +41,10 @@ def test_predict_cli_and_graph_builder_work_with_torch_blocked(rgb_bundle, rgb_i
 import json
 import typer
 from typer.testing import CliRunner
-from mind_edge.runtime.cli import register
+from mind_edge.cli import app
 from mind_edge.runtime.graph import random_arrays, build_graph, read_arrays
 from mind_edge.runtime.bundle import assemble_bundle
 
-app = typer.Typer()
-register(app)
-app.command("noop")(lambda: None)
 r = CliRunner().invoke(app, ["predict", {str(rgb_bundle)!r}, {str(paths[0])!r}, "--json"])
 net = {{"arch": "resnet18", "in_channels": 1, "input_size": [9, 9], "width": 0.0625, "capacity": 2}}
 arrays = random_arrays(net, [[0], [1, 2]])
@@ -57,3 +54,31 @@ b = assemble_bundle({str(tmp_path / 'b')!r}, arrays, layout="folded", temperatur
 print(json.dumps({{"exit": r.exit_code, "predictions": len(json.loads(r.stdout)["predictions"]), "round_trip": same}}))
 """
     assert _run(code) == {"exit": 0, "predictions": 1, "round_trip": True}
+
+
+def test_device_side_commands_run_with_torch_blocked(bundle_copy, rgb_images, tmp_path):
+    """The CLI's device-side commands (predict, bench, patch, keygen, engine, devices, deploy) import
+    and run in an interpreter where any `import torch` fails, and leave torch out of sys.modules."""
+    paths, _ = rgb_images
+    b = str(bundle_copy)
+    commands = [
+        ["predict", b, str(paths[0]), "--json"],
+        ["bench", b, "--backend", "ort", "--batch", "1", "--min-iters", "2", "--min-seconds", "0.01",
+         "--warmup-seconds", "0", "--no-gemm", "--no-isolate"],
+        ["keygen", str(tmp_path / "k")],
+        ["patch", "trust", b, str(tmp_path / "k.pub"), "--json"],
+        ["patch", "inspect", b, "--json"],
+        ["engine", "list", b, "--json"],
+        ["devices", "list", "--json"],
+        ["devices", "detect", "--json"],
+        ["deploy", "--help"],
+    ]
+    code = BLOCK_TORCH + f"""
+import json
+from typer.testing import CliRunner
+from mind_edge.cli import app
+runs = [(c[:2], CliRunner().invoke(app, c)) for c in {commands!r}]
+print(json.dumps({{"failed": [[c, r.exit_code, r.output[-300:]] for c, r in runs if r.exit_code != 0],
+                  "torch": "torch" in sys.modules}}))
+"""
+    assert _run(code) == {"failed": [], "torch": False}
