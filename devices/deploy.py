@@ -24,11 +24,13 @@ line: connection refused, unknown host, timeout, key refused, host key changed, 
 mind-edge on the device, remote disk full (with ``df`` of the remote folder).
 
 Nothing here imports torch, onnx or onnxruntime: this module runs on a bare laptop with the
-bundle and ssh/rsync.
+bundle and ssh/rsync. The transport (the target, its ssh/rsync command lines, quoting, and the
+ssh failure messages) is :mod:`mind_edge.devices.ssh`; this module is the plan and its results.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -38,99 +40,41 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from mind_edge.devices.errors import DeviceError
-from mind_edge.runtime.signing import TRUSTED_KEYS_FILE
+from mind_edge.devices.ssh import (  # the transport's public names are re-exported (__all__)
+    _SSH_FAILURES,
+    DEFAULT_CONNECT_TIMEOUT,
+    HOST_KEY_POLICIES,
+    DeployError,
+    DiskFullError,
+    Runner,
+    SshTarget,
+    _default_runner,
+    _q,
+    _rsync_path,
+    _tail,
+    check_remote_name,
+)
+from mind_edge.fileio import atomic_write_json
+from mind_edge.runtime.bundle import Bundle  # torch-free; verifies every file's sha256
 from mind_edge.runtime.engine_fingerprint import MACHINE_LOCAL_PATTERNS
+from mind_edge.runtime.signing import TRUSTED_KEYS_FILE
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_REMOTE_CMD", "DEFAULT_REMOTE_DIR", "EXCLUDES", "HOST_KEY_POLICIES",
+           "DeployError", "DeployOptions", "DeployResult", "Deployer", "DiskFullError", "RemoteInfo", "SshTarget",
+           "bench_rows", "bundle_bytes", "check_remote_name", "deploy"]
+
 DEFAULT_REMOTE_DIR = "mind-edge/bundles"  # relative to the remote home
 DEFAULT_REMOTE_CMD = "mind-edge"
-DEFAULT_CONNECT_TIMEOUT = 10
-HOST_KEY_POLICIES = ("accept-new", "yes", "no")
 #: Never sent to a device: engines and TensorRT caches belong to the machine that built them.
 EXCLUDES = (*MACHINE_LOCAL_PATTERNS, ".*")  # engines and TensorRT caches are per machine; hidden files stay
 SPACE_MARGIN = 1 << 20  # bytes kept free on the device beyond the bundle itself
-
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
-class DeployError(DeviceError):
-    """A deploy step failed; the message says which, why, and what to do."""
-
-
-class DiskFullError(DeployError):
-    """The device has no room for the bundle."""
-
-
-# ----------------------------------------------------------------------------- target
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """Where to deploy: ``host`` is ``USER@HOST``, ``HOST`` or an alias of ``~/.ssh/config``."""
-
-    host: str
-    port: int | None = None
-    identity: Path | None = None
-    strict_host_key_checking: str = "accept-new"
-    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
-    options: tuple[str, ...] = ()  # extra ``-o KEY=VALUE`` (e.g. UserKnownHostsFile=...)
-    config_file: Path | None = None  # ``ssh -F``; None: the user's ~/.ssh/config applies
-    ssh: str = "ssh"
-    rsync: str = "rsync"
-
-    def __post_init__(self) -> None:
-        if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
-            raise DeployError(f"--host must look like USER@HOST or a Host alias of ~/.ssh/config, got {self.host!r}")
-        if self.port is not None and not (isinstance(self.port, int) and 0 < self.port < 65536):
-            raise DeployError(f"--port must be a TCP port (1..65535), got {self.port!r}")
-        if self.strict_host_key_checking not in HOST_KEY_POLICIES:
-            raise DeployError(f"StrictHostKeyChecking must be one of {', '.join(HOST_KEY_POLICIES)}, got "
-                              f"{self.strict_host_key_checking!r}")
-        if not (isinstance(self.connect_timeout, int) and self.connect_timeout > 0):
-            raise DeployError(f"the connect timeout must be a positive number of seconds, got {self.connect_timeout!r}")
-        for opt in self.options:
-            if "=" not in opt or opt.startswith("-"):
-                raise DeployError(f"ssh options are given as KEY=VALUE (as ssh -o takes them), got {opt!r}")
-
-    @property
-    def user(self) -> str | None:
-        return self.host.split("@", 1)[0] if "@" in self.host else None
-
-    @property
-    def hostname(self) -> str:
-        return self.host.split("@", 1)[-1]
-
-    def describe(self) -> str:
-        return self.host + (f" port {self.port}" if self.port else "")
-
-    def ssh_args(self) -> list[str]:
-        """``ssh`` and its options, without the destination."""
-        args = [self.ssh]
-        if self.config_file is not None:
-            args += ["-F", str(self.config_file)]
-        args += ["-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={self.strict_host_key_checking}",
-                 "-o", f"ConnectTimeout={self.connect_timeout}"]
-        if self.port is not None:
-            args += ["-p", str(self.port)]
-        if self.identity is not None:
-            args += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
-        for opt in self.options:
-            args += ["-o", opt]
-        return args
-
-    def ssh_command(self, remote_command: str) -> list[str]:
-        return self.ssh_args() + ["--", self.host, remote_command]  # '--': the host is never an option
-
-    def rsync_shell(self) -> str:
-        """The ``rsync -e`` value: the same ssh with the same options (quoted for rsync's own splitting)."""
-        return " ".join(shlex.quote(a) for a in self.ssh_args())
-
 
 # ----------------------------------------------------------------------------- options / results
 
@@ -139,7 +83,8 @@ class SshTarget:
 class DeployOptions:
     remote_dir: str = DEFAULT_REMOTE_DIR  # relative paths are relative to the remote home
     name: str | None = None  # the bundle's folder name on the device (default: the local folder name)
-    remote_cmd: str = DEFAULT_REMOTE_CMD  # how to run mind-edge there: a name on PATH, a path, or "python3 -m mind_edge.cli"
+    #: how to run mind-edge there: a name on PATH, a path, or "python3 -m mind_edge.cli"
+    remote_cmd: str = DEFAULT_REMOTE_CMD
     remote_python: str = "python3"  # the python whose "import tensorrt" decides whether an engine is built
     engine: str = "auto"  # auto: build if TensorRT imports there; always; never
     fp16: bool = False
@@ -205,63 +150,6 @@ class DeployResult:
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def _q(s: str) -> str:
-    """Quote for the remote POSIX shell; a leading ``~/`` stays expandable."""
-    if s == "~":
-        return '"$HOME"'
-    if s.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(s[2:])
-    return shlex.quote(s)
-
-
-def check_remote_name(name: str, what: str) -> str:
-    """A bundle folder name for the device: one plain component, not starting with '.' or '-'."""
-    if not name or "/" in name or name.startswith((".", "-")) or not name.isprintable() or name in ("..",):
-        from mind_edge.textsafe import clean
-
-        raise DeployError(f"{what} must be a plain folder name (no '/', not starting with '.' or '-', no control "
-                          f"characters), got {clean(name, limit=60)!r}")
-    return name
-
-
-def _rsync_path(s: str) -> str:
-    """A remote path for rsync (its remote side does the ``~`` expansion; relative = home)."""
-    return s[2:] if s.startswith("~/") else s
-
-
-def _tail(text: str, n: int = 3) -> str:
-    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
-    return " | ".join(lines[-n:])
-
-
-def _default_runner(args: Sequence[str], **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}  # English messages to recognise errors (ssh passes LC_* on)
-    return subprocess.run(list(args), capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, **kw)
-
-
-_SSH_FAILURES = (
-    ("Connection refused", "connection refused — is sshd running on the device and listening on {port}? "
-                           "(check the address, --port, and 'sudo systemctl status ssh' on the device)"),
-    ("Permission denied", "the device refused our key (Permission denied) — deploy logs in with a key, never a "
-                          "password (BatchMode): pass the right --identity FILE{identity} and make sure its .pub is in "
-                          "~/.ssh/authorized_keys of {user} on the device (ssh-copy-id does that)"),
-    ("Host key verification failed", "the device's host key is unknown or has CHANGED (Host key verification failed) "
-                                     "— if the device was re-flashed, remove the old key with: ssh-keygen -R {hostname}"),
-    ("REMOTE HOST IDENTIFICATION HAS CHANGED", "the device's host key has CHANGED — if it was re-flashed, remove the old "
-                                               "key with: ssh-keygen -R {hostname}"),
-    ("Could not resolve hostname", "the host name {hostname} does not resolve — check the spelling, your DNS/mDNS, or "
-                                   "add a Host entry to ~/.ssh/config"),
-    ("Name or service not known", "the host name {hostname} does not resolve — check the spelling or ~/.ssh/config"),
-    ("timed out", "no answer within {timeout} s (Connection timed out) — is the device on and reachable (same network, "
-                  "VPN)? Raise --connect-timeout for slow links"),
-    ("No route to host", "no route to host — the device is not reachable from this network"),
-    ("Network is unreachable", "the network is unreachable from this machine"),
-)
-
-
 class Deployer:
     """The deploy steps (see the module docstring); ``runner`` runs one local command (injectable)."""
 
@@ -273,8 +161,8 @@ class Deployer:
         if check_tools:
             for tool, pkg in ((target.ssh, "openssh-client"), (target.rsync, "rsync")):
                 if shutil.which(tool) is None:
-                    raise DeployError(f"'{tool}' is not installed on this machine; deploy uses the system ssh and rsync "
-                                      f"(Debian/Ubuntu: sudo apt-get install {pkg})")
+                    raise DeployError(f"'{tool}' is not installed on this machine; deploy uses the system ssh and "
+                                      f"rsync (Debian/Ubuntu: sudo apt-get install {pkg})")
 
     # -- running things ----------------------------------------------------------------
     def _label(self, what: str) -> str:
@@ -337,8 +225,9 @@ class Deployer:
                 k, v = line.split("=", 1)
                 facts.setdefault(k.strip(), v.strip())
         if facts.get("mind-edge-probe") != "1":
-            raise DeployError(f"the device's shell did not answer the probe as expected (stdout: {_tail(proc.stdout)!r}, "
-                              f"stderr: {_tail(proc.stderr)!r}); deploy needs a POSIX sh on the device")
+            raise DeployError(f"the device's shell did not answer the probe as expected (stdout: "
+                              f"{_tail(proc.stdout)!r}, stderr: {_tail(proc.stderr)!r}); deploy needs a POSIX sh on "
+                              "the device")
         total = free = None
         mount = None
         parts = facts.get("df", "").split()
@@ -435,8 +324,8 @@ class Deployer:
             self.cleanup(f"{_q(d)}/{_q(tmp)}")
             if "No space left on device" in proc.stderr:
                 total, free, mount = self.remote_df()
-                raise DiskFullError(self._space_message(size, total, free, mount,
-                                                        "the device ran out of disk space while keeping its engines in"))
+                why = "the device ran out of disk space while keeping its engines in"
+                raise DiskFullError(self._space_message(size, total, free, mount, why))
             raise DeployError(f"moving the bundle into place on {t.describe()} failed: {_tail(proc.stderr)}")
         return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else f"{d}/{name}"
 
@@ -474,13 +363,11 @@ class Deployer:
         try:
             return json.loads(proc.stdout)
         except json.JSONDecodeError as exc:
-            raise DeployError(f"the benchmark JSON read back from {remote_json} on {self.target.describe()} is not valid "
-                              f"JSON ({exc}): {proc.stdout[:200]!r}") from exc
+            raise DeployError(f"the benchmark JSON read back from {remote_json} on {self.target.describe()} is not "
+                              f"valid JSON ({exc}): {proc.stdout[:200]!r}") from exc
 
     # -- the whole thing --------------------------------------------------------------
     def run(self, bundle: str | os.PathLike, *, out: str | os.PathLike | None = None) -> DeployResult:
-        from mind_edge.runtime.bundle import Bundle  # torch-free; verifies every file's sha256
-
         o, t = self.options, self.target
         b = Bundle.load(bundle)
         # a versioned bundle (patched on the host: CURRENT -> versions/vNNNN) sends its current version
@@ -501,13 +388,14 @@ class Deployer:
         needs_cmd = o.bench or (o.engine != "never" and remote.tensorrt)
         if needs_cmd and remote.cmd is None:
             raise DeployError(
-                f"'{o.remote_cmd}' is not found on {t.describe()} for a non-interactive ssh login (PATH={remote.path}); "
+                f"'{o.remote_cmd}' is not found on {t.describe()} for a non-interactive ssh login "
+                f"(PATH={remote.path}); "
                 "install mind-edge on the device (see README: Jetson install) or pass --remote-cmd with its full path, "
                 "e.g. --remote-cmd ~/mind-edge/.venv/bin/mind-edge"
             )
         if o.engine == "always" and not remote.tensorrt:
-            raise DeployError(f"--engine always, but '{o.remote_python} -c \"import tensorrt\"' fails on {t.describe()}; "
-                              "install TensorRT there (JetPack) or deploy with --engine auto")
+            raise DeployError(f"--engine always, but '{o.remote_python} -c \"import tensorrt\"' fails on "
+                              f"{t.describe()}; install TensorRT there (JetPack) or deploy with --engine auto")
         if o.check_space and remote.disk_free_kb is not None and remote.disk_free_kb * 1024 < size + SPACE_MARGIN:
             raise DiskFullError(self._space_message(size, remote.disk_total_kb, remote.disk_free_kb, remote.mount,
                                                     "not enough disk space for"))
@@ -530,14 +418,13 @@ class Deployer:
         if o.bench:
             # with an engine: the engine next to ONNX Runtime in one run; without: the bench default (ort)
             backend = o.backend or ("trt,ort" if result.engine else None)
-            precision = (result.engine or {}).get("fingerprint", {}).get("precision") if "trt" in (backend or "") else None
+            engine = result.engine or {}
+            precision = engine.get("fingerprint", {}).get("precision") if "trt" in (backend or "") else None
             t3 = time.perf_counter()
             result.bench = self.bench(remote_bundle, backend, precision)
             seconds["bench"] = time.perf_counter() - t3
             result.backend = backend or "ort"
             dest = Path(out) if out is not None else b.path.parent / f"{name}.bench-{_slug(t.hostname)}.json"
-            from mind_edge.fileio import atomic_write_json
-
             atomic_write_json(dest, result.bench)
             result.bench_file = dest
         seconds["total"] = time.perf_counter() - t0
@@ -570,8 +457,6 @@ def _last_json(stdout: str, what: str) -> dict:
 
 def bundle_bytes(folder: Path) -> int:
     """Bytes rsync will send: every file of the bundle except the machine-local ones."""
-    import fnmatch
-
     total = 0
     for p in folder.rglob("*"):
         rel = p.relative_to(folder)
@@ -620,8 +505,8 @@ def _records(data: Any) -> list[dict]:
     return []
 
 
-_PREFERRED = re.compile(r"(^|[._])(name|label|backend|variant|status|providers?|precision|batch|threads|tasks|p50|p90|p99|mean|"
-                        r"median|throughput|images_per_s|ips|peak_rss|model_bytes|energy|power)", re.I)
+_PREFERRED = re.compile(r"(^|[._])(name|label|backend|variant|status|providers?|precision|batch|threads|tasks|p50|"
+                        r"p90|p99|mean|median|throughput|images_per_s|ips|peak_rss|model_bytes|energy|power)", re.I)
 
 
 def _preferred(col: str) -> bool:
