@@ -368,6 +368,25 @@ def test_real_remote_bench(sshd, bundle, tmp_path):
 
 
 @needs_ssh
+def test_cli_deploy_renders_a_real_bench_report_like_bench(sshd, bundle, tmp_path):
+    """A report of this version's 'mind-edge bench' fetched from the device is shown by the one bench
+    renderer (the table of 'mind-edge bench'), not as flattened JSON fields."""
+    from mind_edge.cli import app
+
+    opts = real_bench_options(tmp_path)
+    t = target(sshd)
+    args = ["deploy", str(bundle), "--host", t.host, "--port", str(t.port), "--identity", str(t.identity),
+            "--dir", opts.remote_dir, "--remote-cmd", opts.remote_cmd, "--ssh-config", str(t.config_file),
+            "--out", str(tmp_path / "b.json"), "--bench-args", " ".join(opts.bench_args)]
+    for opt in t.options:
+        args += ["-o", opt]
+    r = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert f"benchmark on {t.host}" in r.stdout and "latency per batch" in r.stdout and "p50 ms" in r.stdout
+    assert "latency_ms.p50" not in r.stdout and "p50_ms" not in r.stdout
+
+
+@needs_ssh
 def test_versioned_bundle_deploys_and_runs_its_current_version(sshd, tmp_path):
     """A bundle patched on the host (CURRENT -> versions/v0002) deploys its current version as a
     plain bundle under the bundle's own name; the remote bench runs that version (4 tasks, not the
