@@ -8,7 +8,7 @@ Two cases, each learned in a fresh process (so ``getrusage`` sees only that lear
   ``../shared/datasets/cifar10-jpg.tar.gz`` (``--per-class`` training images each), batch 256 as
   in the reference's CIFAR preset; the earlier tasks' data is not on the "device".
 
-The base runs hold MIND-structured random networks (``random_mind_arrays``: exact claims of
+The base runs hold MIND-structured random networks (``random_arrays(..., owners="mind")``: exact claims of
 numel // capacity per task, free weights 0) — peak memory does not depend on the weights'
 values — and the new task is learned for real (``--epochs``/``--distill-epochs``).
 
@@ -39,13 +39,13 @@ def make_run(out: Path, dataset: str, names: list[str], channels: int, size: int
     from mind_edge.checkpoint import save_checkpoint, write_run_json
     from mind_edge.data import make_scenario
     from mind_edge.export.arrays import model_from_arrays
-    from mind_edge.runtime.patch import random_mind_arrays
+    from mind_edge.runtime.graph import random_arrays
     from mind_edge.train import TrainConfig
 
     scenario = make_scenario(dataset, tuple(names), 5, order="seed", seed=0)
     classes = [list(t) for t in scenario.tasks[:4]]
     net = {"arch": "resnet32", "in_channels": channels, "input_size": [size, size], "width": 1.0, "capacity": 10}
-    model = model_from_arrays(random_mind_arrays(net, classes, seed=0))
+    model = model_from_arrays(random_arrays(net, classes, seed=0, owners="mind"))
     cfg = TrainConfig(epochs=1, distill_epochs=1, batch_size=batch, temperature=1.0)
     meta = {"net": net, "scenario": scenario.to_json(),
             "data": {"dataset": dataset, "in_channels": channels, "input_size": [size, size], "mean": list(mean),

@@ -1,6 +1,6 @@
 """Task patch size vs bundle size, and the two position encodings (torch-free, synthetic networks).
 
-Networks come from ``random_mind_arrays`` (MIND's structure: every task claims exactly
+Networks come from ``random_arrays(..., owners="mind")`` (MIND's structure: every task claims exactly
 numel // capacity of the free weights; sizes do not depend on the values). For each
 configuration the patch of task ``T`` (a base of ``T`` tasks) is built and compared with the
 shared-layout model.onnx of the patched network; the positions are encoded both ways
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mind_edge.runtime.graph import build_graph
-from mind_edge.runtime.patch import build_patch, random_mind_arrays, truncate_arrays
+from mind_edge.runtime.graph import build_graph, random_arrays
+from mind_edge.runtime.patch import build_patch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,8 +37,8 @@ def main() -> None:
     for name, arch, ch, size, width, cap, task in CONFIGS:
         net = {"arch": arch, "in_channels": ch, "input_size": [size, size], "width": width, "capacity": cap}
         # with routing statistics, as every task learned now carries them (the patch and the graph hold them)
-        full = random_mind_arrays(net, [[2 * i, 2 * i + 1] for i in range(task + 1)], seed=0, stats=True)
-        base = truncate_arrays(full, task)
+        full = random_arrays(net, [[2 * i, 2 * i + 1] for i in range(task + 1)], seed=0, stats=True, owners="mind")
+        base = full.first_tasks(task)
         patch = build_patch(base, full, task, ["a", "b"])
         model = len(build_graph(full, layout="shared", temperature=1.0).SerializeToString())
         bitmap = delta = 0

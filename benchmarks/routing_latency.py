@@ -21,8 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from mind_edge.runtime.graph import build_graph
-from mind_edge.runtime.patch import random_mind_arrays
+from mind_edge.runtime.graph import build_graph, random_arrays
 from mind_edge.runtime.sessions import cpu_session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +39,8 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     net = {"arch": "resnet32", "in_channels": 3, "input_size": [32, 32], "width": 1.0, "capacity": args.tasks}
-    arrays = random_mind_arrays(net, [list(range(10 * t, 10 * t + 10)) for t in range(args.tasks)], seed=0, stats=True)
+    classes = [list(range(10 * t, 10 * t + 10)) for t in range(args.tasks)]
+    arrays = random_arrays(net, classes, seed=0, stats=True, owners="mind")
     policies = args.policies.split(",")
     sessions = {p: cpu_session(build_graph(arrays, temperature=1.0, policy=p), threads=args.threads, inter_threads=1)
                 for p in policies}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mind_edge.errors import ConfigError
 from mind_edge.fileio import atomic_write_bytes, sha256_file
-from mind_edge.runtime.patch import PatchError, build_patch, parse_patch, truncate_arrays
+from mind_edge.runtime.patch import PatchError, build_patch, parse_patch
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ def create_patch(
         raise ConfigError("task 0 cannot be a patch: the base bundle would hold no task. Export the run with "
                           "'mind-edge export' instead")
     arrays = arrays_from_model(model)
-    new = truncate_arrays(arrays, t + 1)
-    expected_base = truncate_arrays(arrays, t)
+    new = arrays.first_tasks(t + 1)
+    expected_base = arrays.first_tasks(t)
     if base is not None:
         from mind_edge.runtime.bundle import Bundle
 

@@ -208,6 +208,27 @@ class NetArrays:
     def dense_weight_count(self) -> int:
         return int(sum(layer.weight.size for layer in self.layers))
 
+    def first_tasks(self, k: int) -> NetArrays:
+        """The network of the first ``k`` tasks: as it was before task ``k`` was learned.
+
+        Their BN sets and heads; weights owned by later tasks are freed (owner -1, weight 0). Exact
+        for MIND runs (every prune zeroes the remaining free weights, so before task ``k`` every
+        weight not owned by tasks ``< k`` was 0), and the same network for every task ``< k``
+        whatever the freed weights held (a task reads only weights owned by it or earlier tasks).
+        ``k == num_tasks`` gives ``self``.
+        """
+        if not 1 <= k <= self.num_tasks:
+            raise ConfigError(f"cannot keep {k} tasks of a network holding {self.num_tasks}; use 1..{self.num_tasks}")
+        if k == self.num_tasks:
+            return self
+        layers = tuple(
+            LayerArrays(la.name, np.where(la.owner >= k, np.float32(0), la.weight).astype(np.float32),
+                        np.where(la.owner >= k, np.int8(-1), la.owner).astype(np.int8), la.stride, la.padding)
+            for la in self.layers
+        )
+        norms = tuple(NormArrays(x.name, tuple(x.sets[:k])) for x in self.norms)
+        return NetArrays(net=dict(self.net), layers=layers, norms=norms, heads=tuple(self.heads[:k]))
+
     def same_as(self, other: "NetArrays") -> bool:
         """Bit-exact equality of every array, class id and config value."""
         def eq(a: np.ndarray, b: np.ndarray) -> bool:
@@ -866,16 +887,29 @@ def random_arrays(
     seed: int = 0,
     free_fraction: float = 0.1,
     stats: bool = False,
+    owners: str = "uniform",
 ) -> NetArrays:
     """A random network of ``net`` (Kaiming-normal weights, random owners and BN sets, random heads).
 
-    Torch-free, for tests and benchmarks on devices: the owners of every layer are drawn
-    uniformly from the tasks (a ``free_fraction`` stays free), BN statistics keep activations
-    at a moderate scale.
+    The one synthetic-network maker (torch-free; tests, benchmarks, devices; ``export.synthetic``
+    starts from it). BN statistics keep activations at a moderate scale. ``owners``:
+
+    * ``"uniform"``: the owner of every weight is drawn uniformly from the tasks (a
+      ``free_fraction`` stays free);
+    * ``"mind"``: MIND's structure, as after a real run: every task claims exactly
+      ``numel // capacity`` of the still-free weights of every layer and the free weights are 0,
+      so :meth:`NetArrays.first_tasks` gives the exact network before any task
+      (``free_fraction`` is not used).
     """
+    if owners not in ("uniform", "mind"):
+        raise ConfigError(f"unknown owner structure {owners!r}; use 'uniform' or 'mind'")
     plan = plan_net(net)
     rng = np.random.default_rng(seed)
     n = len(task_classes)
+    if owners == "mind":
+        if n > int(net["capacity"]):
+            raise ConfigError(f"{n} tasks do not fit capacity {net['capacity']}")
+        free_fraction = 0.0
     layers, norms = [], []
     for c in plan.convs():
         shape = (c.out_ch, c.in_ch, c.kernel, c.kernel)
@@ -904,7 +938,23 @@ def random_arrays(
     )
     if stats:
         heads = tuple(dataclasses.replace(h, stats=random_stats(plan, len(h.classes), rng)) for h in heads)
+    if owners == "mind":
+        layers = _mind_owners(layers, n, int(net["capacity"]), np.random.default_rng(seed + 1))
     return NetArrays(net=dict(net), layers=tuple(layers), norms=tuple(norms), heads=heads)
+
+
+def _mind_owners(layers: Sequence[LayerArrays], n: int, capacity: int, rng: np.random.Generator) -> list[LayerArrays]:
+    """``layers`` with MIND's owners: task by task, ``numel // capacity`` of the free weights; free weights 0."""
+    out = []
+    for la in layers:
+        owner = np.full(la.owner.size, -1, dtype=np.int8)
+        k = la.owner.size // capacity
+        for t in range(n):
+            owner[rng.choice(np.flatnonzero(owner == -1), size=k, replace=False)] = t
+        owner = owner.reshape(la.owner.shape)
+        out.append(LayerArrays(la.name, np.where(owner >= 0, la.weight, np.float32(0)).astype(np.float32), owner,
+                               la.stride, la.padding))
+    return out
 
 
 def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> RoutingStats:

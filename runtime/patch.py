@@ -32,7 +32,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -96,23 +95,6 @@ _locked = locked
 
 
 # ----------------------------------------------------------------------------- arrays
-
-
-def truncate_arrays(arrays: NetArrays, num_tasks: int) -> NetArrays:
-    """The network as it was before task ``num_tasks`` was learned: later tasks' weights freed.
-
-    Exact for MIND runs: every prune zeroes the remaining free weights, so before task ``T``
-    every weight not owned by tasks ``< T`` was 0.
-    """
-    if not 1 <= num_tasks <= arrays.num_tasks:
-        raise PatchError(f"cannot keep {num_tasks} tasks of a network holding {arrays.num_tasks}")
-    layers = []
-    for la in arrays.layers:
-        later = la.owner >= num_tasks
-        layers.append(LayerArrays(la.name, np.where(later, np.float32(0), la.weight).astype(np.float32),
-                                  np.where(later, np.int8(-1), la.owner).astype(np.int8), la.stride, la.padding))
-    norms = tuple(NormArrays(n.name, tuple(n.sets[:num_tasks])) for n in arrays.norms)
-    return NetArrays(net=dict(arrays.net), layers=tuple(layers), norms=norms, heads=tuple(arrays.heads[:num_tasks]))
 
 
 def check_fits(base: NetArrays, patch: Patch) -> None:
@@ -553,34 +535,3 @@ def bundle_status(bundle_dir: str | os.PathLike) -> dict:
             "num_tasks": b.num_tasks, "trusted_keys": [k for k, _ in keys],
             "patches": [rec.to_json() for rec in b.record.patches], "model_sha256": sha256_file(b.model_path)}
 
-
-# ----------------------------------------------------------------------------- synthetic
-
-
-def random_mind_arrays(net: Mapping[str, Any], task_classes: Sequence[Sequence[int]], *, seed: int = 0,
-                       stats: bool = False) -> NetArrays:
-    """A random network with MIND's structure (torch-free; tests and benchmarks).
-
-    Unlike :func:`mind_edge.runtime.graph.random_arrays` (uniformly random owners), every task
-    claims exactly ``numel // capacity`` of the still-free weights of every layer, and the free
-    weights are 0 — as after a real MIND run, so :func:`truncate_arrays` gives the exact
-    network before any task.
-    """
-    from mind_edge.runtime.graph import random_arrays
-
-    arrays = random_arrays(net, task_classes, seed=seed, free_fraction=0.0, stats=stats)
-    rng = np.random.default_rng(seed + 1)
-    capacity = int(net["capacity"])
-    if len(task_classes) > capacity:
-        raise PatchError(f"{len(task_classes)} tasks do not fit capacity {capacity}")
-    layers = []
-    for la in arrays.layers:
-        owner = np.full(la.owner.size, -1, dtype=np.int8)
-        k = la.owner.size // capacity
-        for t in range(len(task_classes)):
-            free = np.flatnonzero(owner == -1)
-            owner[rng.choice(free, size=k, replace=False)] = t
-        owner = owner.reshape(la.owner.shape)
-        layers.append(LayerArrays(la.name, np.where(owner >= 0, la.weight, np.float32(0)).astype(np.float32), owner,
-                                  la.stride, la.padding))
-    return NetArrays(net=dict(net), layers=tuple(layers), norms=arrays.norms, heads=arrays.heads)

@@ -85,7 +85,6 @@ from mind_edge.runtime.bench.sources import (
     bundle_sources,
     precision_sources,
     prepare_sources,
-    subset_tasks,
     synthetic_arrays,
     synthetic_sources,
 )
@@ -155,7 +154,6 @@ __all__ = [
     "run_benchmark",
     "run_worker",
     "spawn_worker",
-    "subset_tasks",
     "summarize",
     "summarize_from_row",
     "synthetic_arrays",

@@ -24,7 +24,6 @@ from mind_edge.runtime.graph import (
     LAYOUTS,
     SHORTCUTS,
     NetArrays,
-    NormArrays,
     build_graph,
     graph_meta,
     random_arrays,
@@ -59,16 +58,6 @@ class GraphVariant:
                 "(Slice+Pad shortcuts instead of the default 1x1 selection convs)"
             )
         return cls(layout, shortcut)
-
-
-def subset_tasks(arrays: NetArrays, k: int) -> NetArrays:
-    """The network of the first ``k`` tasks of ``arrays`` (their BN sets and heads; all weights)."""
-    if not 1 <= k <= arrays.num_tasks:
-        raise ConfigError(f"cannot take {k} tasks of a network with {arrays.num_tasks}; use 1..{arrays.num_tasks}")
-    if k == arrays.num_tasks:
-        return arrays
-    norms = tuple(NormArrays(x.name, x.sets[:k]) for x in arrays.norms)
-    return NetArrays(net=dict(arrays.net), layers=arrays.layers, norms=norms, heads=arrays.heads[:k])
 
 
 def synthetic_arrays(
@@ -112,7 +101,7 @@ def prepare_sources(
     needed = _needed(backends)
     out: list[ModelSource] = []
     for k in tasks:
-        sub = subset_tasks(arrays, int(k))
+        sub = arrays.first_tasks(int(k))
         folder = workdir / f"tasks-{k}"
         flops = arrays_flops(sub).to_json()
         shared_path: str | None = None
@@ -357,7 +346,7 @@ def precision_sources(
     out: list[ModelSource] = []
     for k in sorted({s.num_tasks for s in base}):
         first = next(s for s in base if s.num_tasks == k)
-        sub = subset_tasks(arrays, k)
+        sub = arrays.first_tasks(k)
         for p in precisions:
             if p not in BENCH_PRECISIONS:
                 raise ConfigError(f"unknown precision {p!r}; choose from {', '.join(BENCH_PRECISIONS)}")

@@ -19,14 +19,14 @@ def make_run(out: Path, *, learned: int = 4, capacity: int = 10, width: float = 
     from mind_edge.checkpoint import save_checkpoint, write_run_json
     from mind_edge.data import REFERENCE_SPECS, make_scenario
     from mind_edge.export.arrays import model_from_arrays
-    from mind_edge.runtime.patch import random_mind_arrays
+    from mind_edge.runtime.graph import random_arrays
     from mind_edge.train import TrainConfig
 
     spec = REFERENCE_SPECS["digits"]
     scenario = make_scenario("digits", tuple(str(i) for i in range(10)), 5, order="seed", seed=0)
     classes = [list(t) for t in scenario.tasks[:learned]]
     net = {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": width, "capacity": capacity}
-    model = model_from_arrays(random_mind_arrays(net, classes, seed=seed))
+    model = model_from_arrays(random_arrays(net, classes, seed=seed, owners="mind"))
     meta = {
         "net": net,
         "scenario": scenario.to_json(),

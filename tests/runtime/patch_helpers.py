@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mind_edge.runtime.bundle import assemble_bundle
-from mind_edge.runtime.patch import build_patch, random_mind_arrays, truncate_arrays
+from mind_edge.runtime.graph import random_arrays
+from mind_edge.runtime.patch import build_patch
 
 NET = {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 6}
 CLASSES = [[4, 1], [0, 9], [3, 5], [2, 6, 7], [8, 10]]
@@ -45,8 +46,8 @@ def world(folder: Path, seed: int = 0) -> World:
     from mind_edge.runtime.signing import generate_keypair
 
     folder.mkdir(parents=True, exist_ok=True)
-    full = random_mind_arrays(NET, CLASSES, seed=seed)
-    a3, a4 = truncate_arrays(full, 3), truncate_arrays(full, 4)
+    full = random_arrays(NET, CLASSES, seed=seed, owners="mind")
+    a3, a4 = full.first_tasks(3), full.first_tasks(4)
     base = make_bundle(folder / "base", a3)
     ref4 = make_bundle(folder / "ref4", a4)
     ref5 = make_bundle(folder / "ref5", full)

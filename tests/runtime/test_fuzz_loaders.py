@@ -23,7 +23,7 @@ from hardening_helpers import frame_patch, split_patch  # noqa: E402
 from patch_helpers import world  # noqa: E402
 
 from mind_edge.errors import MindEdgeError  # noqa: E402
-from mind_edge.runtime.patch import apply_to_arrays, parse_patch, truncate_arrays  # noqa: E402
+from mind_edge.runtime.patch import apply_to_arrays, parse_patch  # noqa: E402
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -111,7 +111,7 @@ def test_patch_header_mutations_with_a_valid_digest(w, data):
     bad = _mutate(header, data)
     patched = _only_typed_errors(lambda: parse_patch(frame_patch(bad, body)))
     if patched is not None:  # the reader accepted it: applying it to the base is a result or a typed error too
-        base = truncate_arrays(w.full, 3)
+        base = w.full.first_tasks(3)
         _only_typed_errors(lambda: apply_to_arrays(base, patched))
 
 
@@ -124,7 +124,7 @@ def test_patch_payload_mutations(w, data):
     raw[i : i + data.draw(st.integers(1, 32))] = data.draw(st.binary(max_size=32))
     patched = _only_typed_errors(lambda: parse_patch(frame_patch(header, bytes(raw))))
     if patched is not None:
-        _only_typed_errors(lambda: apply_to_arrays(truncate_arrays(w.full, 3), patched))
+        _only_typed_errors(lambda: apply_to_arrays(w.full.first_tasks(3), patched))
 
 
 @pytest.fixture(scope="module")

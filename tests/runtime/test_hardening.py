@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.errors import BundleError
-from mind_edge.runtime.patch import AlreadyAppliedError, PatchError, apply_patch, read_patch, rollback, truncate_arrays
+from mind_edge.runtime.patch import AlreadyAppliedError, PatchError, apply_patch, read_patch, rollback
 from mind_edge.runtime.signing import SignatureError, trust_key
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -257,7 +257,7 @@ def evil(w, tmp_path_factory):
 
     d = tmp_path_factory.mktemp("evil")
     names3 = [EVIL[0], EVIL[1], EVIL[2]]
-    a3, a4 = truncate_arrays(w.full, 3), truncate_arrays(w.full, 4)
+    a3, a4 = w.full.first_tasks(3), w.full.first_tasks(4)
     p = d / "evil.mepatch"
     p.write_bytes(build_patch(a3, a4, 3, names3, sign_key=w.key))
     names = list(NAMES)
@@ -506,7 +506,7 @@ def test_files_follow_the_umask_and_secret_keys_stay_private(w, tmp_path):
 
     old = os.umask(0o022)
     try:
-        b = make_bundle(tmp_path / "b", truncate_arrays(w.full, 3))
+        b = make_bundle(tmp_path / "b", w.full.first_tasks(3))
         apply_patch(b, w.p3)
         kp = generate_keypair(tmp_path / "k")
         trust_key(b, kp.public_path)
@@ -520,7 +520,7 @@ def test_files_follow_the_umask_and_secret_keys_stay_private(w, tmp_path):
     assert kp.secret_path.stat().st_mode & 0o777 == 0o600
     old = os.umask(0o077)
     try:
-        b2 = make_bundle(tmp_path / "b2", truncate_arrays(w.full, 3))
+        b2 = make_bundle(tmp_path / "b2", w.full.first_tasks(3))
     finally:
         os.umask(old)
     assert (b2 / "model.onnx").stat().st_mode & 0o777 == 0o600  # the umask is respected both ways
@@ -567,7 +567,7 @@ def test_a_reader_racing_the_first_apply_sees_one_whole_version(w, deployed, mon
     monkeypatch.setattr(bundle_mod, "resolve_version", real)
     rollback(deployed)
     # a Runtime handed a plain Bundle object whose files went away opens the live version
-    plain = make_bundle(deployed.parent / "plain", truncate_arrays(w.full, 3))
+    plain = make_bundle(deployed.parent / "plain", w.full.first_tasks(3))
     stale = Bundle.load(plain)
     apply_patch(plain, w.p3)
     with Runtime(stale) as rt:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.errors import BundleError
 from mind_edge.runtime.graph import read_arrays
-from mind_edge.runtime.patch import PatchError, apply_patch, bundle_status, rollback, truncate_arrays
+from mind_edge.runtime.patch import PatchError, apply_patch, bundle_status, rollback
 from mind_edge.runtime.predict import Runtime
 
 
@@ -65,7 +65,7 @@ def test_patched_bundle_equals_a_fresh_bundle_and_keeps_earlier_tasks(w, deploye
     b = Bundle.load(deployed)
     assert b.version == "v0002" and b.path == deployed / "versions" / "v0002" and b.root == deployed
     assert b.task_classes == tuple(tuple(c) for c in CLASSES[:4]) and b.temperature == T
-    assert read_arrays(b.model_path).same_as(truncate_arrays(w.full, 4))  # bit-identical network
+    assert read_arrays(b.model_path).same_as(w.full.first_tasks(4))  # bit-identical network
     after, ref = _outputs(deployed, x), _outputs(w.ref4, x)
     assert np.array_equal(after["label"], ref["label"]) and np.array_equal(after["task"], ref["task"])  # 100 %
     assert np.array_equal(after["task_logits"], ref["task_logits"])
@@ -197,11 +197,11 @@ def test_failures_give_one_error_line_and_leave_the_bundle_byte_identical(w, dep
 def test_folded_bundles_and_concurrent_updates_are_refused(w, tmp_path):
     from mind_edge.runtime.bundle import assemble_bundle
 
-    folded = assemble_bundle(tmp_path / "folded", truncate_arrays(w.full, 3), layout="folded", temperature=T,
+    folded = assemble_bundle(tmp_path / "folded", w.full.first_tasks(3), layout="folded", temperature=T,
                              class_names=[str(i) for i in range(10)], mean=[0.5], std=[0.25])
     with pytest.raises(PatchError, match="'folded' layout"):
         apply_patch(folded, w.p3)
-    plain = make_bundle(tmp_path / "plain", truncate_arrays(w.full, 3))
+    plain = make_bundle(tmp_path / "plain", w.full.first_tasks(3))
     fd = os.open(plain, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from patch_helpers import CLASSES, NAMES, NET, world
 
+from mind_edge.runtime.graph import random_arrays
 from mind_edge.runtime.patch import (
     MAGIC,
     PatchError,
@@ -17,9 +18,7 @@ from mind_edge.runtime.patch import (
     decode_positions,
     encode_positions,
     parse_patch,
-    random_mind_arrays,
     read_patch,
-    truncate_arrays,
     verify_signature,
 )
 from mind_edge.runtime.signing import SignatureError, generate_keypair
@@ -62,7 +61,7 @@ def test_decode_rejects_claims_on_owned_weights_and_wrong_counts():
 
 def test_fingerprint_changes_with_any_weight_owner_bn_or_head():
     def fresh():  # its own arrays: the edits below must not leak into other tests
-        return truncate_arrays(random_mind_arrays(NET, CLASSES, seed=9), 3)
+        return random_arrays(NET, CLASSES, seed=9, owners="mind").first_tasks(3)
 
     a = fresh()
     fp = arrays_fingerprint(a)
@@ -81,8 +80,8 @@ def test_patch_round_trip_rebuilds_the_network_bit_for_bit(w):
     p = read_patch(w.p3)
     assert p.task == 3 and p.classes == CLASSES[3] and p.class_names == [NAMES[c] for c in CLASSES[3]]
     assert not p.signed and p.header["base"]["num_tasks"] == 3
-    new = apply_to_arrays(truncate_arrays(w.full, 3), p)
-    assert new.same_as(truncate_arrays(w.full, 4))
+    new = apply_to_arrays(w.full.first_tasks(3), p)
+    assert new.same_as(w.full.first_tasks(4))
     assert arrays_fingerprint(new) == p.header["result_fingerprint"]
     assert set(p.arrays) == {"positions", "values", "bn", "head_w", "head_b"}  # few npz members: small overhead
 
@@ -91,8 +90,8 @@ def test_patch_size_is_about_one_over_capacity_of_the_weights():
     from mind_edge.runtime.graph import build_graph
 
     net = {"arch": "resnet32", "in_channels": 3, "input_size": [32, 32], "width": 1.0, "capacity": 10}
-    full = random_mind_arrays(net, [[2 * i, 2 * i + 1] for i in range(5)], seed=1)
-    data = build_patch(truncate_arrays(full, 4), full, 4, ["a", "b"])
+    full = random_arrays(net, [[2 * i, 2 * i + 1] for i in range(5)], seed=1, owners="mind")
+    data = build_patch(full.first_tasks(4), full, 4, ["a", "b"])
     model = len(build_graph(full, layout="shared", temperature=1.0).SerializeToString())
     assert len(data) / model <= 0.15  # issue 5: at most 15 % of the bundle for capacity 10 (measured: ~9 %)
 
@@ -153,11 +152,11 @@ def test_key_files_are_checked(w, tmp_path):
 
 
 def test_build_patch_refuses_inconsistent_networks():
-    full = random_mind_arrays(NET, CLASSES, seed=3)
-    other = random_mind_arrays(NET, CLASSES, seed=4)
+    full = random_arrays(NET, CLASSES, seed=3, owners="mind")
+    other = random_arrays(NET, CLASSES, seed=4, owners="mind")
     with pytest.raises(PatchError, match="owner maps of earlier tasks differ"):
-        build_patch(truncate_arrays(other, 3), truncate_arrays(full, 4), 3, ["a", "b", "c"])
+        build_patch(other.first_tasks(3), full.first_tasks(4), 3, ["a", "b", "c"])
     with pytest.raises(PatchError, match="needs a base of 3 tasks"):
-        build_patch(truncate_arrays(full, 2), truncate_arrays(full, 4), 3, ["a", "b", "c"])
+        build_patch(full.first_tasks(2), full.first_tasks(4), 3, ["a", "b", "c"])
     with pytest.raises(PatchError, match="3 classes but 1 class names"):
-        build_patch(truncate_arrays(full, 3), truncate_arrays(full, 4), 3, ["a"])
+        build_patch(full.first_tasks(3), full.first_tasks(4), 3, ["a"])
