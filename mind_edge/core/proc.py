@@ -15,13 +15,27 @@ bytes on macOS); ``nan`` where neither exists.
 **Workers** (:func:`spawn_call`): run ``target(*args, **kwargs)`` in a fresh interpreter started
 with ``multiprocessing``'s ``spawn`` method (as Optimum's exporters validate models): nothing
 of the parent's heap, threads or imported modules (PyTorch, CUDA contexts) leaks into it, so
-its peak RSS and its timings are its own. The result comes back pickled through a pipe; an
+its peak RSS and its timings are its own. Nor does the parent's ``__main__`` script: ``spawn``
+re-runs it in the child (as ``__mp_main__``, so that objects defined there can be unpickled), and
+from the ``mind-edge`` console script that meant every bench/learn worker imported
+``mind_edge.cli``, typer and rich (and whatever a user's script imports) before it measured
+anything. ``spawn`` decides this in the parent, from ``sys.modules['__main__']``: its
+``__spec__.name`` (``python -m``) or its ``__file__`` (a script) go into the child's preparation
+data; a main module with neither is left alone (as in an interactive session). So while a worker
+starts, :func:`_main_hidden` hides both attributes of ``__main__`` (under the lock that serialises
+worker starts; restored right after ``start()``, which has written the preparation data by then).
+joblib's loky does the same by default (``LokyProcess(init_main_module=False)``); stdlib
+``multiprocessing`` has no switch for it, and hiding the two attributes keeps its own, documented
+``spawn`` machinery (pipes, exit codes, the resource tracker) instead of a second hand-written
+launcher. A ``target`` defined in the ``__main__`` script itself still works: its pickle names
+``__main__``, so the main module is not hidden for it. The result comes back pickled through a pipe; an
 exception in the worker comes back as :class:`WorkerError` with its one-line summary and
 traceback; a crash, a kill (out of memory) or a timeout raise :class:`WorkerError` too, naming
 the exit code and the last line the worker wrote to stderr. ``target`` must be importable
-(a module-level function) and its arguments and result picklable. ``env`` entries are set in
-the worker's environment before it starts (e.g. ``OMP_NUM_THREADS``, which libraries read when
-they are loaded): :func:`thread_env` builds them.
+(a module-level function; of an importable module, or its worker re-runs the parent's script) and
+its arguments and result picklable (instances of classes defined in the ``__main__`` script are
+not). ``env`` entries are set in the worker's environment before it starts (e.g.
+``OMP_NUM_THREADS``, which libraries read when they are loaded): :func:`thread_env` builds them.
 
 ``fast_exit=True`` ends the worker with ``os._exit`` right after it has sent its result, skipping
 the interpreter's teardown. For a worker that measures its own peak RSS this makes the process's
@@ -40,10 +54,16 @@ import sys
 import tempfile
 import threading
 import traceback
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from mind_edge.errors import MindEdgeError
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
 
 MIB = 2**20
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -65,9 +85,7 @@ def _status_kib(field: str) -> int | None:
 
 def maxrss_mb() -> float:
     """``getrusage(RUSAGE_SELF).ru_maxrss`` in MiB (wrong in a fresh child of a big parent; see above)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
+    if resource is None:  # pragma: no cover - Windows
         return float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MIB if sys.platform == "darwin" else peak / 1024
@@ -132,6 +150,31 @@ def _environ(env: Mapping[str, str] | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
+_MAIN_ATTRS = ("__spec__", "__file__")  # what multiprocessing.spawn.get_preparation_data reads of __main__
+
+
+@contextlib.contextmanager
+def _main_hidden(target: Callable[..., Any]) -> Iterator[None]:
+    """``sys.modules['__main__']`` without ``__spec__`` and ``__file__`` while a worker starts, so that
+    ``spawn`` does not re-run the parent's main module in it (see the module doc); not for a
+    ``target`` defined in that module (its pickle names ``__main__``)."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(target, "__module__", None) in ("__main__", "__mp_main__"):
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in _MAIN_ATTRS if k in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        for k in _MAIN_ATTRS:
+            if k in saved:
+                main.__dict__[k] = saved[k]
+            else:
+                main.__dict__.pop(k, None)
+
+
 def _worker(conn, stderr_path: str, fast_exit: bool, target: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     """Runs in the spawned interpreter: stderr to a file, the result or the error to the pipe."""
     try:
@@ -172,9 +215,10 @@ def spawn_call(target: Callable[..., Any], *args: Any, timeout: float | None = N
     fd, stderr_path = tempfile.mkstemp(prefix="mind-edge-worker-", suffix=".stderr")
     os.close(fd)
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, stderr_path, fast_exit, target, args, kwargs), name=f"mind-edge:{name}")
+    proc = ctx.Process(target=_worker, args=(send, stderr_path, fast_exit, target, args, kwargs),
+                       name=f"mind-edge:{name}")
     try:
-        with _ENV_LOCK, _environ(env):
+        with _ENV_LOCK, _environ(env), _main_hidden(target):
             proc.start()
         send.close()  # the worker holds the only writer now: EOF when it dies
         try:
