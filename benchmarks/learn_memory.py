@@ -1,6 +1,7 @@
 """Peak RSS of ``mind-edge learn``, with and without ``--memory-budget``.
 
-Two cases, each learned in a fresh process (so ``getrusage`` sees only that learn):
+Two cases, each learned in a fresh process, so its peak RSS (``VmHWM``:
+:func:`mind_edge.core.proc.peak_rss_mb`, what ``learn`` reports) is only that learn's:
 
 * ``digits``: ResNet-32 (width 1) on 1x8x8 digits, the 5th task (2 classes, ~270 images) of a
   run holding 4 tasks, capacity 10.
@@ -35,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
 
 
-def make_run(out: Path, dataset: str, names: list[str], channels: int, size: int, mean, std, batch: int) -> tuple[Path, list[int]]:
+def make_run(out: Path, dataset: str, names: list[str], channels: int, size: int, mean, std,
+             batch: int) -> tuple[Path, list[int]]:
     from mind_edge.checkpoint import save_checkpoint, write_run_json
     from mind_edge.data import make_scenario
     from mind_edge.export.arrays import model_from_arrays
@@ -112,7 +114,7 @@ try:
               memory_budget_mb=a["budget"])
     print(json.dumps({"ok": True, **r.summary()}))
 except MemoryBudgetError as e:
-    from mind_edge.learn import peak_rss_mb
+    from mind_edge.core.proc import peak_rss_mb
     print(json.dumps({"ok": False, "error": str(e), "peak_rss_mb": peak_rss_mb()}))
 """
 
@@ -170,7 +172,8 @@ def main() -> None:
     doc = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                        "torch": torch.__version__, "threads": torch.get_num_threads()},
            "epochs": args.epochs, "cifar_per_class": args.per_class, "results": results,
-           "note": "MB = 2**20 bytes; peak RSS from getrusage of a fresh process running mind_edge.learn.learn"}
+           "note": "MB = 2**20 bytes; peak RSS (VmHWM, mind_edge.core.proc.peak_rss_mb) of a fresh process "
+                   "running mind_edge.learn.learn"}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.json}")
