@@ -5,8 +5,8 @@
 One random network with MIND's structure and routing statistics (10 tasks x 10 classes,
 3x32x32, width 1); one ONNX Runtime CPU session per policy; each session is timed in blocks of
 consecutive calls (its weights warm in cache, as when one model serves), the blocks of all
-policies alternating over several rounds so load changes hit all of them alike. Reports p50 per batch size and the overhead over ``maxprob`` (MIND's rule) in the same
-run, with the load average.
+policies alternating over several rounds so load changes hit all of them alike. Reports p50 per
+batch size and the overhead over ``maxprob`` (MIND's rule) in the same run, with the load average.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     for b in (int(v) for v in args.batches.split(",")):
         x = np.random.default_rng(b).standard_normal((b, 3, 32, 32)).astype(np.float32)
         times = {p: [] for p in policies}
-        for p, s in sessions.items():  # warm-up
+        for s in sessions.values():  # warm-up
             for _ in range(3):
                 s.run(None, {"image": x})
         # blocks of consecutive calls per session (a session's weights stay in cache, as when one model
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     for col in ("batch", "policy", "p50 ms", f"vs {policies[0]}"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["batch"]), r["policy"], f"{r['p50_ms']:.2f}", f"{100 * r['overhead_vs_' + policies[0]]:+.1f} %")
+        overhead = 100 * r["overhead_vs_" + policies[0]]
+        table.add_row(str(r["batch"]), r["policy"], f"{r['p50_ms']:.2f}", f"{overhead:+.1f} %")
     Console().print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"benchmark": "routing-latency", "net": net, "tasks": args.tasks,

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="pip install 'mind-edge[dev]' (hypothesis)")
+from hardening_helpers import frame_patch, split_patch  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from hardening_helpers import frame_patch, split_patch  # noqa: E402
 from patch_helpers import world  # noqa: E402
 
 from mind_edge.errors import MindEdgeError  # noqa: E402
@@ -153,8 +152,7 @@ def test_bundle_json_mutations(bundle_template, data):
 
 
 @pytest.fixture(scope="module")
-def run_template(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
+def run_template():
     meta = {"format": "mind-edge", "schema_version": 1,
             "net": {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 5},
             "scenario": {"dataset": "digits", "order": "seed", "seed": 0, "tasks": [[0, 1], [2, 3]],

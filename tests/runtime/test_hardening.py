@@ -83,7 +83,8 @@ def test_bundle_json_names_that_leave_the_bundle_are_refused_and_apply_deletes_n
     meta = json.loads((deployed / "bundle.json").read_text())
     import hashlib
 
-    meta["files"][target] = {"sha256": hashlib.sha256(outside.read_bytes()).hexdigest(), "bytes": outside.stat().st_size}
+    meta["files"][target] = {"sha256": hashlib.sha256(outside.read_bytes()).hexdigest(),
+                             "bytes": outside.stat().st_size}
     (deployed / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError):
         Bundle.load(deployed)
@@ -490,7 +491,8 @@ def test_already_applied_has_its_own_exit_code(w, deployed, app):
     before = tree_hash(deployed.parent)
     r = cli(app, "patch", "apply", deployed, w.p3)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.exit_code == 3 and len(lines) == 1 and lines[0].startswith("nothing to do: ") and "already applied" in lines[0]
+    assert r.exit_code == 3 and len(lines) == 1
+    assert lines[0].startswith("nothing to do: ") and "already applied" in lines[0]
     with pytest.raises(AlreadyAppliedError):
         apply_patch(deployed, w.p3)
     assert tree_hash(deployed.parent) == before

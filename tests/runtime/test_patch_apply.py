@@ -256,7 +256,8 @@ def test_apply_and_rollback_run_without_torch(w, deployed):
     from mind_edge.runtime.predict import Runtime
     from typer.testing import CliRunner
     from mind_edge.cli import app
-    r = CliRunner().invoke(app, ["patch", "apply", {str(deployed)!r}, {str(w.p3_signed)!r}, "--verify-key", {str(w.pub)!r}])
+    r = CliRunner().invoke(app, ["patch", "apply", {str(deployed)!r}, {str(w.p3_signed)!r},
+                                 "--verify-key", {str(w.pub)!r}])
     n = Runtime({str(deployed)!r}).bundle.num_tasks
     rollback({str(deployed)!r})
     apply_patch({str(deployed)!r}, {str(w.p3)!r})
