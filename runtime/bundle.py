@@ -236,11 +236,6 @@ class Bundle:
         return self.version is None and not os.path.lexists(self.model_path) and os.path.lexists(root / POINTER_FILE)
 
     @property
-    def meta(self) -> Mapping[str, Any]:
-        """The whole ``bundle.json`` object (keys mind-edge does not read included); prefer :attr:`record`."""
-        return self.record.raw
-
-    @property
     def input(self) -> InputSpec:
         return self.record.input
 
@@ -267,7 +262,7 @@ class Bundle:
     @property
     def policy(self) -> str:
         """The routing policy the bundle's graph computes (``maxprob`` for bundles older than policies)."""
-        return get_policy(self.record.routing_policy).name
+        return get_policy(self.record.routing_policy or "maxprob").name
 
     @property
     def model_sha256(self) -> str:

@@ -5,7 +5,8 @@ dynamic batch, dtype, channel order, mean/std, resize), the tasks with their glo
 and names, the routing temperature and policy, the output names/shapes/dtypes, the sha256 and
 size of every other file, the exporter and opset versions, the source run's fingerprint, the
 creation time, the probe batch, a summary of the validation report and, for a patched version,
-its patch history and the version it was patched from.
+its patch history and the version it was patched from; an FP16/INT8 bundle also its ``precision``
+(:class:`PrecisionRecord`: the INT8 options and calibration images it was quantized with).
 
 :func:`read_meta` checks the frame (format, schema version, required keys), :func:`check_meta`
 every field mind-edge reads, and returns a frozen :class:`BundleRecord`; readers use the record's
@@ -101,6 +102,41 @@ class PatchRecord:
         return copy.deepcopy(dict(self.raw))
 
 
+@dataclass(frozen=True)
+class Int8Record:
+    """How an INT8 bundle was quantized (``precision.int8``; the defaults of the first INT8 exporter)."""
+
+    per_task: bool = True
+    per_channel: bool = True
+    activation: str = "uint8"
+    method: str = "minmax"
+    keep_fp32: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """The calibration images an INT8 bundle was quantized with (``precision.calibration``)."""
+
+    images: int | None = None
+    file: str | None = None  # the stored images (calibration.npz), a plain name in the bundle
+    method: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class PrecisionRecord:
+    """``precision`` of ``bundle.json`` (FP32 for a bundle that records none)."""
+
+    precision: str = "fp32"
+    int8: Int8Record = field(default_factory=Int8Record)
+    calibration: CalibrationRecord | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict:
+        """A copy of the object as written (``{"precision": ...}`` for one written as a bare name or absent)."""
+        return copy.deepcopy(dict(self.raw)) if self.raw else {"precision": self.precision}
+
+
 @dataclass(frozen=True, eq=False)
 class BundleRecord:
     """``bundle.json`` as checked by :func:`check_meta` (the keys mind-edge reads, typed).
@@ -115,7 +151,7 @@ class BundleRecord:
     input: InputSpec
     task_classes: tuple[tuple[int, ...], ...]
     class_names: Mapping[int, str] = field(repr=False)
-    routing_policy: str = "maxprob"  # the name as written; resolved by mind_edge.runtime.routing.get_policy
+    routing_policy: str | None = None  # the name as written (None: not recorded); see Bundle.policy
     outputs: tuple[str, ...] = ()
     files: Mapping[str, FileRecord] = field(default_factory=dict, repr=False)
     patches: tuple[PatchRecord, ...] = ()
@@ -123,6 +159,7 @@ class BundleRecord:
     source: Mapping[str, Any] = field(default_factory=dict, repr=False)
     probe_outputs_from: str | None = None  # "onnxruntime" when the probe's outputs were computed by ORT at export
     sizes: Mapping[str, int] = field(default_factory=dict)  # model_bytes, expected_bytes, dense_fp32_bytes, ...
+    precision: PrecisionRecord = field(default_factory=PrecisionRecord)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -248,7 +285,7 @@ def check_meta(meta: Mapping[str, Any], where: str) -> BundleRecord:
     sizes_obj = f.obj_or_none("sizes")
     sizes = {str(k): sizes_obj.int(k, lo=0) for k in sizes_obj.obj} if sizes_obj is not None else {}
     routing = meta.get("routing")  # the policy's name is the routing module's business (Bundle.policy)
-    policy = routing.get("policy", "maxprob") if isinstance(routing, dict) else "maxprob"
+    policy = routing.get("policy") if isinstance(routing, dict) else None
     source = meta.get("source")
     probe = meta.get("probe")
     probe_from = probe.get("outputs_from") if isinstance(probe, dict) else None
@@ -259,7 +296,7 @@ def check_meta(meta: Mapping[str, Any], where: str) -> BundleRecord:
         input=spec,
         task_classes=tuple(tuple(c) for _, c, _ in parsed_tasks),
         class_names=MappingProxyType(seen),
-        routing_policy=policy if isinstance(policy, str) else repr(policy),
+        routing_policy=None if policy is None else policy if isinstance(policy, str) else repr(policy),
         outputs=outputs,
         files=MappingProxyType(files),
         patches=tuple(patches),
@@ -267,8 +304,40 @@ def check_meta(meta: Mapping[str, Any], where: str) -> BundleRecord:
         source=MappingProxyType(dict(source)) if isinstance(source, dict) else MappingProxyType({}),
         probe_outputs_from=probe_from if isinstance(probe_from, str) else None,
         sizes=MappingProxyType(sizes),
+        precision=_precision(f, where),
         raw=meta,
     )
+
+
+def _precision(f: Fields, where: str) -> PrecisionRecord:
+    """``precision``: absent (FP32), a bare name (early FP16/INT8 bundles) or the exporter's object."""
+    if f.obj.get("precision") is None:
+        return PrecisionRecord()
+    if isinstance(f.obj["precision"], str):
+        return PrecisionRecord(precision=f.str("precision", max_len=16))
+    pf = f.sub("precision")
+    q = pf.obj_or_none("int8")
+    int8 = Int8Record() if q is None else Int8Record(
+        per_task=q.bool("per_task", default=True),
+        per_channel=q.bool("per_channel", default=True),
+        activation=q.str("activation", max_len=16, default="uint8"),
+        method=q.str("method", max_len=64, default="minmax"),
+        keep_fp32=tuple(q.strs("keep_fp32", max_len=1024, max_str=256)) if "keep_fp32" in q.obj else (),
+    )
+    c = pf.obj_or_none("calibration")
+    calibration = None
+    if c is not None:
+        file = c.str("file", max_len=256) if c.has("file") else None
+        if file is not None:
+            plain_name(file, f'{where} ("precision.calibration.file")', BundleError)
+        calibration = CalibrationRecord(
+            images=c.int("images", lo=0) if c.has("images") else None,
+            file=file,
+            method=c.str("method", max_len=64) if c.has("method") else None,
+            source=c.str("source", max_len=4096) if c.has("source") else None,
+        )
+    return PrecisionRecord(precision=pf.str("precision", max_len=16, default="fp32"), int8=int8,
+                           calibration=calibration, raw=pf.obj)
 
 
 def read_record(path: Path) -> BundleRecord:

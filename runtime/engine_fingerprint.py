@@ -449,16 +449,6 @@ def select_engine(
     return rec
 
 
-def model_sha256(bundle_meta: Mapping[str, Any], bundle_dir: str | os.PathLike) -> str:
-    """sha256 of the bundle's ``model.onnx`` (from ``bundle.json``, which ``Bundle.load`` verified)."""
-    rec = bundle_meta.get("files", {}).get("model.onnx") if isinstance(bundle_meta.get("files"), dict) else None
-    if isinstance(rec, dict) and rec.get("sha256"):
-        return str(rec["sha256"])
-    from mind_edge.fileio import sha256_file
-
-    return sha256_file(Path(bundle_dir) / "model.onnx")
-
-
 __all__ = [
     "ENGINE_JSON",
     "TIMING_CACHE",
@@ -486,6 +476,5 @@ __all__ = [
     "add_record",
     "prune_stale",
     "select_engine",
-    "model_sha256",
     "now_iso",
 ]

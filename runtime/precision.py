@@ -625,8 +625,7 @@ def precision_model(arrays, precision: str, *, temperature: float, opset: int | 
 
 def bundle_policy(bundle) -> str:
     """The routing policy a bundle's graph was built with (``auto`` for bundles that do not record it)."""
-    rec = bundle.meta.get("routing")
-    return str(rec.get("policy", "auto")) if isinstance(rec, Mapping) else "auto"
+    return bundle.record.routing_policy or "auto"
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -637,10 +636,7 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 def bundle_precision(bundle) -> str:
     """The precision a bundle records (``fp32`` for bundles written before precisions existed)."""
-    rec = bundle.meta.get("precision")
-    if isinstance(rec, Mapping):
-        return str(rec.get("precision", "fp32"))
-    return str(rec) if isinstance(rec, str) else "fp32"
+    return bundle.record.precision.precision
 
 
 def bundle_arrays(bundle):
@@ -659,11 +655,9 @@ def bundle_calibration(bundle) -> np.ndarray | None:
 
 
 def int8_options(bundle) -> Int8Options:
-    rec = bundle.meta.get("precision")
-    q = rec.get("int8", {}) if isinstance(rec, Mapping) else {}
-    return Int8Options(per_task=bool(q.get("per_task", True)), per_channel=bool(q.get("per_channel", True)),
-                       activation=str(q.get("activation", "uint8")), method=str(q.get("method", "minmax")),
-                       keep_fp32=tuple(str(v) for v in q.get("keep_fp32", ())))
+    q = bundle.record.precision.int8
+    return Int8Options(per_task=q.per_task, per_channel=q.per_channel, activation=q.activation, method=q.method,
+                       keep_fp32=q.keep_fp32)
 
 
 def rebuild_for_patch(bundle, new_arrays) -> tuple[bytes, dict[str, bytes]]:
@@ -770,7 +764,7 @@ class PatchHook:
 
     def rebuild(self, new_arrays) -> tuple[bytes, dict[str, bytes], dict]:
         model_bytes, files = rebuild_for_patch(self.bundle, new_arrays)
-        record = dict(self.bundle.meta.get("precision") or {"precision": self.precision})
+        record = self.bundle.record.precision.to_json()
         record["model_bytes"] = len(model_bytes)
         record["rebuilt_by"] = "patch apply (mind_edge.runtime.precision.rebuild_for_patch)"
         record.pop("validation", None)  # measured against the FP32 model at export; the patch has its own report

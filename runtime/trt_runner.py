@@ -41,7 +41,6 @@ from mind_edge.runtime.engine_fingerprint import (
     _cudart,
     import_tensorrt,
     machine_info,
-    model_sha256,
     select_engine,
     trt_logger,
 )
@@ -244,7 +243,7 @@ class TrtRunner(Runner):
         trt = self._trt if self._trt is not None else import_tensorrt("running a bundle with TensorRT (--backend trt)")
         bundle = Bundle.load(self.bundle_dir, verify=False)  # Runtime verified it; we need model.onnx's sha256
         machine = machine_info(trt, self._gpu)
-        rec = select_engine(self.bundle_dir, machine, model_sha256(bundle.meta, bundle.path), precision=self.precision,
+        rec = select_engine(self.bundle_dir, machine, bundle.model_sha256, precision=self.precision,
                             dla_core=self.dla_core)
         plan = (self.bundle_dir / rec.file).read_bytes()
         self.runtime = trt.Runtime(trt_logger(trt))

@@ -224,8 +224,8 @@ def bundle_sources(
     else on its probe batch) — :func:`precision_sources`."""
     b = Bundle.load(bundle_dir)
     n = len(b.task_classes)
-    layout = str(b.meta["layout"])
-    temperature = float(b.meta["temperature"])
+    layout = b.layout
+    temperature = b.temperature
     tasks = sorted({int(t) for t in (tasks or [n])})
     own = prec.bundle_precision(b)
     variants = list(variants or [GraphVariant(layout if own == "fp32" else "shared")])
@@ -238,7 +238,7 @@ def bundle_sources(
         "tasks": tasks,
         "temperature": temperature,
         "variants": [v.name for v in variants],
-        "opset": b.meta.get("opset"),
+        "opset": b.opset,
         "precision": own,
         "description": f"bundle {b.path.name} ({layout} layout, {n} tasks)",
     }
@@ -264,7 +264,7 @@ def bundle_sources(
             tasks=tasks,
             variants=variants,
             temperature=temperature,
-            opset=b.meta.get("opset"),
+            opset=b.opset,
             backends=backends,
             bundle=b.path,
             bundle_layout=layout if reuse else None,
@@ -280,7 +280,7 @@ def bundle_sources(
             precisions=[p for p in precisions if p != "fp32"],
             calibration=calib,
             temperature=temperature,
-            opset=b.meta.get("opset"),
+            opset=b.opset,
             own={own: str(b.model_path)} if own != "fp32" else None,
         )
         info["precisions"] = list(precisions)
@@ -296,7 +296,7 @@ def bundle_sources(
             tasks=tasks,
             variants=variants,
             temperature=temperature,
-            opset=b.meta.get("opset"),
+            opset=b.opset,
             backends=backends,
             bundle=b.path,
             bundle_layout=layout,

@@ -356,7 +356,7 @@ def test_patched_bundle_invalidates_its_engines(bundle):
     model = build_graph(arrays, layout="shared", temperature=1.5).SerializeToString()
     from mind_edge.runtime.bundle import write_bundle
 
-    meta = {k: v for k, v in Bundle.load(bundle).meta.items() if k not in ("files",)}
+    meta = {k: v for k, v in Bundle.load(bundle).record.to_json().items() if k not in ("files",)}
     write_bundle(bundle, {"model.onnx": model}, meta, overwrite=True)
     # whether the swap kept the old engine files or not, the old engine is never used for the new model
     with pytest.raises(EngineError, match="has no TensorRT engine|the bundle changed since the build"):

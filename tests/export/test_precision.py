@@ -169,8 +169,8 @@ def test_precision_bundles_record_and_validate(precision_bundles):
     for p in ("fp16", "int8"):
         res = precision_bundles[p]
         b = Bundle.load(res.bundle)
-        rec = b.meta["precision"]
-        assert rec["precision"] == p == prec.bundle_precision(b) == res.precision
+        rec = b.record.precision
+        assert rec.precision == p == prec.bundle_precision(b) == res.precision
         rep = res.report["precision"]
         assert rep["measured_on"] == "test" and rep["inputs"]["test"]["count"] == 120
         for k in ("label_agreement", "routing_agreement", "tag", "tag_fp32", "taw", "taw_fp32", "max_abs_task_logits"):
@@ -186,7 +186,7 @@ def test_precision_bundles_record_and_validate(precision_bundles):
     assert fp16.report["precision"]["sizes"]["ratio_to_fp32_shared"] < 1.0  # tiny width: graph structure weighs most
     b8 = Bundle.load(precision_bundles["int8"].bundle)
     assert (b8.path / prec.MASTER_FILE).is_file() and (b8.path / prec.CALIBRATION_FILE).is_file()
-    assert b8.meta["precision"]["calibration"]["images"] == 64
+    assert b8.record.precision.calibration.images == 64
     assert prec.bundle_calibration(b8).shape == (64, 1, 8, 8)  # digits 8x8, one channel
     assert b8.layout == "folded"
     # the master is exactly the FP32 export's graph

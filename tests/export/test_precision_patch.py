@@ -80,7 +80,7 @@ def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision):
     apply_patch(base, patch)
     patched = Bundle.load(base)
     assert prec.bundle_precision(patched) == precision and patched.num_tasks == 5
-    assert patched.meta["precision"]["rebuilt_by"].startswith("patch apply")
+    assert patched.record.precision.to_json()["rebuilt_by"].startswith("patch apply")
     fresh_fp32 = export_bundle(run5, root / f"{precision}-fresh32", max_test_samples=32).bundle
     arrays5 = prec.bundle_arrays(Bundle.load(fresh_fp32))
     policy = prec.bundle_policy(patched)

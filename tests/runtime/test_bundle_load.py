@@ -24,7 +24,8 @@ def test_load_reads_the_contract(rgb_bundle):
     table = b.class_table()
     assert table.tolist() == [[4, 1, 7], [0, 9, -1], [3, 5, 8]]
     assert b.output_names == ["label", "task", "confidence", "task_confidence", "task_logits", "task_features"]
-    assert b.meta["outputs"][3]["shape"] == [-1, 3] and b.meta["outputs"][4]["shape"] == [-1, 3, 3]
+    outputs = b.record.to_json()["outputs"]
+    assert outputs[3]["shape"] == [-1, 3] and outputs[4]["shape"] == [-1, 3, 3]
     probe = b.probe()
     assert probe["image"].shape == (4, 3, 13, 9) and probe["task_logits"].shape == (4, 3, 3)
     assert Bundle.load(rgb_bundle / "bundle.json").path == rgb_bundle  # a file inside the bundle works too

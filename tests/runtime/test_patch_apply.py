@@ -77,9 +77,9 @@ def test_patched_bundle_equals_a_fresh_bundle_and_keeps_earlier_tasks(w, deploye
     assert sorted(p.name for p in deployed.iterdir()) == ["CURRENT", "versions"]
     assert sorted(p.name for p in (deployed / "versions").iterdir()) == ["v0001", "v0002"]
     assert (deployed / "versions" / "v0001" / "model.onnx").read_bytes() == (w.base / "model.onnx").read_bytes()
-    meta = b.meta
-    assert meta["base_version"] == "v0001" and [p["task"] for p in meta["patches"]] == [3]
-    assert meta["validation"]["passed"] is True
+    rec = b.record
+    assert rec.base_version == "v0001" and [p.task for p in rec.patches] == [3]
+    assert rec.to_json()["validation"]["passed"] is True
 
     res = apply_patch(deployed, w.p4)
     assert res.version == "v0003"
@@ -87,7 +87,7 @@ def test_patched_bundle_equals_a_fresh_bundle_and_keeps_earlier_tasks(w, deploye
     assert np.array_equal(after5["label"], ref5["label"]) and np.array_equal(after5["task"], ref5["task"])
     assert np.array_equal(after5["task_logits"], ref5["task_logits"])
     assert sorted(p.name for p in (deployed / "versions").iterdir()) == ["v0002", "v0003"]  # keep=2
-    assert [p["task"] for p in Bundle.load(deployed).meta["patches"]] == [3, 4]
+    assert [p.task for p in Bundle.load(deployed).record.patches] == [3, 4]
 
     rb = rollback(deployed)
     assert (rb.version, rb.removed, rb.num_tasks) == ("v0002", "v0003", 4)

@@ -28,7 +28,6 @@ from mind_edge.runtime.engine_fingerprint import (
     add_record,
     choose_typing,
     machine_info,
-    model_sha256,
     parse_trt_version,
     read_index,
     select_engine,
@@ -211,12 +210,11 @@ def test_model_sha256_from_bundle(rgb_bundle):
     b = Bundle.load(rgb_bundle)
     from mind_edge.fileio import sha256_file
 
-    assert model_sha256(b.meta, b.path) == sha256_file(b.model_path)
-    assert model_sha256({}, b.path) == sha256_file(b.model_path)
+    assert b.model_sha256 == sha256_file(b.model_path)
 
 
 def test_engine_files_do_not_break_bundle_verification(bundle_copy):
-    record_in(bundle_copy, fingerprint(model_sha256=model_sha256(Bundle.load(bundle_copy).meta, bundle_copy)))
+    record_in(bundle_copy, fingerprint(model_sha256=Bundle.load(bundle_copy).model_sha256))
     (bundle_copy / "trt-cache").mkdir()
     (bundle_copy / "trt-cache" / "timing.cache").write_bytes(b"x")
     Bundle.load(bundle_copy)  # engines and caches are not part of bundle.json's verified files
@@ -262,7 +260,7 @@ def test_trt_backend_refuses_a_foreign_engine(bundle_copy):
     """Through Runtime: an engine recorded for another GPU is refused before anything is deserialized."""
     from mind_edge.runtime.trt_runner import TrtRunner
 
-    sha = model_sha256(Bundle.load(bundle_copy).meta, bundle_copy)
+    sha = Bundle.load(bundle_copy).model_sha256
     record_in(bundle_copy, fingerprint(model_sha256=sha, gpu_name="Orin (nvgpu)"))
     trt = fake_tensorrt("10.3.0")
     runner = TrtRunner(bundle_copy, trt=trt, gpu=GpuInfo("NVIDIA H200", "9.0"))

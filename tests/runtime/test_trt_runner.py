@@ -24,7 +24,6 @@ from mind_edge.runtime.engine_fingerprint import (
     EngineMismatchError,
     EngineRecord,
     add_record,
-    model_sha256,
 )
 from mind_edge.runtime.errors import BackendError
 from mind_edge.runtime.graph import CONTRACT
@@ -38,7 +37,7 @@ def install_fake_engine(bundle_dir, *, version="10.3.0", profile=((1, 3, 13, 9),
     b = Bundle.load(bundle_dir)
     data = plan if plan is not None else make_plan(b.model_path.read_bytes(), version=version, profile=profile)
     fp = EngineFingerprint(version, FAKE_GPU.name, FAKE_GPU.compute_capability, precision, "weak", None, 256,
-                           model_sha256(b.meta, b.path), profile[0][0], profile[1][0], profile[2][0])
+                           b.model_sha256, profile[0][0], profile[1][0], profile[2][0])
     (b.path / fp.plan_name).write_bytes(data)
     rec = EngineRecord(fp.plan_name, hashlib.sha256(data).hexdigest(), len(data), fp, "2026-01-01T00:00:00+00:00", {})
     add_record(b.path, rec)
