@@ -76,7 +76,8 @@ def main(argv=None) -> int:
                              image_size=size, train=preset(args.preset, **{**cfg.to_json(), "method": method}), device=str(device))
                 run = train_run(rs, Path(tmp) / "run")
             final = run.final
-            R_tag, R_taw = run.meta["steps"][-1]["tag_matrix"], run.meta["steps"][-1]["taw_matrix"]
+            last = run.record.steps[-1]
+            R_tag, R_taw = [list(r) for r in last.tag_matrix], [list(r) for r in last.taw_matrix]
         elif method == "finetune":
             torch.manual_seed(args.seed)
             model = build_model(net)

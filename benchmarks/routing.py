@@ -35,6 +35,7 @@ from mind_edge.core.routing import DEFAULT_POLICY, POLICIES
 from mind_edge.errors import MindEdgeError
 from mind_edge.fileio import atomic_write_json
 from mind_edge.run import RunSpec, evaluate_run, parse_policies, train_run
+from mind_edge.run_record import RunRecord
 from mind_edge.train import preset
 
 console = Console()
@@ -53,16 +54,16 @@ def run_name(args, seed: int) -> str:
     return f"{data}-{args.tasks}-w{args.width:g}-{ep}-s{seed}"
 
 
-def ensure_run(args, seed: int, run_dir: Path) -> tuple[dict, float]:
+def ensure_run(args, seed: int, run_dir: Path) -> tuple[RunRecord, float]:
     """Train (or resume, or calibrate) the run of ``seed`` in ``run_dir``; returns its run.json and seconds."""
     t0 = time.perf_counter()
     cfg = preset(args.preset, epochs=args.epochs, distill_epochs=args.distill_epochs, batch_size=args.batch_size)
     spec = RunSpec(dataset=args.dataset, root=args.root, tasks=args.tasks, seed=seed, width=args.width, arch=args.arch,
                    train=cfg, device=args.device)
-    meta = read_run_json(run_dir) if (run_dir / "run.json").is_file() else None
-    if meta is None or len(meta.get("learned_tasks", [])) < args.tasks:
-        log_console.print(f"training {run_dir.name} ({'resume' if meta else 'new'})", markup=False)
-        train_run(spec, run_dir, resume=meta is not None)
+    record = read_run_json(run_dir) if (run_dir / "run.json").is_file() else None
+    if record is None or record.num_learned < args.tasks:
+        log_console.print(f"training {run_dir.name} ({'resume' if record else 'new'})", markup=False)
+        train_run(spec, run_dir, resume=record is not None)
     # a no-op for runs trained with statistics, unless --recalibrate
     res = calibrate_run(run_dir, root=args.root, device=args.device, force=args.recalibrate)
     if res.gathered:
@@ -100,15 +101,15 @@ def main(argv=None) -> int:
     results = {}
     for seed in seeds:
         run_dir = args.runs_dir / run_name(args, seed)
-        meta, seconds = ensure_run(args, seed, run_dir)
+        record, seconds = ensure_run(args, seed, run_dir)
         t0 = time.perf_counter()
         ev = evaluate_run(run_dir, root=args.root, device=args.device, policies=policies)
-        results[str(seed)] = {"run_dir": str(run_dir), "train": meta["train"], "net": meta["net"],
+        results[str(seed)] = {"run_dir": str(run_dir), "train": record.train.to_json(), "net": record.net.to_json(),
                               "train_or_load_seconds": round(seconds, 1),
-                              "train_seconds": round(sum(s.get("train_seconds", 0) + s.get("distill_seconds", 0)
-                                                         for s in meta["steps"]), 1),
+                              "train_seconds": round(sum(s.raw.get("train_seconds", 0) + s.raw.get("distill_seconds", 0)
+                                                         for s in record.steps), 1),
                               "eval_seconds": round(time.perf_counter() - t0, 1),
-                              "routing_stats_bytes_per_task": meta.get("routing_stats", {}).get("bytes_per_task"),
+                              "routing_stats_bytes_per_task": record.routing_stats.get("bytes_per_task"),
                               "policies": ev["policies"]}
         table = Table(title=f"{run_dir.name}: every policy on the same sub-networks (T={ev['temperature']:g})",
                       title_justify="left")

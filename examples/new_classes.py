@@ -35,19 +35,20 @@ def main(argv: list[str] | None = None) -> Path:
     from PIL import Image
 
     from mind_edge.checkpoint import read_run_json
-    from mind_edge.data import Scenario, load_dataset, task_arrays
+    from mind_edge.data import load_dataset, task_arrays
     from mind_edge.errors import ConfigError
 
-    meta = read_run_json(args.run)
-    scenario = Scenario.from_json(meta["scenario"])
-    task = len(meta["learned_tasks"])
+    record = read_run_json(args.run)
+    scenario = record.scenario
+    task = record.num_learned
     if task >= scenario.num_tasks():
         raise ConfigError(f"run {args.run} has learned all {scenario.num_tasks()} tasks of its scenario; train one with "
                           "--stop-after to leave classes for later")
-    data = meta["data"]
-    root = args.root if args.root is not None else data.get("root")
-    train, test, _ = load_dataset(meta["scenario"]["dataset"], root, image_size=tuple(data["input_size"]),
-                                  seed=int(meta["seed"]))
+    data = record.data
+    if data is None:
+        raise ConfigError(f"run {args.run} records no dataset (\"data\" in run.json)")
+    root = args.root if args.root is not None else data.root
+    train, test, _ = load_dataset(scenario.dataset, root, image_size=data.input_size, seed=record.seed)
     names = scenario.class_names
     count = 0
     for split, arrays in (("train", train), ("test", test)):

@@ -78,7 +78,7 @@ def _run(args) -> dict:
 
     from mind_edge.checkpoint import read_run_json
     from mind_edge.console import RichReporter, err_console
-    from mind_edge.data import Scenario, load_dataset
+    from mind_edge.data import load_dataset
     from mind_edge.export.exporter import export_bundle
     from mind_edge.export.patch import create_patch
     from mind_edge.learn import learn
@@ -121,8 +121,7 @@ def _run(args) -> dict:
     print(f"deployed {device_bundle}: {exp.num_tasks} tasks, model.onnx {exp.model_bytes:,} bytes")
 
     t = step("3. learn task 5 from a folder of new classes")
-    meta = read_run_json(out / "run4")
-    scenario = Scenario.from_json(meta["scenario"])
+    scenario = read_run_json(out / "run4").scenario
     new = scenario.tasks[4]
     train, test, _ = load_dataset("digits", seed=args.seed)
     folder = out / "new_classes"

@@ -30,6 +30,7 @@ import numpy as np
 
 from mind_edge.errors import ConfigError, MindEdgeError
 from mind_edge.export.errors import ExportError
+from mind_edge.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +64,15 @@ class PrecisionThresholds:
 # ----------------------------------------------------------------------------- data
 
 
-def calibration_images(meta: Mapping, num_tasks: int, count: int) -> tuple[np.ndarray, str]:
+def calibration_images(record: RunRecord, num_tasks: int, count: int) -> tuple[np.ndarray, str]:
     """``count`` training images (uint8 NHWC) of the run's first ``num_tasks`` tasks, evenly drawn."""
-    from mind_edge.data import Scenario, load_run_dataset
+    from mind_edge.data import load_run_dataset
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(f"--calibration must be a number of images >= 1, got {count!r}")
     try:
-        scenario = Scenario.from_json(meta["scenario"])
-        train, _, _ = load_run_dataset(meta)
+        scenario = record.scenario
+        train, _, _ = load_run_dataset(record)
     except (MindEdgeError, ImportError, KeyError, OSError) as exc:
         raise ExportError(f"INT8 calibration needs the run's training data, which cannot be loaded ({type(exc).__name__}: "
                           f"{exc}); make the dataset available where run.json says, or export --precision fp16/fp32") from None
@@ -82,19 +83,22 @@ def calibration_images(meta: Mapping, num_tasks: int, count: int) -> tuple[np.nd
     if idx.size > count:
         idx = idx[np.linspace(0, idx.size - 1, count).round().astype(np.int64)]
     return (np.ascontiguousarray(train.images[idx], dtype=np.uint8),
-            f"{meta['scenario']['dataset']} training split, {idx.size} images of {num_tasks} learned tasks (evenly drawn)")
+            f"{scenario.dataset} training split, {idx.size} images of {num_tasks} learned tasks (evenly drawn)")
 
 
-def run_test_set(meta: Mapping, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+def run_test_set(record: RunRecord, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """Normalised test images of the run's learned tasks (evenly drawn), their global labels and a note."""
     from mind_edge import imageio
-    from mind_edge.data import Scenario, load_run_dataset
+    from mind_edge.data import load_run_dataset
 
     if max_samples == 0:
         return None, None, "no test samples asked for (--samples 0)"
     try:
-        scenario = Scenario.from_json(meta["scenario"])
-        _, test, _ = load_run_dataset(meta)
+        scenario = record.scenario
+        _, test, _ = load_run_dataset(record)
+        data = record.data
+        if data is None:
+            raise KeyError("data")
     except (MindEdgeError, ImportError, KeyError, OSError) as exc:
         return None, None, f"{type(exc).__name__}: {exc}"
     learned = {c for t in range(num_tasks) for c in scenario.tasks[t]}
@@ -103,8 +107,8 @@ def run_test_set(meta: Mapping, num_tasks: int, max_samples: int) -> tuple[np.nd
         return None, None, "the test split holds no image of the learned tasks"
     if idx.size > max_samples:
         idx = idx[np.linspace(0, idx.size - 1, max_samples).round().astype(np.int64)]
-    x = imageio.normalize(test.images[idx], meta["data"]["mean"], meta["data"]["std"])
-    return x, np.asarray(test.labels[idx], np.int64), (f"{meta['scenario']['dataset']} test split, {idx.size} images of "
+    x = imageio.normalize(test.images[idx], data.mean, data.std)
+    return x, np.asarray(test.labels[idx], np.int64), (f"{scenario.dataset} test split, {idx.size} images of "
                                                        f"{num_tasks} learned tasks")
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from mind_edge.core.routing import DEFAULT_POLICY, STATS_VERSION, get_policy
 from mind_edge.errors import DataError
+from mind_edge.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +33,23 @@ class CalibrateResult:
     policy: str  # the policy the run routes with now
 
 
-def task_train_sets(meta: dict, tasks: list[int], *, root: str | None = None):
+def task_train_sets(record: RunRecord, tasks: list[int], *, root: str | None = None):
     """``(images, local labels)`` of the training data of each task in ``tasks``, and the dataset spec."""
-    from mind_edge.data import Scenario, load_run_dataset, task_arrays
+    from mind_edge.data import load_run_dataset, task_arrays
     from mind_edge.learn import load_folder
 
-    scenario = Scenario.from_json(meta["scenario"])
-    size = tuple(meta["data"]["input_size"])
-    channels = int(meta["data"]["in_channels"])
-    sources = {int(st.get("step", -1)): st.get("source") for st in meta.get("steps", [])}
-    train_set, _, spec = load_run_dataset(meta, root)
+    scenario = record.scenario
+    if record.data is None:
+        raise KeyError("data")
+    size, channels = record.data.input_size, record.data.in_channels
+    sources = {st.step: st.source for st in record.steps}
+    train_set, _, spec = load_run_dataset(record, root)
     out = {}
     for t in tasks:
         src = sources.get(t) or {}
         if src.get("kind") == "imagefolder":
             fd = load_folder(str(src.get("root")), size, channels, holdout=float(src.get("holdout", 0.2)),
-                             seed=int(meta.get("seed", 0)))
+                             seed=record.seed)
             out[t] = (fd.train_images, fd.train_labels)
         elif t < scenario.num_tasks():
             x, local, _ = task_arrays(train_set, scenario, t)
@@ -68,19 +70,19 @@ def calibrate_run(run_dir: str | Path, *, root: str | None = None, device: str =
     """
     import time
 
-    from mind_edge.checkpoint import load_model
+    from mind_edge.checkpoint import load_run
     from mind_edge.routing import gather_routing_stats
     from mind_edge.run import write_outputs
     from mind_edge.train import resolve_device
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    model, meta = load_model(run_dir)
+    model, record = load_run(run_dir)
     dev = resolve_device(device)
     todo = [t for t in range(model.num_tasks) if force or not model.heads[t].routing.ready]
     kept = [t for t in range(model.num_tasks) if t not in todo]
     if todo:
-        sets, spec = task_train_sets(meta, todo, root=root)
+        sets, spec = task_train_sets(record, todo, root=root)
         model.to(dev)
         for t in todo:
             images, labels = sets[t]
@@ -89,12 +91,13 @@ def calibrate_run(run_dir: str | Path, *, root: str | None = None, device: str =
         model.cpu()
     stats = model.routing_stats()
     nbytes = max((s.nbytes for s in stats if s is not None), default=0)
-    before = meta["train"].get("routing", "maxprob")
+    before = record.train.routing
     policy = get_policy(routing).name if routing is not None else (DEFAULT_POLICY if todo else before)
     changed = bool(todo) or policy != before
     if changed:
+        meta = record.to_json()  # the rewritten run.json (keys of newer writers kept)
         meta["routing_stats"] = {"version": STATS_VERSION, "bytes_per_task": nbytes,
-                                 "calibrated_tasks": sorted(set(meta.get("routing_stats", {}).get("calibrated_tasks", []))
+                                 "calibrated_tasks": sorted(set(record.routing_stats.get("calibrated_tasks", []))
                                                             | set(todo))}
         if policy != before:
             meta["train"]["routing"] = policy

@@ -192,17 +192,11 @@ def load_state(path: str | Path, expected_sha256: str | None = None) -> dict:
         raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
 
 
-def load_model(run_dir: str | Path, verify: bool = True):
-    """``(model, run.json as a mutable dict)``: :func:`load_run` for callers that edit and rewrite the meta.
-
-    Transitional: readers use :func:`load_run` (the typed record); writers ``record.to_json()``.
-    """
-    model, record = load_run(run_dir, verify)
-    return model, record.to_json()
-
-
 def load_run(run_dir: str | Path, verify: bool = True):
-    """Rebuild the network of a run directory and load its checkpoint: ``(model, RunRecord)``."""
+    """Rebuild the network of a run directory and load its checkpoint: ``(model, RunRecord)``.
+
+    Callers that update the run start the new ``run.json`` from ``record.to_json()``.
+    """
     from mind_edge.nets import build_model
 
     run_dir = Path(run_dir)

@@ -92,7 +92,7 @@ class DemoResult:
     """What the demo trained, exported, predicted and measured."""
 
     out: Path
-    run: RunResult  # the training run (run.json's meta, final metrics)
+    run: RunResult  # the training run (its run.json record, final metrics)
     policy: str  # the routing policy the run routes with
     maxprob: Mapping[str, Any]  # the same sub-networks routed by MIND's max-probability rule (evaluate_run)
     export: ExportResult
@@ -147,7 +147,7 @@ def run_demo(cfg: DemoConfig, *, reporter: Reporter | None = None, listener: Dem
         run = train_run(spec, out / "run", reporter=rep)
     seconds["train"] = time.perf_counter() - t0
     listener.trained(run)
-    policy = run.meta["train"]["routing"]
+    policy = run.record.train.routing
     # the same sub-networks routed by MIND's max-probability rule, for comparison (inference only)
     maxprob = evaluate_run(out / "run", device=cfg.device, policies=[policy, "maxprob"])["policies"]["maxprob"]
 

@@ -20,6 +20,7 @@ from mind_edge.checkpoint import load_run, read_run_json, write_outputs
 from mind_edge.errors import CheckpointError, ConfigError, DataError
 from mind_edge.learn import task_test_sets
 from mind_edge.metrics import DEFINITIONS, empty_matrix, matrix_from_json, matrix_to_json, summarize
+from mind_edge.run_record import RunRecord
 from mind_edge.train import NullReporter, Reporter, TrainConfig, evaluate, evaluate_policies, learn_task, resolve_device
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,12 @@ class RunSpec:
 @dataclass
 class RunResult:
     run_dir: Path
-    meta: dict
+    record: RunRecord  # the run.json just written
 
     @property
     def final(self) -> dict:
-        return self.meta["final"]
+        """The metrics after the last step (empty before the first task)."""
+        return dict(self.record.final or {})
 
 
 def _versions() -> dict:
@@ -177,7 +179,7 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
         meta["routing_stats"] = {"version": STATS_VERSION, "bytes_per_task": model.routing_stats()[t].nbytes}
         write_outputs(run_dir, model, meta)
         log.info("task %d: TAG %.3f TAW %.3f routing %.3f", t, final["tag"], final["taw"], final["routing"])
-    return RunResult(run_dir, meta)
+    return RunResult(run_dir, RunRecord.from_json(meta, run_dir))
 
 
 def parse_policies(text: str | None) -> list[str] | None:

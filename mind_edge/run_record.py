@@ -11,15 +11,15 @@ is built from the object they accepted. Readers use its attributes:
   ``seed``, ``learned_tasks``, ``steps`` (:class:`StepRecord`), ``checkpoint_sha256``,
   ``spec_key`` and ``routing_stats`` are plain values.
 
-Writers start from :meth:`RunRecord.to_json` (a deep copy: extra keys of newer writers kept).
-While the CLI moves, the record is also a read-only ``Mapping`` over that object
-(``record["train"]``), so string-keyed readers not converted yet keep working.
+``final`` (the metrics after the last step) and each step's ``tag_matrix``/``taw_matrix`` are
+what the run tables show. Writers start from :meth:`RunRecord.to_json` (a deep copy: extra keys
+of newer writers kept).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,7 +59,9 @@ class StepRecord:
 
     step: int
     source: Mapping[str, Any] | None = None  # the folder 'mind-edge learn' read the task from
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # rows, matrices, losses, ...
+    tag_matrix: tuple[tuple[float | None, ...], ...] = ()  # R[k, j] after this step (None: not measured)
+    taw_matrix: tuple[tuple[float | None, ...], ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # rows, losses, ...
 
     @property
     def learned_from_folder(self) -> bool:
@@ -68,11 +70,16 @@ class StepRecord:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> StepRecord:
         source = d.get("source")
-        return cls(step=int(d.get("step", -1)), source=source if isinstance(source, dict) and source else None, raw=d)
+        return cls(step=int(d.get("step", -1)), source=source if isinstance(source, dict) and source else None,
+                   tag_matrix=_matrix(d.get("tag_matrix", [])), taw_matrix=_matrix(d.get("taw_matrix", [])), raw=d)
+
+
+def _matrix(rows: Any) -> tuple[tuple[float | None, ...], ...]:
+    return tuple(tuple(None if v is None else float(v) for v in row) for row in rows)
 
 
 @dataclass(frozen=True, eq=False)
-class RunRecord(Mapping[str, Any]):
+class RunRecord:
     """``run.json`` of a run directory, checked (see the module docstring)."""
 
     raw: Mapping[str, Any] = field(repr=False)
@@ -83,6 +90,7 @@ class RunRecord(Mapping[str, Any]):
     checkpoint_sha256: str | None = None
     spec_key: Mapping[str, Any] | None = None  # written by 'mind-edge train' (resume checks it)
     routing_stats: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    final: Mapping[str, float | None] | None = None  # the metrics after the last step (None: a number not measurable)
     path: Path | None = None
 
     @classmethod
@@ -90,6 +98,7 @@ class RunRecord(Mapping[str, Any]):
         """The record of a ``run.json`` object that :func:`~mind_edge.checkpoint.check_run_meta` accepted."""
         data = meta.get("data")
         stats = meta.get("routing_stats")
+        final = meta.get("final")
         return cls(
             raw=meta,
             data=DataRecord.from_json(data) if isinstance(data, dict) else None,
@@ -99,6 +108,7 @@ class RunRecord(Mapping[str, Any]):
             checkpoint_sha256=meta.get("checkpoint_sha256"),
             spec_key=meta.get("spec_key"),
             routing_stats=stats if isinstance(stats, dict) else {},
+            final=dict(final) if isinstance(final, dict) else None,
             path=path,
         )
 
@@ -139,16 +149,11 @@ class RunRecord(Mapping[str, Any]):
         """A task was added by ``mind-edge learn`` from a folder (the scenario alone no longer describes the run)."""
         return any(s.learned_from_folder for s in self.steps)
 
+    def summary_json(self) -> dict:
+        """The sections ``mind-edge info --json`` prints, as run.json holds them (absent ones ``None``)."""
+        keys = ("net", "scenario", "train", "seed", "final", "learned_tasks", "versions")
+        return {k: copy.deepcopy(self.raw.get(k)) for k in keys}
+
     def to_json(self) -> dict:
         """A deep copy of the ``run.json`` object, for writers of a new or updated run."""
         return copy.deepcopy(dict(self.raw))
-
-    # -- read-only Mapping over the raw object (string-keyed readers not converted yet) -----
-    def __getitem__(self, key: str) -> Any:
-        return self.raw[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)

@@ -27,7 +27,7 @@ class _Renderer:
         console.rule(f"[bold]{title}")
 
     def trained(self, run: RunResult) -> None:
-        show_run(run.meta)
+        show_run(run.record)
 
     def exported(self, exp: ExportResult) -> None:
         console.print(

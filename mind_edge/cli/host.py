@@ -7,8 +7,9 @@ docstring); the run tables (:func:`show_run`) are shared with ``mind-edge demo``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 from rich.table import Table
@@ -23,15 +24,20 @@ from mind_edge.cli.options import (
     RunDirArg,
 )
 from mind_edge.console import RichReporter, console, err_console, require_modules
-from mind_edge.errors import CheckpointError, ConfigError, DataError
+from mind_edge.errors import CheckpointError, ConfigError, DataError, MindEdgeError
 from mind_edge.fileio import sha256_file
 from mind_edge.outputs import check_new_output
 from mind_edge.textsafe import markup, text
 
+if TYPE_CHECKING:  # the run.json record (torch-free); the commands read it through checkpoint
+    from mind_edge.run_record import RunRecord
+
+T = TypeVar("T")
+
 # ----------------------------------------------------------------------------- run tables
 
 
-def matrix_table(title: str, rows: list[list[float | None]], names: list[str] | None = None) -> Table:
+def matrix_table(title: str, rows: Sequence[Sequence[float | None]], names: list[str] | None = None) -> Table:
     n = len(rows)
     table = Table(title=Text(title), title_justify="left")  # a plain Text: "R[k, j]" is not markup
     table.add_column("after task", justify="right")
@@ -42,7 +48,7 @@ def matrix_table(title: str, rows: list[list[float | None]], names: list[str] | 
     return table
 
 
-def final_table(final: dict, title: str = "final metrics") -> Table:
+def final_table(final: Mapping[str, float | None], title: str = "final metrics") -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -52,15 +58,15 @@ def final_table(final: dict, title: str = "final metrics") -> Table:
     return table
 
 
-def show_run(meta: dict) -> None:
+def show_run(record: RunRecord) -> None:
     """The accuracy matrices and final metrics of a run's run.json."""
-    steps = meta.get("steps", [])
-    if not steps:
+    if not record.steps:
         console.print("no task learned yet")
         return
-    console.print(matrix_table("TAG accuracy R[k, j] (task unknown)", steps[-1]["tag_matrix"]))
-    console.print(matrix_table("TAW accuracy R[k, j] (task given)", steps[-1]["taw_matrix"]))
-    console.print(final_table(meta["final"]))
+    last = record.steps[-1]
+    console.print(matrix_table("TAG accuracy R[k, j] (task unknown)", last.tag_matrix))
+    console.print(matrix_table("TAW accuracy R[k, j] (task given)", last.taw_matrix))
+    console.print(final_table(record.final or {}))
 
 
 # ----------------------------------------------------------------------------- train
@@ -197,7 +203,7 @@ def train(
     )
     with RichReporter(err_console) as rep:
         result = train_run(spec, out, resume=resume, reporter=rep, stop_after=stop_after)
-    show_run(result.meta)
+    show_run(result.record)
     console.print(f"run directory: [bold]{markup(out)}[/]")
 
 
@@ -293,48 +299,59 @@ def info(
     """Show a run directory: architecture, scenario, hyper-parameters, metrics."""
     from mind_edge.checkpoint import CHECKPOINT, read_run_json
 
-    meta = read_run_json(run_dir)
+    record = read_run_json(run_dir)
     ck = Path(run_dir) / CHECKPOINT
     if not ck.is_file():
         raise CheckpointError(f"{ck} is missing")
-    ok = sha256_file(ck) == meta.get("checkpoint_sha256")
+    ok = sha256_file(ck) == record.checkpoint_sha256
     if as_json:
-        summary = {k: meta.get(k) for k in ("net", "scenario", "train", "seed", "final", "learned_tasks", "versions")}
+        summary = record.summary_json()
         summary["checkpoint_ok"] = ok
         console.print_json(json.dumps(summary))
         return
     table = Table(title=text(run_dir), title_justify="left", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
-    net, sc, tr = meta["net"], meta["scenario"], meta["train"]
+    # a part this mind-edge cannot use (an unknown policy, say) is shown with the reason, not refused
+    net, sc, tr = _usable(lambda: record.net), _usable(lambda: record.scenario), _usable(lambda: record.train)
     table.add_row(
         "architecture",
         text(
-            f"{net['arch']} width {net['width']} input {net['in_channels']}x{net['input_size'][0]}x"
-            f"{net['input_size'][1]} capacity {net['capacity']}"
+            f"{net.arch} width {net.width} input {net.in_channels}x{net.input_size[0]}x"
+            f"{net.input_size[1]} capacity {net.capacity}"
+            if not isinstance(net, MindEdgeError) else f"not usable: {net}"
         ),
     )
     table.add_row(
         "scenario",
         text(
-            f"{sc['dataset']}: {len(meta['learned_tasks'])} of {len(sc['tasks'])} tasks learned, "
-            f"order {sc['order']} (seed {sc['seed']})"
+            f"{sc.dataset}: {record.num_learned} of {len(sc.tasks)} tasks learned, order {sc.order} (seed {sc.seed})"
+            if not isinstance(sc, MindEdgeError) else f"not usable: {sc}"
         ),
     )
     table.add_row(
         "method",
         text(
-            f"{tr['method']}-distillation, {tr['epochs']}+{tr['distill_epochs']} epochs, T={tr['temperature']}, "
-            f"routing {tr['routing']}"
+            f"{tr.method}-distillation, {tr.epochs}+{tr.distill_epochs} epochs, T={tr.temperature}, "
+            f"routing {tr.routing}"
+            if not isinstance(tr, MindEdgeError) else f"not usable: {tr}"
         ),
     )
     table.add_row("checkpoint", f"{ck.stat().st_size / 1e6:.2f} MB, sha256 {'verified' if ok else '[red]MISMATCH[/]'}")
-    names = sc["class_names"]
-    for t, classes in enumerate(sc["tasks"]):
-        mark = "" if t < len(meta["learned_tasks"]) else " (not learned yet)"
-        table.add_row(f"task {t}", text(", ".join(str(names[c]) for c in classes) + mark))
+    if not isinstance(sc, MindEdgeError):
+        for t, classes in enumerate(sc.tasks):
+            mark = "" if t < record.num_learned else " (not learned yet)"
+            table.add_row(f"task {t}", text(", ".join(str(sc.class_names[c]) for c in classes) + mark))
     console.print(table)
-    show_run(meta)
+    show_run(record)
+
+
+def _usable(part: Callable[[], T]) -> T | MindEdgeError:
+    """A typed part of a run record, or the error that says why this mind-edge cannot use it."""
+    try:
+        return part()
+    except MindEdgeError as exc:
+        return exc
 
 
 # ----------------------------------------------------------------------------- learn

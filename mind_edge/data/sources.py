@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,13 +161,18 @@ def load_dataset(
     return train, test, spec
 
 
-def load_run_dataset(meta: dict, root: str | Path | None = None) -> tuple[ImageArrays, ImageArrays, DatasetSpec]:
-    """The dataset a run was trained on, as its ``run.json`` (``meta``) records it: same name, input
-    size, channels and split seed; ``root`` overrides the recorded folder (e.g. the data moved)."""
-    data = meta["data"]
-    return load_dataset(meta["scenario"]["dataset"], root if root is not None else data.get("root"),
-                        image_size=tuple(data["input_size"]), channels=int(data["in_channels"]),
-                        seed=int(meta.get("seed", 0)))
+def load_run_dataset(record: Any, root: str | Path | None = None) -> tuple[ImageArrays, ImageArrays, DatasetSpec]:
+    """The dataset a run was trained on, as its ``run.json`` records it: same name, input size,
+    channels and split seed; ``root`` overrides the recorded folder (e.g. the data moved).
+
+    ``record``: the run's :class:`~mind_edge.run_record.RunRecord` (not imported here: the record
+    builds on this package); a run without ``data`` raises ``KeyError('data')``.
+    """
+    data = record.data
+    if data is None:
+        raise KeyError("data")
+    return load_dataset(record.scenario.dataset, root if root is not None else data.root,
+                        image_size=data.input_size, channels=data.in_channels, seed=record.seed)
 
 
 __all__ = ["DATASETS", "REFERENCE_SPECS", "canonical_name", "convert_split", "load_digits", "load_dataset",

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mind_edge.checkpoint import read_run_json
-from mind_edge.data import Scenario, load_dataset
+from mind_edge.data import load_dataset
 from mind_edge.errors import ConfigError
 from mind_edge.export.exporter import export_bundle
 from mind_edge.export.patch import create_patch
@@ -39,7 +39,7 @@ def e2e(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("patch_create")
     run4 = make_run(root / "run4", seed=2)
-    scenario = Scenario.from_json(read_run_json(run4)["scenario"])
+    scenario = read_run_json(run4).scenario
     folder = digits_folder(root / "new", list(scenario.tasks[4]))
     learn(run4, folder, root / "run5", device="cpu")
     b4 = export_bundle(run4, root / "bundle4", max_test_samples=32).bundle
@@ -48,9 +48,9 @@ def e2e(tmp_path_factory):
     return {"root": root, "run4": run4, "run5": root / "run5", "b4": b4, "b5": b5, "keys": keys, "scenario": scenario}
 
 
-def _digits_inputs(meta) -> np.ndarray:
+def _digits_inputs(record) -> np.ndarray:
     _, test, _ = load_dataset("digits", seed=0)
-    real = normalize(test.images, meta["data"]["mean"], meta["data"]["std"])
+    real = normalize(test.images, record.data.mean, record.data.std)
     rand = np.random.default_rng(0).standard_normal((128, 1, 8, 8)).astype(np.float32)
     return np.concatenate([real, rand])
 

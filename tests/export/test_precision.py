@@ -147,7 +147,7 @@ def run4(tmp_path_factory):
     from mind_edge.checkpoint import read_run_json, write_run_json
 
     run = make_run(tmp_path_factory.mktemp("precision_run") / "run4", seed=2)
-    meta = read_run_json(run)
+    meta = read_run_json(run).to_json()
     meta["train"]["routing"] = "maxprob"  # untrained: no routing statistics
     write_run_json(run, meta)
     return run

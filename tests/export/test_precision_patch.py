@@ -17,7 +17,6 @@ import onnx
 import pytest
 
 from mind_edge.checkpoint import read_run_json, write_run_json
-from mind_edge.data import Scenario
 from mind_edge.export.exporter import export_bundle
 from mind_edge.export.patch import create_patch
 from mind_edge.export.quantize import PrecisionThresholds, agreement
@@ -39,10 +38,10 @@ def runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("precision_patch")
     run4 = make_run(root / "run4", seed=2)
-    meta = read_run_json(run4)
+    meta = read_run_json(run4).to_json()
     meta["train"]["routing"] = "maxprob"  # untrained: no routing statistics
     write_run_json(run4, meta)
-    scenario = Scenario.from_json(meta["scenario"])
+    scenario = read_run_json(run4).scenario
     folder = digits_folder(root / "new", list(scenario.tasks[4]))
     learn(run4, folder, root / "run5", device="cpu")
     _tolerate_one_step_history(root / "run5")

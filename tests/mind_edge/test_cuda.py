@@ -65,7 +65,7 @@ def test_cuda_run_loads_and_evaluates_on_cpu_and_exports(tmp_path):
     # same predictions up to float reordering: accuracies agree to ~2 of the ~90 test images a task has
     assert len(on_gpu["tag"]) == len(on_cpu["tag"]) == 2
     assert np.allclose(on_gpu["tag"], on_cpu["tag"], atol=0.025)
-    assert np.allclose(on_cpu["tag"], res.meta["steps"][-1]["tag_matrix"][1][:2], atol=0.025)
+    assert np.allclose(on_cpu["tag"], res.record.steps[-1].tag_matrix[1][:2], atol=0.025)
 
     from mind_edge.export.exporter import export_bundle
 
@@ -74,13 +74,13 @@ def test_cuda_run_loads_and_evaluates_on_cpu_and_exports(tmp_path):
 
 
 def test_cuda_resume_keeps_the_first_task_bit_identical(tmp_path):
-    from mind_edge.checkpoint import load_model
+    from mind_edge.checkpoint import load_run
 
     train_run(_spec(), tmp_path / "part", stop_after=1)
-    before, _ = load_model(tmp_path / "part")
+    before, _ = load_run(tmp_path / "part")
     resumed = train_run(_spec(), tmp_path / "part", resume=True, stop_after=2)
-    after, _ = load_model(tmp_path / "part")
-    assert len(resumed.meta["steps"]) == 2 and after.num_tasks == 2
+    after, _ = load_run(tmp_path / "part")
+    assert len(resumed.record.steps) == 2 and after.num_tasks == 2
     for la, lb in zip(before.masked_layers(), after.masked_layers()):
         mine = la.owner == 0
         assert torch.equal(lb.owner == 0, mine) and int(mine.sum()) == la.weight.numel() // 5

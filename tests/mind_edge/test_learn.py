@@ -12,8 +12,7 @@ from cli_helpers import one_error_line
 from learn_helpers import digits_folder, make_run
 from typer.testing import CliRunner
 
-from mind_edge.checkpoint import load_model, read_run_json
-from mind_edge.data import Scenario
+from mind_edge.checkpoint import load_run, read_run_json
 from mind_edge.errors import CapacityError, ConfigError, DataError
 from mind_edge.learn import MemoryBudgetError, Trial, learn, plan_memory
 
@@ -41,7 +40,7 @@ def learned(tmp_path_factory):
     """run4 (4 synthetic tasks, capacity 10) + the folder of the scenario's 5th task, learned into run5."""
     root = tmp_path_factory.mktemp("learn")
     run4 = make_run(root / "run4")
-    scenario = Scenario.from_json(read_run_json(run4)["scenario"])
+    scenario = read_run_json(run4).scenario
     folder = digits_folder(root / "new", list(scenario.tasks[4]))
     before = _tree(run4)
     # a generous budget: one measured trial at the configured batch size, which fits
@@ -52,8 +51,8 @@ def learned(tmp_path_factory):
 def test_learn_adds_one_task_and_leaves_earlier_tasks_bit_identical(learned):
     run4, _, res, before, scenario = learned
     assert _tree(run4) == before  # the input run is never touched
-    m4, _ = load_model(run4)
-    m5, meta = load_model(res.out)
+    m4, _ = load_run(run4)
+    m5, record = load_run(res.out)
     assert res.task == 4 and m5.num_tasks == 5
     # the folder's classes are the scenario's planned 5th task: their ids are kept (sorted by folder name)
     assert sorted(res.classes) == sorted(scenario.tasks[4])
@@ -68,16 +67,16 @@ def test_learn_adds_one_task_and_leaves_earlier_tasks_bit_identical(learned):
     for k, v in sd4.items():
         if ".sets." in k or k.startswith("heads."):
             assert torch.equal(sd5[k], v), k
-    step = meta["steps"][-1]
-    assert step["source"]["kind"] == "imagefolder" and step["source"]["test_split"] == "test"
-    assert step["evaluated_tasks"] == [0, 1, 2, 3, 4] and len(step["tag_matrix"]) == 5
-    assert meta["learned_tasks"][-1] == res.classes and meta["scenario"]["tasks"][4] == res.classes
+    step = record.steps[-1]
+    assert step.source["kind"] == "imagefolder" and step.source["test_split"] == "test"
+    assert step.raw["evaluated_tasks"] == [0, 1, 2, 3, 4] and len(step.tag_matrix) == 5
+    assert list(record.learned_tasks[-1]) == res.classes and list(record.scenario.tasks[4]) == res.classes
     assert 0.0 <= res.new_task["taw"] <= 1.0 and res.final["tag"] is not None
     assert res.train_images > 200 and res.test_images > 50
     # memory: a trial was measured, the batch size kept, the peak reported
-    plan = step["memory_plan"]
+    plan = step.raw["memory_plan"]
     assert plan["batch_size"] == 64 and len(plan["trials"]) == 1 and plan["trials"][0]["increment_mb"] > 0
-    assert res.peak_rss_mb >= plan["start_rss_mb"] > 0 and step["peak_rss_mb"] > 0
+    assert res.peak_rss_mb >= plan["start_rss_mb"] > 0 and step.raw["peak_rss_mb"] > 0
 
 
 def test_learn_new_class_names_get_new_ids_and_a_holdout_split(tmp_path, app):
@@ -89,10 +88,10 @@ def test_learn_new_class_names_get_new_ids_and_a_holdout_split(tmp_path, app):
     doc = json.loads(r.stdout.strip().splitlines()[-1])
     assert doc["classes"] == [10, 11] and doc["class_names"] == ["alpha", "beta"]  # after the 10 digits
     assert doc["test_split"].startswith("holdout 0.2") and doc["train_images"] == 64 and doc["test_images"] == 16
-    meta = read_run_json(tmp_path / "run5")
-    assert meta["scenario"]["class_names"][10:] == ["alpha", "beta"]
-    planned = Scenario.from_json(read_run_json(run4)["scenario"]).tasks[4]
-    assert meta["scenario"]["tasks"][4:] == [[10, 11], list(planned)]  # the planned task stays planned
+    scenario = read_run_json(tmp_path / "run5").scenario
+    assert list(scenario.class_names[10:]) == ["alpha", "beta"]
+    planned = read_run_json(run4).scenario.tasks[4]
+    assert [list(t) for t in scenario.tasks[4:]] == [[10, 11], list(planned)]  # the planned task stays planned
     from mind_edge.run import evaluate_run
 
     ev = evaluate_run(tmp_path / "run5", device="cpu")  # digits for tasks 0-3, the folder's held-out part for task 4

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mind_edge.calibrate import calibrate_run
-from mind_edge.checkpoint import CHECKPOINT, load_model, load_state, save_checkpoint
+from mind_edge.checkpoint import CHECKPOINT, load_run, load_state, save_checkpoint
 from mind_edge.core.routing import DEFAULT_POLICY, POLICIES, class_table, fit_routing_stats, route_numpy, tap_blocks
 from mind_edge.data import load_dataset, make_scenario, task_arrays
 from mind_edge.errors import ConfigError
@@ -128,7 +128,7 @@ def test_torch_numpy_and_onnx_agree_on_a_trained_network(digits, trained, policy
 def test_calibrate_on_an_old_run_equals_the_statistics_gathered_in_training(tmp_path):
     spec = RunSpec(dataset="digits", tasks=5, width=0.25, train=TINY, device="cpu")
     run = train_run(spec, tmp_path / "run", stop_after=2).run_dir
-    want = load_model(run)[0].routing_stats()
+    want = load_run(run)[0].routing_stats()
     # make it an old run: no routing buffers in the checkpoint, maxprob in run.json
     old = tmp_path / "old"
     old.mkdir()
@@ -142,7 +142,7 @@ def test_calibrate_on_an_old_run_equals_the_statistics_gathered_in_training(tmp_
 
     meta["checkpoint_sha256"] = sha256_file(old / CHECKPOINT)
     (old / "run.json").write_text(json.dumps(meta))
-    model, _ = load_model(old)
+    model, _ = load_run(old)
     assert not any(h.routing.ready for h in model.heads)
     with pytest.raises(ConfigError, match="calibrate"):
         from mind_edge.export.exporter import export_bundle
@@ -150,7 +150,7 @@ def test_calibrate_on_an_old_run_equals_the_statistics_gathered_in_training(tmp_
         export_bundle(old, tmp_path / "b", routing="mahalanobis", validate=False)
     res = calibrate_run(old)
     assert res.gathered == [0, 1] and res.policy == DEFAULT_POLICY
-    got = load_model(old)[0].routing_stats()
+    got = load_run(old)[0].routing_stats()
     assert all(a.same_as(b) for a, b in zip(want, got))
     assert json.loads((old / "run.json").read_text())["train"]["routing"] == DEFAULT_POLICY
     # a second calibrate keeps the (frozen) statistics and writes nothing

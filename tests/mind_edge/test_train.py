@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mind_edge.checkpoint import CHECKPOINT, load_model, load_state
+from mind_edge.checkpoint import CHECKPOINT, load_run, load_state
 from mind_edge.data import load_dataset, make_scenario, task_arrays
 from mind_edge.errors import CheckpointError, ConfigError
 from mind_edge.nets import FREE, NetConfig, build_model
@@ -127,32 +127,32 @@ def _spec(**kw):
 def test_resume_equals_uninterrupted_run(tmp_path):
     full = train_run(_spec(), tmp_path / "full", stop_after=3)
     part = train_run(_spec(), tmp_path / "part", stop_after=1)
-    assert len(part.meta["steps"]) == 1
+    assert len(part.record.steps) == 1
     resumed = train_run(_spec(), tmp_path / "part", resume=True, stop_after=3)
     a = load_state(tmp_path / "full" / CHECKPOINT)
     b = load_state(tmp_path / "part" / CHECKPOINT)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert full.meta["steps"][-1]["tag_matrix"] == resumed.meta["steps"][-1]["tag_matrix"]
-    assert full.meta["final"] == resumed.meta["final"]
+    assert full.record.steps[-1].tag_matrix == resumed.record.steps[-1].tag_matrix
+    assert full.final == resumed.final
 
 
 def test_run_directory_contents_and_metrics(tmp_path):
     res = train_run(_spec(), tmp_path / "run", stop_after=2)
     run = tmp_path / "run"
     assert {"checkpoint.safetensors", "run.json", "metrics.csv", "accuracy_tag.png"} <= {p.name for p in run.iterdir()}
-    meta = res.meta
-    assert set(meta["final"]) == {"tag", "taw", "routing", "avg_incremental_tag", "forgetting_tag", "bwt_tag"}
-    assert all(0.0 <= v <= 1.0 for k, v in meta["final"].items() if k != "bwt_tag")
-    R = meta["steps"][-1]["tag_matrix"]
+    final = res.final
+    assert set(final) == {"tag", "taw", "routing", "avg_incremental_tag", "forgetting_tag", "bwt_tag"}
+    assert all(0.0 <= v <= 1.0 for k, v in final.items() if k != "bwt_tag")
+    R = res.record.steps[-1].tag_matrix
     assert R[0][1] is None and R[1][0] is not None
     lines = (run / "metrics.csv").read_text().splitlines()
     assert lines[0] == "step,task,tag,taw,routing" and len(lines) == 1 + 1 + 2
-    model, _ = load_model(run)
+    model, _ = load_run(run)
     assert model.num_tasks == 2
     # TAW on 2 tasks of digits should be far above chance even after 2+1 epochs
-    assert meta["final"]["taw"] > 0.7
+    assert final["taw"] > 0.7
 
 
 def test_corrupt_truncated_and_foreign_checkpoints_fail_clearly(tmp_path):
@@ -161,7 +161,7 @@ def test_corrupt_truncated_and_foreign_checkpoints_fail_clearly(tmp_path):
     good = ck.read_bytes()
     ck.write_bytes(good[: len(good) // 2])  # truncated
     with pytest.raises(CheckpointError, match="sha256"):
-        load_model(tmp_path / "run")
+        load_run(tmp_path / "run")
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_state(ck)
     ck.write_bytes(b"\x00" * 64)  # garbage
@@ -174,9 +174,9 @@ def test_corrupt_truncated_and_foreign_checkpoints_fail_clearly(tmp_path):
         load_state(ck)
     (tmp_path / "run" / "run.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
-        load_model(tmp_path / "run")
+        load_run(tmp_path / "run")
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_model(tmp_path / "nowhere")
+        load_run(tmp_path / "nowhere")
 
 
 def test_output_folder_must_be_empty_unless_resuming(tmp_path):
