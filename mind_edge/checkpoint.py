@@ -192,6 +192,27 @@ def load_state(path: str | Path, expected_sha256: str | None = None) -> dict:
         raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
 
 
+def _fit_routing_buffers(state: dict, own: Mapping[str, Any], run_dir: Path) -> dict:
+    """``state`` with every head's routing buffers as the model expects them, or reset (count 0)."""
+    heads = sorted({k.split(".routing.")[0] for k in own if ".routing." in k})
+    out, stale = dict(state), []
+    for head in heads:
+        prefix = f"{head}.routing."
+        mine = {k: v for k, v in own.items() if k.startswith(prefix)}
+        theirs = {k: v for k, v in state.items() if k.startswith(prefix)}
+        fits = set(mine) == set(theirs) and all(tuple(mine[k].shape) == tuple(theirs[k].shape) for k in mine)
+        if not fits:
+            if theirs and int(theirs.get(prefix + "count", 0)):
+                stale.append(head)
+            for k in theirs:
+                out.pop(k)
+            out.update(mine)
+    if stale:
+        log.warning("%s: %s hold routing statistics of an older layout; they are ignored "
+                    "(run 'mind-edge calibrate' on the run)", run_dir, ", ".join(stale))
+    return out
+
+
 def load_run(run_dir: str | Path, verify: bool = True):
     """Rebuild the network of a run directory and load its checkpoint: ``(model, RunRecord)``.
 
@@ -204,9 +225,10 @@ def load_run(run_dir: str | Path, verify: bool = True):
     model = build_model(meta.net, [list(cl) for cl in meta.learned_tasks])
     state = load_state(run_dir / CHECKPOINT, meta.checkpoint_sha256 if verify else None)
     own = model.state_dict()
-    # A run trained before routing statistics existed has none: its heads load uncalibrated
-    # (count 0) and 'mind-edge calibrate' gathers them; any other missing key is an error.
-    state = {**{k: v for k, v in own.items() if ".routing." in k and k not in state}, **state}
+    # A run trained before routing statistics existed has none, and one gathered with an older layout
+    # (no shared-space taps) has them in other shapes: such heads load uncalibrated (count 0) and
+    # 'mind-edge calibrate' gathers them again; any other missing key is an error.
+    state = _fit_routing_buffers(state, own, run_dir)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:

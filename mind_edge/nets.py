@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mind_edge.core.plan import ARCHS, FREE, BlockPlan, ConvPlan, NetConfig, plan_net
-from mind_edge.core.routing import EXTRA_SCORES, RoutingStats, plan_taps
+from mind_edge.core.routing import EXTRA_SCORES, STATS_VERSION, RoutingStats, plan_taps
 from mind_edge.errors import CapacityError, ConfigError
 
 __all__ = ["ARCHS", "FREE", "NetConfig", "MaskedConv2d", "TaskBatchNorm2d", "TaskHead", "DownsampleA", "BasicBlock",
@@ -66,15 +66,18 @@ class TaskBatchNorm2d(nn.Module):
 
 
 class RoutingStatsBuffers(nn.Module):
-    """One task's routing statistics as buffers (:class:`mind_edge.core.routing.RoutingStats`).
+    """One task's routing statistics as buffers (:class:`mind_edge.core.routing.RoutingStats`, layout 2:
+    the network's taps measured in the task's own sub-network, then in sub-network 0's).
 
     ``count`` is the number of training images they were gathered from; 0 means not gathered
-    yet (a run trained before routing statistics existed: ``mind-edge calibrate`` fills them).
+    yet (a run trained before routing statistics existed, or with an older layout:
+    ``mind-edge calibrate`` fills them).
     """
 
     def __init__(self, tap_dims: tuple[int, ...], num_classes: int):
         super().__init__()
-        self.tap_dims = tuple(tap_dims)
+        self.shared_taps = len(tap_dims)
+        self.tap_dims = tuple(tap_dims) * 2
         for k, f in enumerate(self.tap_dims):
             self.register_buffer(f"whiten{k}", torch.zeros(f, f))
             self.register_buffer(f"means{k}", torch.zeros(num_classes, f))
@@ -103,11 +106,15 @@ class RoutingStatsBuffers(nn.Module):
         k = len(self.tap_dims)
         return RoutingStats(whiten=tuple(np32(self.whiten(j)) for j in range(k)),
                             means=tuple(np32(self.means(j)) for j in range(k)),
-                            score_mean=np32(self.score_mean), score_std=np32(self.score_std), count=int(self.count))
+                            score_mean=np32(self.score_mean), score_std=np32(self.score_std), count=int(self.count),
+                            shared_taps=self.shared_taps)
 
     @torch.no_grad()
     def load_arrays(self, stats: RoutingStats) -> None:
-        stats.check(self.tap_dims, self.means(0).shape[0])
+        stats.check(self.tap_dims[: self.shared_taps], self.means(0).shape[0])
+        if stats.shared_taps != self.shared_taps:
+            raise ConfigError(f"routing statistics of layout 1 (no shared-space taps) cannot be stored in a model of "
+                              f"layout {STATS_VERSION}; gather them again ('mind-edge calibrate RUN')")
         for j in range(len(self.tap_dims)):
             self.whiten(j).copy_(torch.from_numpy(stats.whiten[j]))
             self.means(j).copy_(torch.from_numpy(stats.means[j]))

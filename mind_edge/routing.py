@@ -19,6 +19,8 @@ from mind_edge.core.routing import (
     PAD_LOGIT,
     POLICIES,
     RoutingStats,
+    auto_policy,
+    check_stats_for,
     check_temperature,
     fit_routing_stats,
     get_policy,
@@ -46,6 +48,7 @@ class TorchStats:
     means: list[torch.Tensor]
     score_mean: torch.Tensor
     score_std: torch.Tensor
+    stats: RoutingStats  # the numpy statistics (layout checks)
 
 
 def torch_stats(stats: Sequence[RoutingStats | None], device) -> list[TorchStats | None]:
@@ -57,7 +60,7 @@ def torch_stats(stats: Sequence[RoutingStats | None], device) -> list[TorchStats
         means = [torch.from_numpy(m).to(device) for m in s.means]
         out.append(TorchStats(whiten=[torch.from_numpy(w).to(device) for w in s.whiten], means=means,
                               score_mean=torch.from_numpy(s.score_mean).to(device),
-                              score_std=torch.from_numpy(s.score_std).to(device)))
+                              score_std=torch.from_numpy(s.score_std).to(device), stats=s))
     return out
 
 
@@ -101,25 +104,23 @@ def route(
     maxprob, _ = probs.max(dim=2)  # [B, N]
     rows = torch.arange(padded.shape[0], device=padded.device)
     if p.needs_stats:
-        if stats is None or any(s is None for s in stats):
-            missing = [t for t, s in enumerate(stats or [None] * len(logits)) if s is None]
-            raise ConfigError(
-                f"routing policy {policy!r} needs routing statistics, which task(s) {missing} do not have; "
-                "run 'mind-edge calibrate RUN' first"
-            )
-        n_taps = len(stats[0].whiten)
-        w_tap, w_ml, w_en = p.weights
+        check_stats_for(p, [s.stats if s is not None else None for s in stats] if stats is not None else None,
+                        len(logits))
+        n_taps, own = len(stats[0].whiten), stats[0].stats.own_taps
+        w_tap, w_ml, w_en, w_shared = p.weights
+        if (w_tap or w_shared) and taps is None:
+            raise ConfigError(f"routing policy {policy!r} needs the tap features of every sub-network")
         score = torch.zeros_like(maxprob)
         for t, (z, s) in enumerate(zip(logits, stats)):
             ml, energy = _logit_scores(z.float())
             z_ml = (ml - s.score_mean[n_taps]) / s.score_std[n_taps]
             z_en = (energy - s.score_mean[n_taps + 1]) / s.score_std[n_taps + 1]
             col = z_ml * w_ml + z_en * w_en
-            if w_tap:
-                if taps is None:
-                    raise ConfigError(f"routing policy {policy!r} needs the tap features of every sub-network")
-                for k in range(n_taps):
-                    col = col - ((_tap_distance(taps[t][k], s, k) - s.score_mean[k]) / s.score_std[k]) * w_tap
+            for k in range(n_taps):
+                w = w_tap if k < own else w_shared
+                if w:  # own taps: sub-network t's features; shared-space taps: sub-network 0's
+                    f = taps[t][k] if k < own else taps[0][k - own]
+                    col = col - ((_tap_distance(f, s, k) - s.score_mean[k]) / s.score_std[k]) * w
             score[:, t] = col
         task = torch.argmax(score, dim=1)
         confidence = torch.softmax(score, dim=1)[rows, task] * maxprob[rows, task]
@@ -146,7 +147,8 @@ def route(
 @torch.no_grad()
 def gather_routing_stats(model, task: int, images: np.ndarray, local_labels: np.ndarray, spec, *,
                          device: torch.device | str = "cpu", batch_size: int = 256) -> RoutingStats:
-    """Gather task ``task``'s routing statistics from its own training images and store them in its head.
+    """Gather task ``task``'s routing statistics from its own training images and store them in its head:
+    measured in its own sub-network and in sub-network 0's (the shared space; layout 2).
 
     Eval mode, no augmentation, the images in their stored order: deterministic, so
     ``mind-edge calibrate`` on a run equals what training gathered (on the same device).
@@ -157,16 +159,20 @@ def gather_routing_stats(model, task: int, images: np.ndarray, local_labels: np.
     model.eval()
     device = torch.device(device)
     taps: list[list[np.ndarray]] = [[] for _ in model.tap_blocks]
+    shared: list[list[np.ndarray]] = [[] for _ in model.tap_blocks]
     logits = []
     for x, _ in BatchLoader(images, local_labels, spec=spec, batch_size=batch_size, train=False, generator=None,
                             device=device):
         pooled = model.tap_features(x, task)
-        for k, f in enumerate(pooled):
+        # the shared space: sub-network 0 (frozen since task 0) on the same images
+        pooled0 = pooled if task == 0 else model.tap_features(x, 0)
+        for k, (f, f0) in enumerate(zip(pooled, pooled0)):
             taps[k].append(f.float().cpu().numpy())
+            shared[k].append(f0.float().cpu().numpy())
         logits.append(model.heads[task](pooled[-1]).float().cpu().numpy())
     head = model.heads[task]
     stats = fit_routing_stats([np.concatenate(f) for f in taps], np.asarray(local_labels), len(head.classes),
-                              np.concatenate(logits))
+                              np.concatenate(logits), shared=[np.concatenate(f) for f in shared])
     head.routing.load_arrays(stats)
     model.train(was)
     return stats
@@ -176,7 +182,7 @@ def resolve_model_policy(model, policy: str | None) -> str:
     """``auto``/``None`` → the default policy when every task of ``model`` has routing statistics,
     else ``maxprob`` (the same rule as :func:`mind_edge.runtime.graph.resolve_policy`)."""
     if policy in (None, "auto"):
-        return DEFAULT_POLICY if all(h.routing.ready for h in model.heads) else "maxprob"
+        return auto_policy(model.routing_stats())
     return get_policy(policy).name
 
 

@@ -60,6 +60,8 @@ from mind_edge.core.routing import (
     PAD_LOGIT,
     STATS_VERSION,
     RoutingStats,
+    auto_policy,
+    check_stats_for,
     check_temperature,
     class_table,
     get_policy,
@@ -451,7 +453,7 @@ def _shortcut_conv(b: _Builder, x: str, conv1: ConvPlan, layout: str, n: int, p:
 def resolve_policy(policy: str | None, arrays: NetArrays) -> str:
     """``auto``/``None`` → the default policy when every task has routing statistics, else ``maxprob``."""
     if policy in (None, "auto"):
-        return DEFAULT_POLICY if arrays.has_stats else "maxprob"
+        return auto_policy([h.stats for h in arrays.heads])
     return get_policy(policy).name
 
 
@@ -489,6 +491,11 @@ def _stats_initializers(b: _Builder, arrays: NetArrays) -> None:
     b.init("route.score_std", np.stack([s.score_std for s in stats]))
 
 
+def _shared_taps(arrays: NetArrays) -> int:
+    """Shared-space taps of the tasks' statistics (all tasks share one layout; checked by check_stats_for)."""
+    return arrays.heads[0].stats.shared_taps if arrays.heads[0].stats is not None else 0
+
+
 def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, policy: str, temperature: float,
                   opset: int) -> None:
     """The task-selection head of ``policy``: outputs task, label, confidence, task_confidence, task_features.
@@ -505,11 +512,12 @@ def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, 
     maxprob = _reduce(b, "ReduceMax", probs, [2], "route.maxprob", opset)  # [B, N]
     pol = get_policy(policy)
     if pol.needs_stats:
-        # one structure for every score policy: score = w_ml*z_maxlogit + w_en*z_energy - sum_k w_tap*z_k
-        w_tap, w_ml, w_en = pol.weights
+        # one structure for every score policy: score = w_ml*z_maxlogit + w_en*z_energy - sum_k w_k*z_k
+        # (w_k: the own-tap weight for the task's own sub-network's taps, the shared weight for sub-network 0's)
+        w_tap, w_ml, w_en, w_shared = pol.weights
         score_mean, score_std = "route.score_mean", "route.score_std"
         col = lambda x, j, name: b.node("Gather", [x, b.const(j, np.int64)], name, axis=1)  # noqa: E731  [N]
-        k_taps = len(taps)
+        k_taps = arrays.heads[0].stats.num_taps if arrays.heads[0].stats is not None else len(taps)
         ml = _reduce(b, "ReduceMax", logits, [2], "route.maxlogit", opset)  # [B, N]
         shifted = b.node("Sub", [logits, b.node("Unsqueeze", [ml, b.const([2], np.int64)], "route.maxlogit.col")],
                          "route.energy.shifted")
@@ -522,19 +530,30 @@ def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, 
         score = b.node("Add", [b.node("Mul", [zs[0], b.const(np.float32(w_ml), np.float32)], "route.maxlogit.term"),
                                b.node("Mul", [zs[1], b.const(np.float32(w_en), np.float32)], "route.energy.term")],
                        "route.logit_score")
-        for k, tap in enumerate(taps):
+        stats0 = arrays.heads[0].stats
+        own = stats0.own_taps if stats0 is not None else k_taps
+        shared = {}  # sub-network 0's pooled features at tap j, [B, 1, F_j]: the shared space of every task
+        for k in range(stats0.num_taps if stats0 is not None else k_taps):
             p = f"route.tap{k}"
+            if k < own:
+                tap, w = taps[k], w_tap
+            else:
+                j = k - own
+                if j not in shared:
+                    shared[j] = b.node("Slice", [taps[j], b.const([0], np.int64), b.const([1], np.int64),
+                                                 b.const([1], np.int64)], f"route.shared{j}")
+                tap, w = shared[j], w_shared
             norm = b.node("Max", [_reduce(b, "ReduceL2", tap, [2], f"{p}.norm", opset, keepdims=1),
                                   b.const(np.float32(1e-12), np.float32)], f"{p}.norm_floor")
             f = b.node("Unsqueeze", [b.node("Div", [tap, norm], f"{p}.unit"), b.const([2], np.int64)], f"{p}.row")
-            g = b.node("MatMul", [f, f"{p}.whiten"], f"{p}.white")  # [B, N, 1, F_k]
+            g = b.node("MatMul", [f, f"{p}.whiten"], f"{p}.white")  # [B, N or 1, 1, F_k] x [N, F_k, F_k]
             diff = b.node("Sub", [g, f"{p}.means"], f"{p}.diff")  # [B, N, Cmax, F_k]
             d = _reduce(b, "ReduceSum", b.node("Mul", [diff, diff], f"{p}.sq"), [3], f"{p}.d_raw", opset)
             d = b.node("Add", [d, f"{p}.pad"], f"{p}.dist")  # [B, N, Cmax]; padding classes never the minimum
             dmin = _reduce(b, "ReduceMin", d, [2], f"{p}.dmin", opset)  # [B, N]
             z = b.node("Div", [b.node("Sub", [dmin, col(score_mean, k, f"{p}.mean")], f"{p}.centred"),
                                col(score_std, k, f"{p}.std")], f"{p}.z")
-            term = b.node("Mul", [z, b.const(np.float32(w_tap), np.float32)], f"{p}.term")
+            term = b.node("Mul", [z, b.const(np.float32(w), np.float32)], f"{p}.term")
             score = b.node("Sub", [score, term], f"{p}.score")
         task_conf = b.node("Identity", [score], "task_confidence")
         task = b.node("ArgMax", [task_conf], "task", axis=1, keepdims=0, select_last_index=0)
@@ -605,12 +624,8 @@ def build_graph(
     pol = get_policy(resolve_policy(policy, arrays))
     plan = check_arrays(arrays)
     n, cmax = arrays.num_tasks, arrays.cmax
-    if pol.needs_stats and not arrays.has_stats:
-        missing = [t for t, h in enumerate(arrays.heads) if h.stats is None]
-        raise ConfigError(
-            f"routing policy {pol.name!r} needs routing statistics, which task(s) {missing} do not have; run "
-            "'mind-edge calibrate RUN' and export again, or export with --routing maxprob"
-        )
+    if pol.needs_stats:
+        check_stats_for(pol, [h.stats for h in arrays.heads], n)
     tap_blocks, tap_dims = plan_taps(plan)
     taps: list[str] = []
     b = _Builder(onnx)
@@ -685,6 +700,7 @@ def build_graph(
         "temperature": temperature,
         "routing": {"policy": pol.name, "version": pol.version, "tap_blocks": list(tap_blocks),
                     "tap_dims": list(tap_dims), "stats": pol.needs_stats, "stats_version": STATS_VERSION,
+                    "stats_shared": _shared_taps(arrays) if pol.needs_stats else 0,
                     "stats_count": [h.stats.count if h.stats is not None else 0 for h in arrays.heads]},
         "classes": arrays.task_classes,
         "layers": [{"name": x.name, "stride": x.stride, "padding": x.padding} for x in arrays.layers],
@@ -782,11 +798,15 @@ def _read_stats(heads: tuple[HeadArrays, ...], routing: Mapping[str, Any], get, 
 
 def _stats_from_initializers(classes: Sequence[Sequence[int]], routing: Mapping[str, Any], get,
                              where: str) -> list[RoutingStats]:
-    dims = [int(f) for f in routing.get("tap_dims", [])]
+    net_dims = [int(f) for f in routing.get("tap_dims", [])]
     counts = [int(c) for c in routing.get("stats_count", [])]
     n = len(classes)
-    if len(counts) != n or not dims:
+    if len(counts) != n or not net_dims:
         raise GraphError(f"{where}: the routing metadata does not describe {n} tasks' statistics; re-export the bundle")
+    shared = int(routing.get("stats_shared", 0))  # graphs of statistics layout 1 have no shared-space taps
+    if shared not in (0, len(net_dims)):
+        raise GraphError(f"{where}: the routing metadata names {shared} shared-space taps for {len(net_dims)} taps")
+    dims = net_dims + (net_dims if shared else [])
     whiten = [get(f"route.tap{k}.whiten") for k in range(len(dims))]
     means = [get(f"route.tap{k}.means") for k in range(len(dims))]
     score_mean, score_std = get("route.score_mean"), get("route.score_std")
@@ -798,8 +818,8 @@ def _stats_from_initializers(classes: Sequence[Sequence[int]], routing: Mapping[
                 whiten=tuple(np.ascontiguousarray(w[t], dtype=np.float32) for w in whiten),
                 means=tuple(np.ascontiguousarray(m[t, :c], dtype=np.float32) for m in means),
                 score_mean=np.ascontiguousarray(score_mean[t], dtype=np.float32),
-                score_std=np.ascontiguousarray(score_std[t], dtype=np.float32), count=counts[t])
-            stats.check(dims, c, where=f"task {t}")
+                score_std=np.ascontiguousarray(score_std[t], dtype=np.float32), count=counts[t], shared_taps=shared)
+            stats.check(net_dims, c, where=f"task {t}")
         except (IndexError, ValueError, ConfigError) as exc:
             raise GraphError(f"{where}: routing statistics of task {t} are malformed ({exc}); re-export the bundle") from exc
         out.append(stats)
@@ -815,7 +835,8 @@ def read_routing_stats(model_or_path) -> list[RoutingStats | None]:
     routing = meta.get("routing") or {}
     if not routing.get("stats"):
         return [None] * int(meta["num_tasks"])
-    names = {f"route.tap{k}.{x}" for k in range(len(routing.get("tap_dims", []))) for x in ("whiten", "means")}
+    n_taps = len(routing.get("tap_dims", [])) * (2 if routing.get("stats_shared") else 1)
+    names = {f"route.tap{k}.{x}" for k in range(n_taps) for x in ("whiten", "means")}
     names |= {"route.score_mean", "route.score_std"}
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name in names}
 
@@ -959,7 +980,8 @@ def _mind_owners(layers: Sequence[LayerArrays], n: int, capacity: int, rng: np.r
 
 def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> RoutingStats:
     """Plausible random routing statistics (whitening of a random covariance, means, score spreads)."""
-    _, dims = plan_taps(plan)
+    _, net_dims = plan_taps(plan)
+    dims = tuple(net_dims) * 2  # layout 2: own taps, then the shared-space taps
     whiten, means = [], []
     for f in dims:
         a = rng.standard_normal((f, f)) / math.sqrt(f)
@@ -970,7 +992,8 @@ def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> R
     k = len(dims) + 2
     return RoutingStats(whiten=tuple(whiten), means=tuple(means),
                         score_mean=(rng.standard_normal(k) * 2 + 10).astype(np.float32),
-                        score_std=(rng.random(k) * 3 + 0.5).astype(np.float32), count=int(rng.integers(10, 1000)))
+                        score_std=(rng.random(k) * 3 + 0.5).astype(np.float32), count=int(rng.integers(10, 1000)),
+                        shared_taps=len(net_dims))
 
 
 __all__ = [

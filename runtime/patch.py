@@ -210,9 +210,11 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
     stats = None
     if h["head"].get("routing"):
         rec = h["head"]["routing"]
-        stats = routing_from_values(get("routing"), rec["tap_dims"], len(classes), int(rec["count"]))
+        stats = routing_from_values(get("routing"), rec["tap_dims"], len(classes), int(rec["count"]),
+                                    int(rec.get("shared_taps", 0)))
+        base_stats = base.heads[0].stats
         try:
-            stats.check(base.heads[0].stats.tap_dims if base.heads[0].stats is not None else None, len(classes),
+            stats.check(base_stats.tap_dims[: base_stats.own_taps] if base_stats is not None else None, len(classes),
                         where=f"{where}'s task")
         except ConfigError as exc:
             raise PatchError(str(exc)) from None

@@ -87,7 +87,11 @@ def arrays_fingerprint(arrays: NetArrays) -> str:
         arr(head.weight, "<f4")
         arr(head.bias, "<f4")
         if head.stats is not None:  # routing statistics (networks without them hash as before)
-            put(b"routing-stats-v1")
+            if head.stats.shared_taps:  # layout 2 (layout 1 hashes as before)
+                put(b"routing-stats-v2")
+                put(struct.pack("<Q", int(head.stats.shared_taps)))
+            else:
+                put(b"routing-stats-v1")
             put(struct.pack("<Q", int(head.stats.count)))
             for a in (*head.stats.whiten, *head.stats.means, head.stats.score_mean, head.stats.score_std):
                 arr(a, "<f4")
@@ -105,7 +109,8 @@ def routing_size(tap_dims: Sequence[int], num_classes: int) -> int:
     return int(sum(f * f + num_classes * f for f in tap_dims) + 2 * (len(tap_dims) + 2))
 
 
-def routing_from_values(values: np.ndarray, tap_dims: Sequence[int], num_classes: int, count: int):
+def routing_from_values(values: np.ndarray, tap_dims: Sequence[int], num_classes: int, count: int,
+                        shared_taps: int = 0):
     """The inverse of :func:`routing_values`."""
     dims = [int(f) for f in tap_dims]
     off, whiten, means = 0, [], []
@@ -119,7 +124,8 @@ def routing_from_values(values: np.ndarray, tap_dims: Sequence[int], num_classes
     score_mean = np.ascontiguousarray(values[off : off + k])
     score_std = np.ascontiguousarray(values[off + k : off + 2 * k])
     return RoutingStats(
-        whiten=tuple(whiten), means=tuple(means), score_mean=score_mean, score_std=score_std, count=int(count)
+        whiten=tuple(whiten), means=tuple(means), score_mean=score_mean, score_std=score_std, count=int(count),
+        shared_taps=int(shared_taps),
     )
 
 

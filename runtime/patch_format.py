@@ -184,6 +184,12 @@ def check_header(header: Any, where: str) -> dict:
         routing = head.sub("routing")
         routing.ints("tap_dims", lo=1, hi=1 << 12, min_len=1, max_len=32)
         routing.int("count", lo=1, hi=1 << 40)
+        # statistics layout 2: the last shared_taps taps are measured in sub-network 0 (absent: layout 1)
+        shared = routing.int("shared_taps", lo=0, hi=16, default=0)
+        dims = routing.obj["tap_dims"]
+        if shared and (2 * shared != len(dims) or dims[:shared] != dims[shared:]):
+            raise PatchError(f"{where} has a malformed header: {shared} shared-space taps do not fit the taps "
+                             f"{dims}; {_FIX}")
     payload = f.sub("payload")
     payload.int("bytes", lo=0)
     payload.str("sha256", pattern=_HEX64, max_len=64)
@@ -471,7 +477,8 @@ def diff_arrays(base: NetArrays, new: NetArrays, task: int
     head_rec = {"classes": len(head.classes), "features": int(head.weight.shape[1])}
     if head.stats is not None:
         payload["routing"] = routing_values(head.stats)
-        head_rec["routing"] = {"tap_dims": list(head.stats.tap_dims), "count": int(head.stats.count)}
+        head_rec["routing"] = {"tap_dims": list(head.stats.tap_dims), "count": int(head.stats.count),
+                               "shared_taps": int(head.stats.shared_taps)}
     return layers, norms, head_rec, payload
 
 

@@ -16,19 +16,34 @@ policy          version statistics   score of task t for an input x
 ``mahalanobis`` 1       yes          ``-sum_k (d_tk - mu_k) / sd_k`` where ``d_tk`` is the squared
                                      Mahalanobis distance of sub-network t's pooled, L2-normalised
                                      features at tap k to the nearest class mean of task t
-``combined``    1       yes          ``mahalanobis + maxlogit``
+``shared``      1       yes          the same sum over the taps of sub-network **0** (the shared
+                                     space): ``d_tk`` from sub-network 0's features to task t's
+                                     class means measured in that space
+``combined``    2       yes          ``mahalanobis + shared + maxlogit`` (version 1 was
+                                     ``mahalanobis + maxlogit``)
 =============== ======= ============ =============================================================
+
+**The shared space.** Every sub-network's statistics say how far an input is from *its* task in
+*its own* feature space, and spaces trained on different classes are only comparable through
+those z-scores. Sub-network 0 is frozen after task 0 and runs for every input anyway, so it is
+one feature space every task can be measured in: at the end of its training each task also
+passes its own training images through sub-network 0 and keeps its class means and covariance
+there (still its own data only; earlier tasks' statistics never change). On weak sub-networks
+this is what keeps routing from collapsing onto a few tasks (``benchmarks/routing.py``; README
+"Routing").
 
 **Routing statistics** (:class:`RoutingStats`) are what a task gathers from *its own* training
 data at the end of its training (never images or features of it afterwards, never another
 task's data): per feature tap k the whitening matrix ``L_k`` (lower Cholesky factor of the
 precision of a Ledoit-Wolf shrunk covariance of the class-centred features, so
 ``d = ||(f - m_c) L_k||^2``), the whitened class means ``m_c L_k``, and the mean and spread of
-every score on the task's own training images. They are frozen with the task like its weights.
+every score on the task's own training images. Statistics of layout 2 hold the taps twice: first
+measured in the task's own sub-network, then (``shared_taps``) in sub-network 0's. They are
+frozen with the task like its weights.
 
 **Feature taps** are the global-average-pooled outputs of the first residual block and of the
 last block of every stage (:func:`tap_blocks`); for the CIFAR ResNet-32 at width 1 that is
-16 + 16 + 32 + 64 channels, i.e. about 24 kB of statistics per task. Distances at several depths
+16 + 16 + 32 + 64 channels, i.e. about 47 kB of statistics per task (both spaces). Distances at several depths
 tell in-distribution from foreign inputs far better than the last layer alone
 (``benchmarks/routing.py``; Lee et al. 2018 use the same ensemble for out-of-distribution detection).
 
@@ -65,8 +80,9 @@ PAD_DISTANCE = 1.0e30
 MIN_SPREAD = 1e-6
 #: Score columns of :attr:`RoutingStats.score_mean` after the K tap distances.
 EXTRA_SCORES = ("maxlogit", "energy")
-#: Layout of the routing statistics (graph initializers, checkpoint buffers, patches).
-STATS_VERSION = 1
+#: Layout of the routing statistics (graph initializers, checkpoint buffers, patches): 2 adds the
+#: shared-space taps (measured in sub-network 0) after the task's own.
+STATS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -76,18 +92,27 @@ class Policy:
     needs_stats: bool  # uses statistics gathered from each task's training data
     uses_features: bool  # needs the pooled features of the taps (not only the logits)
     summary: str
-    #: score policies: weights of (tap distances, max-logit, energy) in the score (see policy_scores)
-    weights: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: score policies: weights of (own tap distances, max-logit, energy, shared-space tap distances)
+    #: in the score (see policy_scores)
+    weights: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    @property
+    def needs_shared(self) -> bool:
+        """Uses the shared-space taps (statistics of layout 2)."""
+        return bool(self.weights[3])
 
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (
     Policy("maxprob", 1, False, False, "MIND's rule: the sub-network with the highest max softmax(z/T)"),
     Policy("entropy", 1, False, False, "maxprob, then the lower normalised entropy of the top two tasks"),
-    Policy("maxlogit", 1, True, False, "max-logit, z-normalised by each task's own training data", (0.0, 1.0, 0.0)),
-    Policy("energy", 1, True, False, "energy (logsumexp of the logits), z-normalised likewise", (0.0, 0.0, 1.0)),
+    Policy("maxlogit", 1, True, False, "max-logit, z-normalised by each task's own training data",
+           (0.0, 1.0, 0.0, 0.0)),
+    Policy("energy", 1, True, False, "energy (logsumexp of the logits), z-normalised likewise", (0.0, 0.0, 1.0, 0.0)),
     Policy("mahalanobis", 1, True, True, "multi-depth Mahalanobis distance to the task's class means, z-normalised",
-           (1.0, 0.0, 0.0)),
-    Policy("combined", 1, True, True, "mahalanobis + maxlogit", (1.0, 1.0, 0.0)),
+           (1.0, 0.0, 0.0, 0.0)),
+    Policy("shared", 1, True, True, "mahalanobis measured in sub-network 0's feature space (shared by all tasks)",
+           (0.0, 0.0, 0.0, 1.0)),
+    Policy("combined", 2, True, True, "mahalanobis + shared + maxlogit", (1.0, 1.0, 0.0, 1.0)),
 )}
 
 #: The policy new runs, exports and the demo use (chosen by benchmarks/routing.py; README "Routing").
@@ -100,6 +125,15 @@ def get_policy(name: str) -> Policy:
     if policy is None:
         raise ConfigError(f"unknown routing policy {name!r}; choose one of {', '.join(POLICIES)}")
     return policy
+
+
+def auto_policy(stats: Sequence[RoutingStats | None]) -> str:
+    """What ``auto`` routes by: the default policy when every task has statistics it can use, else ``maxprob``."""
+    try:
+        check_stats_for(POLICIES[DEFAULT_POLICY], stats, len(stats))
+    except ConfigError:
+        return "maxprob"
+    return DEFAULT_POLICY
 
 
 def check_temperature(value, what: str = "temperature") -> float:
@@ -144,10 +178,17 @@ class RoutingStats:
     score_mean: np.ndarray  # [K + 2]: tap distances, then EXTRA_SCORES
     score_std: np.ndarray  # [K + 2]
     count: int  # training images the statistics were gathered from
+    #: the last ``shared_taps`` taps are measured in sub-network 0's features (layout 2); 0: layout 1
+    shared_taps: int = 0
 
     @property
     def num_taps(self) -> int:
         return len(self.whiten)
+
+    @property
+    def own_taps(self) -> int:
+        """Taps measured in the task's own sub-network (the first ``own_taps``)."""
+        return self.num_taps - self.shared_taps
 
     @property
     def tap_dims(self) -> tuple[int, ...]:
@@ -164,17 +205,27 @@ class RoutingStats:
     def same_as(self, other: "RoutingStats | None") -> bool:
         if other is None or self.count != other.count or self.num_taps != other.num_taps:
             return False
+        if self.shared_taps != other.shared_taps:
+            return False
         pairs = list(zip(self.whiten, other.whiten)) + list(zip(self.means, other.means))
         pairs += [(self.score_mean, other.score_mean), (self.score_std, other.score_std)]
         return all(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes() for a, b in pairs)
 
     def check(self, tap_dims: Sequence[int] | None = None, num_classes: int | None = None, where: str = "") -> None:
-        """Shapes, dtypes and finiteness (raises ConfigError naming what is wrong)."""
+        """Shapes, dtypes and finiteness (raises ConfigError naming what is wrong); ``tap_dims`` are
+        the network's taps (layout 2 holds them twice)."""
         at = f" of {where}" if where else ""
         if len(self.means) != len(self.whiten) or self.num_taps == 0:
             raise ConfigError(f"routing statistics{at}: {len(self.whiten)} whitening matrices but {len(self.means)} mean sets")
-        if tap_dims is not None and tuple(tap_dims) != self.tap_dims:
-            raise ConfigError(f"routing statistics{at} have taps of {list(self.tap_dims)} channels; the network has {list(tap_dims)}")
+        own = self.own_taps
+        if self.shared_taps not in (0, own) or own < 1:
+            raise ConfigError(f"routing statistics{at}: {self.shared_taps} shared-space taps for {own} own taps")
+        if self.shared_taps and self.tap_dims[own:] != self.tap_dims[:own]:
+            raise ConfigError(f"routing statistics{at}: shared-space taps {list(self.tap_dims[own:])} differ from "
+                              f"the own taps {list(self.tap_dims[:own])}")
+        if tap_dims is not None and tuple(tap_dims) != self.tap_dims[:own]:
+            raise ConfigError(f"routing statistics{at} have taps of {list(self.tap_dims[:own])} channels; "
+                              f"the network has {list(tap_dims)}")
         c = self.num_classes
         if num_classes is not None and c != num_classes:
             raise ConfigError(f"routing statistics{at} hold {c} class means; the head has {num_classes} classes")
@@ -244,20 +295,24 @@ def logit_scores(logits: np.ndarray) -> np.ndarray:
     return np.stack([m, energy], axis=1)
 
 
-def fit_routing_stats(taps: Sequence[np.ndarray], labels: np.ndarray, num_classes: int, logits: np.ndarray) -> RoutingStats:
+def fit_routing_stats(taps: Sequence[np.ndarray], labels: np.ndarray, num_classes: int, logits: np.ndarray,
+                      shared: Sequence[np.ndarray] | None = None) -> RoutingStats:
     """Routing statistics of one task from its own training images.
 
     ``taps[k]``: ``[n, F_k]`` pooled features of the task's sub-network at tap k, ``labels``:
-    ``[n]`` local class ids, ``logits``: ``[n, C]`` of the task's head. Deterministic (a run
+    ``[n]`` local class ids, ``logits``: ``[n, C]`` of the task's head; ``shared[k]``: the same
+    images' features in sub-network 0 (layout 2; ``None`` gives layout 1). Deterministic (a run
     calibrated later equals the statistics gathered during training).
     """
     labels = np.asarray(labels, dtype=np.int64)
     n = labels.shape[0]
     if n < 2:
         raise ConfigError(f"routing statistics need at least 2 training images of the task, got {n}")
+    if shared is not None and len(shared) != len(taps):
+        raise ConfigError(f"{len(shared)} shared-space taps for {len(taps)} own taps")
     present = np.bincount(labels, minlength=num_classes)
     whiten, means, dists = [], [], []
-    for f in taps:
+    for f in (*taps, *(shared or ())):
         f = np.asarray(f)
         if f.shape[0] != n:
             raise ConfigError(f"{f.shape[0]} feature rows for {n} labels")
@@ -277,8 +332,28 @@ def fit_routing_stats(taps: Sequence[np.ndarray], labels: np.ndarray, num_classe
         whiten=tuple(whiten), means=tuple(means),
         score_mean=scores.mean(axis=0).astype(np.float32),
         score_std=np.maximum(scores.std(axis=0), MIN_SPREAD).astype(np.float32),
-        count=int(n),
+        count=int(n), shared_taps=len(shared) if shared is not None else 0,
     )
+
+
+def check_stats_for(policy: Policy, stats: Sequence[RoutingStats | None] | None, num_tasks: int) -> list[RoutingStats]:
+    """``stats`` when they let ``policy`` route ``num_tasks`` tasks; one ConfigError line naming the fix otherwise."""
+    if stats is None or any(s is None for s in stats):
+        missing = [t for t, s in enumerate(stats or [None] * num_tasks) if s is None]
+        raise ConfigError(
+            f"routing policy {policy.name!r} needs routing statistics, which task(s) {missing} do not have; "
+            "run 'mind-edge calibrate RUN' on the training run (then export again)"
+        )
+    layouts = {(s.num_taps, s.shared_taps) for s in stats}
+    if len(layouts) > 1:
+        raise ConfigError(f"the tasks' routing statistics have different layouts {sorted(layouts)}; "
+                          "run 'mind-edge calibrate RUN' on the training run (then export again)")
+    if policy.needs_shared and not stats[0].shared_taps:
+        raise ConfigError(
+            f"routing policy {policy.name!r} (version {policy.version}) needs shared-space statistics, which these "
+            "statistics (an older layout) lack; run 'mind-edge calibrate RUN' on the training run (then export again)"
+        )
+    return list(stats)
 
 
 # ----------------------------------------------------------------------------- numpy routing
@@ -340,27 +415,27 @@ def policy_scores(
     maxprob = softmax_max(z, temperature)
     if not p.needs_stats:
         return maxprob, maxprob
-    if stats is None or any(s is None for s in stats):
-        missing = [t for t, s in enumerate(stats or [None] * z.shape[1]) if s is None]
-        raise ConfigError(
-            f"routing policy {policy!r} needs routing statistics, which task(s) {missing} do not have; "
-            "run 'mind-edge calibrate RUN' on the training run (then export again)"
-        )
     n = z.shape[1]
-    k = stats[0].num_taps
-    w_tap, w_ml, w_en = (np.float32(w) for w in p.weights)
+    stats = check_stats_for(p, stats, n)
+    k, own = stats[0].num_taps, stats[0].own_taps
+    w_tap, w_ml, w_en, w_shared = (np.float32(w) for w in p.weights)
     extra = np.stack([logit_scores(z[:, t, : num_classes[t]]) for t in range(n)], axis=1)  # [B, N, 2]
     mean = np.stack([s.score_mean for s in stats])  # [N, K+2]
     std = np.stack([s.score_std for s in stats])
     z_ml = (extra[:, :, 0] - mean[:, k]) / std[:, k]
     z_en = (extra[:, :, 1] - mean[:, k + 1]) / std[:, k + 1]
     score = z_ml * w_ml + z_en * w_en
-    if w_tap:
-        if taps is None or len(taps) != k:
-            raise ConfigError(f"routing policy {policy!r} needs the pooled features of {k} taps (graph output task_features)")
-        for j in range(k):
-            d = np.stack([tap_distance(taps[j][:, t], stats[t].whiten[j], stats[t].means[j]) for t in range(n)], axis=1)
-            score = score - ((d - mean[:, j]) / std[:, j]) * w_tap
+    if w_tap or w_shared:
+        if taps is None or len(taps) != own:
+            raise ConfigError(f"routing policy {policy!r} needs the pooled features of {own} taps (graph output task_features)")
+    for j in range(k):
+        w = w_tap if j < own else w_shared
+        if not w:
+            continue
+        # own taps: sub-network t's features; shared-space taps: sub-network 0's, for every task
+        feats = [taps[j][:, t] for t in range(n)] if j < own else [taps[j - own][:, 0]] * n
+        d = np.stack([tap_distance(feats[t], stats[t].whiten[j], stats[t].means[j]) for t in range(n)], axis=1)
+        score = score - ((d - mean[:, j]) / std[:, j]) * w
     return score.astype(np.float32), maxprob
 
 
@@ -388,7 +463,7 @@ def route_numpy(
     if get_policy(policy).uses_features and stats is not None and all(s is not None for s in stats):
         if task_features is None:
             raise ConfigError(f"routing policy {policy!r} needs the graph output task_features; re-export the bundle")
-        taps = split_taps(np.asarray(task_features, dtype=np.float32), stats[0].tap_dims)
+        taps = split_taps(np.asarray(task_features, dtype=np.float32), stats[0].tap_dims[: stats[0].own_taps])
     score, maxprob = policy_scores(policy, z, temperature, num_classes=sizes, stats=stats, taps=taps)
     rows = np.arange(z.shape[0])
     task = np.argmax(score, axis=1).astype(np.int64)

@@ -170,3 +170,65 @@ def test_policies_that_need_statistics_name_calibrate():
     with pytest.raises(ConfigError, match="unknown routing policy 'nope'; choose one of maxprob"):
         route(z, [torch.tensor([0, 1]), torch.tensor([2, 3])], 1.0, "nope")
     assert torch_stats([None], "cpu") == [None]
+
+
+def test_shared_space_statistics_are_task_data_seen_by_subnetwork_zero(digits, trained):
+    """Layout 2: after the own taps, each task's statistics hold the same taps measured in sub-network 0
+    (frozen since task 0) on the task's own images."""
+    train, _, spec, scenario = digits
+    model, _ = trained
+    s0, s1 = model.heads[0].routing.to_arrays(), model.heads[1].routing.to_arrays()
+    k = s1.own_taps
+    assert s1.shared_taps == k == len(model.tap_blocks) and s1.num_taps == 2 * k
+    # task 0's own space is the shared space
+    assert all(np.array_equal(s0.whiten[j], s0.whiten[k + j]) for j in range(k))
+    x, y, _ = task_arrays(train, scenario, 1)
+    from mind_edge.data import BatchLoader  # the loader's normalisation, as gather_routing_stats sees the images
+
+    xb = torch.cat([b for b, _ in BatchLoader(x, y, spec=spec, batch_size=len(y), train=False, generator=None,
+                                              device="cpu")])
+    with torch.no_grad():
+        own = [f.numpy() for f in model.tap_features(xb, 1)]
+        zero = [f.numpy() for f in model.tap_features(xb, 0)]
+        logits = model.heads[1](model.tap_features(xb, 1)[-1]).numpy()
+    want = fit_routing_stats(own, y, 2, logits, shared=zero)
+    assert want.same_as(s1)
+    assert not np.array_equal(s1.means[0], s1.means[k])  # a different space than its own
+
+
+def test_statistics_of_the_older_layout_are_ignored_with_a_calibrate_hint(tmp_path, caplog):
+    from mind_edge.core.routing import check_stats_for, get_policy
+
+    spec = RunSpec(dataset="digits", tasks=5, width=0.25, train=TINY, device="cpu")
+    run = train_run(spec, tmp_path / "run", stop_after=1).run_dir
+    stats = load_run(run)[0].routing_stats()
+    k = stats[0].own_taps
+    # layout 1 (before the shared space): own taps only
+    old_state = {}
+    for name, v in load_state(run / CHECKPOINT).items():
+        if ".routing.whiten" in name or ".routing.means" in name:
+            if int(name.rsplit("whiten" if "whiten" in name else "means", 1)[1]) >= k:
+                continue
+        if name.endswith(".routing.score_mean") or name.endswith(".routing.score_std"):
+            v = torch.cat([v[:k], v[2 * k:]])
+        old_state[name] = v
+    from safetensors.torch import save_file
+
+    from mind_edge.fileio import sha256_file
+
+    save_file(old_state, str(run / CHECKPOINT), metadata={"format": "mind-edge", "schema": "1"})
+    meta = json.loads((run / "run.json").read_text())
+    meta["checkpoint_sha256"] = sha256_file(run / CHECKPOINT)
+    (run / "run.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        model, _ = load_run(run)
+    assert not any(h.routing.ready for h in model.heads) and "older layout" in caplog.text
+    # numpy statistics of layout 1: the policies of the own space still route, the shared space names calibrate
+    old = [type(s)(whiten=s.whiten[:k], means=s.means[:k], score_mean=np.concatenate([s.score_mean[:k], s.score_mean[2 * k:]]),
+                   score_std=np.concatenate([s.score_std[:k], s.score_std[2 * k:]]), count=s.count) for s in stats]
+    check_stats_for(get_policy("mahalanobis"), old, len(old))
+    for policy in ("combined", "shared"):
+        with pytest.raises(ConfigError, match="older layout.*calibrate"):
+            check_stats_for(get_policy(policy), old, len(old))
+    with pytest.raises(ConfigError, match="different layouts"):
+        check_stats_for(get_policy("mahalanobis"), [old[0], stats[0]], 2)
