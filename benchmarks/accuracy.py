@@ -58,13 +58,20 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
-    cfg = preset(args.preset, epochs=args.epochs, distill_epochs=args.distill_epochs,
-                 batch_size=args.batch_size, temperature=args.temperature)
+    cfg = preset(
+        args.preset,
+        epochs=args.epochs,
+        distill_epochs=args.distill_epochs,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+    )
     size = (args.image_size, args.image_size) if args.image_size else None
     train_set, test_set, spec = load_dataset(args.dataset, args.root, image_size=size, seed=args.seed)
     scenario = make_scenario(args.dataset, train_set.class_names, args.tasks, seed=args.seed)
     n = scenario.num_tasks()
-    net = NetConfig(arch=args.arch, in_channels=spec.in_channels, input_size=spec.input_size, width=args.width, capacity=n)
+    net = NetConfig(
+        arch=args.arch, in_channels=spec.in_channels, input_size=spec.input_size, width=args.width, capacity=n
+    )
     tests = [task_arrays(test_set, scenario, t)[:2] for t in range(n)]
     results = {}
     for method in args.methods.split(","):
@@ -72,8 +79,17 @@ def main(argv=None) -> int:
         console.print(f"[bold]{method}[/] …")
         if method in ("self", "teacher"):
             with tempfile.TemporaryDirectory() as tmp:
-                rs = RunSpec(dataset=args.dataset, root=args.root, tasks=n, seed=args.seed, arch=args.arch, width=args.width,
-                             image_size=size, train=preset(args.preset, **{**cfg.to_json(), "method": method}), device=str(device))
+                rs = RunSpec(
+                    dataset=args.dataset,
+                    root=args.root,
+                    tasks=n,
+                    seed=args.seed,
+                    arch=args.arch,
+                    width=args.width,
+                    image_size=size,
+                    train=preset(args.preset, **{**cfg.to_json(), "method": method}),
+                    device=str(device),
+                )
                 run = train_run(rs, Path(tmp) / "run")
             final = run.final
             last = run.record.steps[-1]
@@ -91,43 +107,78 @@ def main(argv=None) -> int:
             R_tag, R_taw = matrix_to_json(R1), matrix_to_json(R2)
         elif method == "joint":
             order = [c for task in scenario.tasks for c in task]
-            model = train_joint(net, order, train_set.images, train_set.labels, spec, cfg, seed=args.seed, device=device)
+            model = train_joint(
+                net, order, train_set.images, train_set.labels, spec, cfg, seed=args.seed, device=device
+            )
             ev = evaluate_joint(model, tests, [list(t) for t in scenario.tasks], spec, device=device)
             counts = [len(t[1]) for t in tests]
             R1 = np.diag(ev["tag"]) * np.nan
             R1[-1, :] = ev["tag"]
             R2 = np.diag(ev["taw"]) * np.nan
             R2[-1, :] = ev["taw"]
-            final = {"tag": float(np.mean(ev["tag"])), "taw": float(np.mean(ev["taw"])),
-                     "routing": float(np.dot(ev["routing"], counts) / sum(counts)),
-                     "avg_incremental_tag": None, "forgetting_tag": None, "bwt_tag": None}
+            final = {
+                "tag": float(np.mean(ev["tag"])),
+                "taw": float(np.mean(ev["taw"])),
+                "routing": float(np.dot(ev["routing"], counts) / sum(counts)),
+                "avg_incremental_tag": None,
+                "forgetting_tag": None,
+                "bwt_tag": None,
+            }
             R_tag, R_taw = matrix_to_json(R1), matrix_to_json(R2)
         else:
             console.print(f"[red]unknown method {method!r}[/]")
             return 2
-        results[method] = {"final": final, "tag_matrix": R_tag, "taw_matrix": R_taw,
-                           "seconds": round(time.perf_counter() - t0, 1)}
+        results[method] = {
+            "final": final,
+            "tag_matrix": R_tag,
+            "taw_matrix": R_taw,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
 
-    table = Table(title=f"accuracy — {args.dataset}/{n} tasks, {args.arch} x{args.width}, "
-                        f"{cfg.epochs}+{cfg.distill_epochs} epochs, T={cfg.temperature}, seed {args.seed}",
-                  title_justify="left")
+    table = Table(
+        title=f"accuracy — {args.dataset}/{n} tasks, {args.arch} x{args.width}, "
+        f"{cfg.epochs}+{cfg.distill_epochs} epochs, T={cfg.temperature}, seed {args.seed}",
+        title_justify="left",
+    )
     for col in ("method", "TAG", "TAW", "routing", "avg inc. TAG", "forgetting", "time s"):
         table.add_column(col, justify="right")
     fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     for m, r in results.items():
         f = r["final"]
-        table.add_row(m, fmt(f["tag"]), fmt(f["taw"]), fmt(f["routing"]), fmt(f["avg_incremental_tag"]),
-                      fmt(f["forgetting_tag"]), f"{r['seconds']:.0f}")
+        table.add_row(
+            m,
+            fmt(f["tag"]),
+            fmt(f["taw"]),
+            fmt(f["routing"]),
+            fmt(f["avg_incremental_tag"]),
+            fmt(f["forgetting_tag"]),
+            f"{r['seconds']:.0f}",
+        )
     console.print(table)
     if args.json:
-        atomic_write_json(args.json, {
-            "benchmark": "accuracy", "mind_edge": __version__,
-            "protocol": {**vars(args), "json": str(args.json), "train": cfg.to_json(), "net": net.to_json(),
-                         "class_order": [list(t) for t in scenario.tasks]},
-            "hardware": {"cpu": cpu_model(), "threads": torch.get_num_threads(), "device": str(device),
-                         "torch": torch.__version__, "python": platform.python_version()},
-            "definitions": DEFINITIONS, "results": results,
-        })
+        atomic_write_json(
+            args.json,
+            {
+                "benchmark": "accuracy",
+                "mind_edge": __version__,
+                "protocol": {
+                    **vars(args),
+                    "json": str(args.json),
+                    "train": cfg.to_json(),
+                    "net": net.to_json(),
+                    "class_order": [list(t) for t in scenario.tasks],
+                },
+                "hardware": {
+                    "cpu": cpu_model(),
+                    "threads": torch.get_num_threads(),
+                    "device": str(device),
+                    "torch": torch.__version__,
+                    "python": platform.python_version(),
+                },
+                "definitions": DEFINITIONS,
+                "results": results,
+            },
+        )
         console.print(f"wrote {args.json}")
     return 0
 

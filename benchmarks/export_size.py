@@ -39,9 +39,19 @@ def sizes(tasks: list[int]) -> list[dict]:
         shared = build_graph(arrays, layout="shared", temperature=1.0).ByteSize()
         folded = build_graph(arrays, layout="folded", temperature=1.0).ByteSize()
         dense, naive = naive_sizes(arrays)
-        rows.append({"tasks": n, "dense_weights": arrays.dense_weight_count(), "shared_bytes": shared,
-                     "folded_bytes": folded, "dense_bytes": dense, "naive_bytes": naive,
-                     "shared_vs_dense": shared / dense, "folded_vs_dense": folded / dense, "naive_vs_dense": naive / dense})
+        rows.append(
+            {
+                "tasks": n,
+                "dense_weights": arrays.dense_weight_count(),
+                "shared_bytes": shared,
+                "folded_bytes": folded,
+                "dense_bytes": dense,
+                "naive_bytes": naive,
+                "shared_vs_dense": shared / dense,
+                "folded_vs_dense": folded / dense,
+                "naive_vs_dense": naive / dense,
+            }
+        )
     return rows
 
 
@@ -61,14 +71,30 @@ def export_timing(threads: int, n_tasks: int = 10) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for layout in ("shared", "folded"):
             t0 = time.perf_counter()
-            res = export_model(model, Path(tmp) / layout, class_names=[f"class{i}" for i in range(10 * n_tasks)],
-                               mean=[0.5071, 0.4866, 0.4409], std=[0.2673, 0.2564, 0.2762], temperature=6.5,
-                               layout=layout, validation_inputs=x, validation_note="256 random 'test' inputs")
-            rows.append({"layout": layout, "tasks": n_tasks, "seconds": time.perf_counter() - t0,
-                         "validation_seconds": res.report["seconds"], "model_bytes": res.model_bytes,
-                         "max_abs_diff": res.report["max_abs_diff"], "max_rel_diff": res.report["max_rel_diff"],
-                         "agreement": res.report["agreement"],
-                         "inputs": {k: v["count"] for k, v in res.report["inputs"].items()}})
+            res = export_model(
+                model,
+                Path(tmp) / layout,
+                class_names=[f"class{i}" for i in range(10 * n_tasks)],
+                mean=[0.5071, 0.4866, 0.4409],
+                std=[0.2673, 0.2564, 0.2762],
+                temperature=6.5,
+                layout=layout,
+                validation_inputs=x,
+                validation_note="256 random 'test' inputs",
+            )
+            rows.append(
+                {
+                    "layout": layout,
+                    "tasks": n_tasks,
+                    "seconds": time.perf_counter() - t0,
+                    "validation_seconds": res.report["seconds"],
+                    "model_bytes": res.model_bytes,
+                    "max_abs_diff": res.report["max_abs_diff"],
+                    "max_rel_diff": res.report["max_rel_diff"],
+                    "agreement": res.report["agreement"],
+                    "inputs": {k: v["count"] for k, v in res.report["inputs"].items()},
+                }
+            )
     return rows
 
 
@@ -81,10 +107,21 @@ def run_export(run_dir: str) -> list[dict]:
             t0 = time.perf_counter()
             res = export_bundle(run_dir, Path(tmp) / layout, layout=layout, max_test_samples=10_000)
             rep = res.report
-            rows.append({"run": run_dir, "layout": layout, "tasks": res.num_tasks, "seconds": time.perf_counter() - t0,
-                         "model_bytes": res.model_bytes, "dense_bytes": res.dense_bytes, "naive_bytes": res.naive_bytes,
-                         "max_abs_diff": rep["max_abs_diff"], "max_abs_logit": rep["outputs"]["task_logits"]["test"]["max_abs_ref"],
-                         "agreement": rep["agreement"], "inputs": {k: v["count"] for k, v in rep["inputs"].items()}})
+            rows.append(
+                {
+                    "run": run_dir,
+                    "layout": layout,
+                    "tasks": res.num_tasks,
+                    "seconds": time.perf_counter() - t0,
+                    "model_bytes": res.model_bytes,
+                    "dense_bytes": res.dense_bytes,
+                    "naive_bytes": res.naive_bytes,
+                    "max_abs_diff": rep["max_abs_diff"],
+                    "max_abs_logit": rep["outputs"]["task_logits"]["test"]["max_abs_ref"],
+                    "agreement": rep["agreement"],
+                    "inputs": {k: v["count"] for k, v in rep["inputs"].items()},
+                }
+            )
     return rows
 
 
@@ -99,9 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     console = Console()
-    result: dict = {"context": {"python": platform.python_version(), "machine": platform.machine(),
-                                "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                                "threads": args.threads, "net": NET}}
+    result: dict = {
+        "context": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "threads": args.threads,
+            "net": NET,
+        }
+    }
     for mod in ("onnx", "onnxruntime", "numpy", "torch"):
         try:
             result["context"][mod] = __import__(mod).__version__
@@ -112,27 +156,50 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("tasks", "dense fp32 (1 sub-network)", "shared", "folded", "naive (N dense files)"):
         t.add_column(col, justify="right")
     for r in result["sizes"]:
-        t.add_row(str(r["tasks"]), f"{r['dense_bytes']:,}",
-                  f"{r['shared_bytes']:,} ({r['shared_vs_dense']:.2f}x)", f"{r['folded_bytes']:,} ({r['folded_vs_dense']:.2f}x)",
-                  f"{r['naive_bytes']:,} ({r['naive_vs_dense']:.2f}x)")
+        t.add_row(
+            str(r["tasks"]),
+            f"{r['dense_bytes']:,}",
+            f"{r['shared_bytes']:,} ({r['shared_vs_dense']:.2f}x)",
+            f"{r['folded_bytes']:,} ({r['folded_vs_dense']:.2f}x)",
+            f"{r['naive_bytes']:,} ({r['naive_vs_dense']:.2f}x)",
+        )
     console.print(t)
     s2, s10 = result["sizes"][0]["shared_bytes"], result["sizes"][-1]["shared_bytes"]
     console.print(f"shared layout growth 2 -> 10 tasks: {s10 - s2:,} bytes (8 BN sets + 8 heads)")
     if not args.skip_export:
         result["export"] = export_timing(args.threads)
-        t = Table(title=f"export_model, 10-task ResNet-32, {args.threads} threads (validation included)", title_justify="left")
-        for col in ("layout", "seconds", "max |Δ| task_logits", "max |Δ| task_conf.", "max |Δ| confidence", "label", "task"):
+        t = Table(
+            title=f"export_model, 10-task ResNet-32, {args.threads} threads (validation included)", title_justify="left"
+        )
+        for col in (
+            "layout",
+            "seconds",
+            "max |Δ| task_logits",
+            "max |Δ| task_conf.",
+            "max |Δ| confidence",
+            "label",
+            "task",
+        ):
             t.add_column(col, justify="right")
         for r in result["export"]:
             d = r["max_abs_diff"]
-            t.add_row(r["layout"], f"{r['seconds']:.1f}", f"{d['task_logits']:.2e}", f"{d['task_confidence']:.2e}",
-                      f"{d['confidence']:.2e}", f"{100 * r['agreement']['label']:.1f}%", f"{100 * r['agreement']['task']:.1f}%")
+            t.add_row(
+                r["layout"],
+                f"{r['seconds']:.1f}",
+                f"{d['task_logits']:.2e}",
+                f"{d['task_confidence']:.2e}",
+                f"{d['confidence']:.2e}",
+                f"{100 * r['agreement']['label']:.1f}%",
+                f"{100 * r['agreement']['task']:.1f}%",
+            )
         console.print(t)
     if args.run:
         result["run"] = run_export(args.run)
         for r in result["run"]:
-            console.print(f"{r['run']} {r['layout']}: {r['model_bytes']:,} bytes, {r['seconds']:.1f} s, inputs {r['inputs']}, "
-                          f"max |Δ| {r['max_abs_diff']}, max |logit| {r['max_abs_logit']:.1f}, agreement {r['agreement']}")
+            console.print(
+                f"{r['run']} {r['layout']}: {r['model_bytes']:,} bytes, {r['seconds']:.1f} s, inputs {r['inputs']}, "
+                f"max |Δ| {r['max_abs_diff']}, max |logit| {r['max_abs_logit']:.1f}, agreement {r['agreement']}"
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
 
 
-def make_run(out: Path, dataset: str, names: list[str], channels: int, size: int, mean, std,
-             batch: int) -> tuple[Path, list[int]]:
+def make_run(
+    out: Path, dataset: str, names: list[str], channels: int, size: int, mean, std, batch: int
+) -> tuple[Path, list[int]]:
     from mind_edge.checkpoint import save_checkpoint, write_run_json
     from mind_edge.data import make_scenario
     from mind_edge.export.arrays import model_from_arrays
@@ -49,12 +50,25 @@ def make_run(out: Path, dataset: str, names: list[str], channels: int, size: int
     net = {"arch": "resnet32", "in_channels": channels, "input_size": [size, size], "width": 1.0, "capacity": 10}
     model = model_from_arrays(random_arrays(net, classes, seed=0, owners="mind"))
     cfg = TrainConfig(epochs=1, distill_epochs=1, batch_size=batch, temperature=1.0)
-    meta = {"net": net, "scenario": scenario.to_json(),
-            "data": {"dataset": dataset, "in_channels": channels, "input_size": [size, size], "mean": list(mean),
-                     "std": list(std), "augment": "crop_flip" if channels == 3 else "none",
-                     "padding": 4 if channels == 3 else 0, "channel_order": "RGB" if channels == 3 else "L",
-                     "root": None},
-            "train": cfg.to_json(), "seed": 0, "learned_tasks": classes, "steps": []}
+    meta = {
+        "net": net,
+        "scenario": scenario.to_json(),
+        "data": {
+            "dataset": dataset,
+            "in_channels": channels,
+            "input_size": [size, size],
+            "mean": list(mean),
+            "std": list(std),
+            "augment": "crop_flip" if channels == 3 else "none",
+            "padding": 4 if channels == 3 else 0,
+            "channel_order": "RGB" if channels == 3 else "L",
+            "root": None,
+        },
+        "train": cfg.to_json(),
+        "seed": 0,
+        "learned_tasks": classes,
+        "steps": [],
+    }
     out.mkdir(parents=True, exist_ok=True)
     meta["checkpoint_sha256"] = save_checkpoint(out, model)
     write_run_json(out, meta)
@@ -151,29 +165,46 @@ def main() -> None:
         free = measure(run, data, args.work / f"{case}_out", None, args.epochs)
         tight = round(0.85 * free["peak_rss_mb"])
         low = 300.0
-        runs = {"none": free,
-                "peak + 300 MB": measure(run, data, args.work / f"{case}_out", float(round(free["peak_rss_mb"]) + 300),
-                                         args.epochs),
-                "85%": measure(run, data, args.work / f"{case}_out", float(tight), args.epochs),
-                "too small": measure(run, data, args.work / f"{case}_out", low, args.epochs)}
+        runs = {
+            "none": free,
+            "peak + 300 MB": measure(
+                run, data, args.work / f"{case}_out", float(round(free["peak_rss_mb"]) + 300), args.epochs
+            ),
+            "85%": measure(run, data, args.work / f"{case}_out", float(tight), args.epochs),
+            "too small": measure(run, data, args.work / f"{case}_out", low, args.epochs),
+        }
         results[case] = runs
         for name, r in runs.items():
             mem = r.get("memory") or {}
-            rows.append([case, name if r["budget_mb"] is None else f"{r['budget_mb']:.0f} MB ({name})",
-                         "yes" if r["ok"] else "no: " + r["error"][:60] + "…",
-                         str(r.get("batch_size", "-")), f"{r['peak_rss_mb']:.0f}",
-                         f"{mem['predicted_peak_mb']:.0f}" if mem else "-",
-                         ", ".join(f"{t['batch_size']}:+{t['increment_mb']:.0f}" for t in mem.get("trials", [])) or "-",
-                         f"{r['wall_s']:.1f}"])
+            rows.append(
+                [
+                    case,
+                    name if r["budget_mb"] is None else f"{r['budget_mb']:.0f} MB ({name})",
+                    "yes" if r["ok"] else "no: " + r["error"][:60] + "…",
+                    str(r.get("batch_size", "-")),
+                    f"{r['peak_rss_mb']:.0f}",
+                    f"{mem['predicted_peak_mb']:.0f}" if mem else "-",
+                    ", ".join(f"{t['batch_size']}:+{t['increment_mb']:.0f}" for t in mem.get("trials", [])) or "-",
+                    f"{r['wall_s']:.1f}",
+                ]
+            )
     head = ["case", "budget", "trained", "batch", "peak RSS MB", "predicted MB", "trials (batch:+MB)", "wall s"]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     for line in [head] + rows:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)))
-    doc = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-                       "torch": torch.__version__, "threads": torch.get_num_threads()},
-           "epochs": args.epochs, "cifar_per_class": args.per_class, "results": results,
-           "note": "MB = 2**20 bytes; peak RSS (VmHWM, mind_edge.core.proc.peak_rss_mb) of a fresh process "
-                   "running mind_edge.learn.learn"}
+    doc = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "epochs": args.epochs,
+        "cifar_per_class": args.per_class,
+        "results": results,
+        "note": "MB = 2**20 bytes; peak RSS (VmHWM, mind_edge.core.proc.peak_rss_mb) of a fresh process "
+        "running mind_edge.learn.learn",
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -49,12 +49,30 @@ def main() -> None:
             gaps = np.diff(claimed, prepend=-1)
             delta += claimed.size * (1 if gaps.max() < 256 else 2 if gaps.max() < 65536 else 4)
         values = sum(int((la.owner == task).sum()) for la in full.layers) * 4
-        rec = {"config": name, "net": net, "task": task, "patch_bytes": len(patch), "model_bytes": model,
-               "ratio": round(len(patch) / model, 4), "values_bytes": values, "bitmap_bytes": bitmap,
-               "delta_bytes": delta, "dense_weights": full.dense_weight_count()}
+        rec = {
+            "config": name,
+            "net": net,
+            "task": task,
+            "patch_bytes": len(patch),
+            "model_bytes": model,
+            "ratio": round(len(patch) / model, 4),
+            "values_bytes": values,
+            "bitmap_bytes": bitmap,
+            "delta_bytes": delta,
+            "dense_weights": full.dense_weight_count(),
+        }
         out.append(rec)
-        rows.append([name, f"{len(patch):,}", f"{model:,}", f"{100 * rec['ratio']:.1f} %", f"{values:,}",
-                     f"{bitmap:,}", f"{delta:,}"])
+        rows.append(
+            [
+                name,
+                f"{len(patch):,}",
+                f"{model:,}",
+                f"{100 * rec['ratio']:.1f} %",
+                f"{values:,}",
+                f"{bitmap:,}",
+                f"{delta:,}",
+            ]
+        )
     head = ["network", "patch B", "model.onnx B", "patch/model", "values B", "bitmap B", "deltas B"]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     for line in [head] + rows:

@@ -45,8 +45,13 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _row(results, backend, precision, batch, tasks, variant=None):
     for r in results:
-        if (r["backend"], r.get("precision"), r["batch"], r["tasks"], r["status"]) == (backend, precision, batch, tasks, "ok") \
-                and (variant is None or r["variant"] == variant):
+        if (r["backend"], r.get("precision"), r["batch"], r["tasks"], r["status"]) == (
+            backend,
+            precision,
+            batch,
+            tasks,
+            "ok",
+        ) and (variant is None or r["variant"] == variant):
             return r
     return None
 
@@ -113,19 +118,33 @@ def stacked_int8_source(work: Path, sources):
 
 def print_summary(console: Console, title: str, rows: list[dict], batches) -> None:
     t = Table(title=title, title_justify="left")
-    for c in ("backend", "precision", "computes", "model MB", *[f"p50 ms b{b}" for b in batches],
-              f"img/s b{max(batches)}", *[f"× ort fp32 b{b}" for b in batches], "TAG", "routing agr.", "label agr."):
+    for c in (
+        "backend",
+        "precision",
+        "computes",
+        "model MB",
+        *[f"p50 ms b{b}" for b in batches],
+        f"img/s b{max(batches)}",
+        *[f"× ort fp32 b{b}" for b in batches],
+        "TAG",
+        "routing agr.",
+        "label agr.",
+    ):
         t.add_column(c, justify="left" if c in ("backend", "precision", "computes") else "right")
     for r in rows:
         tag = r.get("tag")
-        t.add_row(r["backend"], str(r["precision"]), str(r.get("compute_precision")),
-                  f"{r['model_bytes'] / 1e6:.2f}" if r.get("model_bytes") else "—",
-                  *[f"{r[f'p50_ms_b{b}']:.2f}" if f"p50_ms_b{b}" in r else "—" for b in batches],
-                  f"{r.get(f'img_s_b{max(batches)}', 0):.0f}",
-                  *[f"{r[f'speedup_p50_b{b}']:.2f}" if f"speedup_p50_b{b}" in r else "—" for b in batches],
-                  f"{tag:.4f}" if tag is not None else "—",
-                  f"{100 * r['routing_agreement']:.2f}%" if r.get("routing_agreement") is not None else "—",
-                  f"{100 * r['label_agreement']:.2f}%" if r.get("label_agreement") is not None else "—")
+        t.add_row(
+            r["backend"],
+            str(r["precision"]),
+            str(r.get("compute_precision")),
+            f"{r['model_bytes'] / 1e6:.2f}" if r.get("model_bytes") else "—",
+            *[f"{r[f'p50_ms_b{b}']:.2f}" if f"p50_ms_b{b}" in r else "—" for b in batches],
+            f"{r.get(f'img_s_b{max(batches)}', 0):.0f}",
+            *[f"{r[f'speedup_p50_b{b}']:.2f}" if f"speedup_p50_b{b}" in r else "—" for b in batches],
+            f"{tag:.4f}" if tag is not None else "—",
+            f"{100 * r['routing_agreement']:.2f}%" if r.get("routing_agreement") is not None else "—",
+            f"{100 * r['label_agreement']:.2f}%" if r.get("label_agreement") is not None else "—",
+        )
     console.print(t)
 
 
@@ -155,8 +174,12 @@ def targets(rows: list[dict], batches, trained: bool) -> list[dict]:
         add("fp16 model.onnx size / fp32", round(v, 3), "<= 0.55", v <= 0.55)
     if trained:
         if i8 and i8.get("routing_agreement") is not None:
-            add("int8 routing agreement with FP32 (test split)", round(i8["routing_agreement"], 4), ">= 0.99",
-                i8["routing_agreement"] >= 0.99)
+            add(
+                "int8 routing agreement with FP32 (test split)",
+                round(i8["routing_agreement"], 4),
+                ">= 0.99",
+                i8["routing_agreement"] >= 0.99,
+            )
             add("int8 TAG drop (points)", round(i8["tag_drop_points"], 2), "<= 1", i8["tag_drop_points"] <= 1.0)
         if f16 and f16.get("routing_agreement") is not None:
             v = min(f16["routing_agreement"], f16["label_agreement"])
@@ -185,8 +208,11 @@ def main() -> int:
     ap.add_argument("--calibration", type=int, default=256)
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--no-openvino", action="store_true")
-    ap.add_argument("--int8-stacked", action="store_true",
-                    help="also time the INT8 graph quantized as the task-stacked grouped convolutions (why per-task chains)")
+    ap.add_argument(
+        "--int8-stacked",
+        action="store_true",
+        help="also time the INT8 graph quantized as the task-stacked grouped convolutions (why per-task chains)",
+    )
     ap.add_argument("--no-random", action="store_true", help="skip the random-weights model")
     ap.add_argument("--json", type=Path, default=RESULTS / "precision.json")
     args = ap.parse_args()
@@ -194,27 +220,47 @@ def main() -> int:
     console = Console(width=200)
     batches = _ints(args.batches)
     backends = ("ort",) if args.no_openvino else ("ort", "openvino")
-    timing = bench.TimingConfig(warmup_seconds=args.warmup_seconds, min_iters=args.min_iters, min_seconds=args.min_seconds)
-    spec = bench.BenchSpec(backends=backends, batches=batches, threads=args.threads, timing=timing,
-                           precisions=("fp32", "fp16", "bf16", "int8"))
+    timing = bench.TimingConfig(
+        warmup_seconds=args.warmup_seconds, min_iters=args.min_iters, min_seconds=args.min_seconds
+    )
+    spec = bench.BenchSpec(
+        backends=backends,
+        batches=batches,
+        threads=args.threads,
+        timing=timing,
+        precisions=("fp32", "fp16", "bf16", "int8"),
+    )
     t0 = time.perf_counter()
     load0 = bench.load_average()
-    doc: dict = {"command": "python benchmarks/precision.py " + " ".join(sys.argv[1:]),
-                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_start": load0, "models": {}}
+    doc: dict = {
+        "command": "python benchmarks/precision.py " + " ".join(sys.argv[1:]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average_start": load0,
+        "models": {},
+    }
     with tempfile.TemporaryDirectory(prefix="mind-edge-precision-") as tmp:
         work = Path(tmp)
         if not args.no_random:
             w = work / "random"
             w.mkdir()
-            sources, info = bench.synthetic_sources(w, arch="resnet32", input_shape=(3, 32, 32), tasks=(args.tasks,),
-                                                    precisions=spec.precisions)
+            sources, info = bench.synthetic_sources(
+                w, arch="resnet32", input_shape=(3, 32, 32), tasks=(args.tasks,), precisions=spec.precisions
+            )
             if args.int8_stacked:
                 sources.append(stacked_int8_source(w, sources))
-            report = bench.run_benchmark(spec, sources, workdir=w, model_info=info,
-                                         progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+            report = bench.run_benchmark(
+                spec,
+                sources,
+                workdir=w,
+                model_info=info,
+                progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+            )
             render(report, console)
-            sizes = {s.precision: Path(s.onnx).stat().st_size for s in sources
-                     if s.precision != "bf16" and "stacked" not in s.variant}
+            sizes = {
+                s.precision: Path(s.onnx).stat().st_size
+                for s in sources
+                if s.precision != "bf16" and "stacked" not in s.variant
+            }
             rows = summary_rows(report, sizes)
             print_summary(console, f"random weights: {info['description']}", rows, batches)
             tg = targets(rows, batches, trained=False)
@@ -231,30 +277,63 @@ def main() -> int:
             loose = PrecisionThresholds(min_routing_agreement=0.0, max_tag_drop=100.0)  # measure, do not refuse
             for p in ("fp32", "fp16", "int8"):
                 console.print(f"[dim]export --precision {p} …[/]")
-                res = export_bundle(args.run, w / p, precision=p, max_test_samples=args.samples, thresholds=loose,
-                                    calibration=args.calibration if p == "int8" else None)
+                res = export_bundle(
+                    args.run,
+                    w / p,
+                    precision=p,
+                    max_test_samples=args.samples,
+                    thresholds=loose,
+                    calibration=args.calibration if p == "int8" else None,
+                )
                 exports[p] = res.bundle
                 sizes[p] = res.model_bytes
                 rep = res.report.get("precision")
                 if rep:
-                    accuracy[p] = {k: rep.get(k) for k in ("tag", "tag_fp32", "taw", "taw_fp32", "routing_agreement",
-                                                           "label_agreement", "tag_drop_points", "max_abs_task_logits")}
+                    accuracy[p] = {
+                        k: rep.get(k)
+                        for k in (
+                            "tag",
+                            "tag_fp32",
+                            "taw",
+                            "taw_fp32",
+                            "routing_agreement",
+                            "label_agreement",
+                            "tag_drop_points",
+                            "max_abs_task_logits",
+                        )
+                    }
                     accuracy[p]["test_images"] = rep["inputs"].get("test", {}).get("count")
             if "fp16" in accuracy:
-                accuracy["fp32"] = {"tag": accuracy["fp16"]["tag_fp32"], "taw": accuracy["fp16"]["taw_fp32"],
-                                    "routing_agreement": 1.0, "label_agreement": 1.0}
+                accuracy["fp32"] = {
+                    "tag": accuracy["fp16"]["tag_fp32"],
+                    "taw": accuracy["fp16"]["taw_fp32"],
+                    "routing_agreement": 1.0,
+                    "label_agreement": 1.0,
+                }
             (w / "bench").mkdir()
-            sources, info = bench.bundle_sources(w / "bench", exports["int8"], backends=backends,
-                                                 precisions=("fp32", "fp16", "bf16", "int8"))
-            report = bench.run_benchmark(spec, sources, workdir=w / "bench", model_info=info,
-                                         progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+            sources, info = bench.bundle_sources(
+                w / "bench", exports["int8"], backends=backends, precisions=("fp32", "fp16", "bf16", "int8")
+            )
+            report = bench.run_benchmark(
+                spec,
+                sources,
+                workdir=w / "bench",
+                model_info=info,
+                progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+            )
             render(report, console)
             rows = summary_rows(report, sizes, accuracy)
             print_summary(console, f"trained run {args.run}: {info['description']}", rows, batches)
             tg = targets(rows, batches, trained=True)
             print_targets(console, "targets (trained run)", tg)
-            doc["models"]["trained"] = {"run": str(args.run), "info": info, "summary": rows, "targets": tg,
-                                        "accuracy": accuracy, "report": report}
+            doc["models"]["trained"] = {
+                "run": str(args.run),
+                "info": info,
+                "summary": rows,
+                "targets": tg,
+                "accuracy": accuracy,
+                "report": report,
+            }
     doc["load_average_end"] = bench.load_average()
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     doc["cpu"] = bench.cpu_model()

@@ -58,8 +58,16 @@ def ensure_run(args, seed: int, run_dir: Path) -> tuple[RunRecord, float]:
     """Train (or resume, or calibrate) the run of ``seed`` in ``run_dir``; returns its run.json and seconds."""
     t0 = time.perf_counter()
     cfg = preset(args.preset, epochs=args.epochs, distill_epochs=args.distill_epochs, batch_size=args.batch_size)
-    spec = RunSpec(dataset=args.dataset, root=args.root, tasks=args.tasks, seed=seed, width=args.width, arch=args.arch,
-                   train=cfg, device=args.device)
+    spec = RunSpec(
+        dataset=args.dataset,
+        root=args.root,
+        tasks=args.tasks,
+        seed=seed,
+        width=args.width,
+        arch=args.arch,
+        train=cfg,
+        device=args.device,
+    )
     record = read_run_json(run_dir) if (run_dir / "run.json").is_file() else None
     if record is None or record.num_learned < args.tasks:
         log_console.print(f"training {run_dir.name} ({'resume' if record else 'new'})", markup=False)
@@ -87,8 +95,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--runs-dir", type=Path, default=Path("bench-results/routing-runs"))
-    ap.add_argument("--recalibrate", action="store_true",
-                    help="recompute every task's routing statistics of existing runs (after the statistics changed)")
+    ap.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="recompute every task's routing statistics of existing runs (after the statistics changed)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.distill_epochs is None:
@@ -104,49 +115,78 @@ def main(argv=None) -> int:
         record, seconds = ensure_run(args, seed, run_dir)
         t0 = time.perf_counter()
         ev = evaluate_run(run_dir, root=args.root, device=args.device, policies=policies)
-        results[str(seed)] = {"run_dir": str(run_dir), "train": record.train.to_json(), "net": record.net.to_json(),
-                              "train_or_load_seconds": round(seconds, 1),
-                              "train_seconds": round(sum(s.raw.get("train_seconds", 0) + s.raw.get("distill_seconds", 0)
-                                                         for s in record.steps), 1),
-                              "eval_seconds": round(time.perf_counter() - t0, 1),
-                              "routing_stats_bytes_per_task": record.routing_stats.get("bytes_per_task"),
-                              "policies": ev["policies"]}
-        table = Table(title=f"{run_dir.name}: every policy on the same sub-networks (T={ev['temperature']:g})",
-                      title_justify="left")
+        results[str(seed)] = {
+            "run_dir": str(run_dir),
+            "train": record.train.to_json(),
+            "net": record.net.to_json(),
+            "train_or_load_seconds": round(seconds, 1),
+            "train_seconds": round(
+                sum(s.raw.get("train_seconds", 0) + s.raw.get("distill_seconds", 0) for s in record.steps), 1
+            ),
+            "eval_seconds": round(time.perf_counter() - t0, 1),
+            "routing_stats_bytes_per_task": record.routing_stats.get("bytes_per_task"),
+            "policies": ev["policies"],
+        }
+        table = Table(
+            title=f"{run_dir.name}: every policy on the same sub-networks (T={ev['temperature']:g})",
+            title_justify="left",
+        )
         for col in ("policy", "TAG", "TAW", "routing", "ECE"):
             table.add_column(col, justify="left" if col == "policy" else "right")
         for name, v in ev["policies"].items():
-            table.add_row(name + (" (default)" if name == DEFAULT_POLICY else ""), f"{v['tag_mean']:.4f}",
-                          f"{v['taw_mean']:.4f}", f"{v['routing_overall']:.4f}", f"{v['ece']:.4f}")
+            table.add_row(
+                name + (" (default)" if name == DEFAULT_POLICY else ""),
+                f"{v['tag_mean']:.4f}",
+                f"{v['taw_mean']:.4f}",
+                f"{v['routing_overall']:.4f}",
+                f"{v['ece']:.4f}",
+            )
         console.print(table)
     summary = {}
     for name in policies:
         tags = [results[str(s)]["policies"][name]["tag_mean"] for s in seeds]
-        summary[name] = {"tag_mean": float(np.mean(tags)), "tag_min": float(np.min(tags)),
-                         "taw_mean": float(np.mean([results[str(s)]["policies"][name]["taw_mean"] for s in seeds])),
-                         "routing_mean": float(np.mean([results[str(s)]["policies"][name]["routing_overall"] for s in seeds])),
-                         "ece_mean": float(np.mean([results[str(s)]["policies"][name]["ece"] for s in seeds]))}
+        summary[name] = {
+            "tag_mean": float(np.mean(tags)),
+            "tag_min": float(np.min(tags)),
+            "taw_mean": float(np.mean([results[str(s)]["policies"][name]["taw_mean"] for s in seeds])),
+            "routing_mean": float(np.mean([results[str(s)]["policies"][name]["routing_overall"] for s in seeds])),
+            "ece_mean": float(np.mean([results[str(s)]["policies"][name]["ece"] for s in seeds])),
+        }
     if len(seeds) > 1:
         table = Table(title=f"mean over seeds {args.seeds}", title_justify="left")
         for col in ("policy", "TAG mean", "TAG min", "TAW", "routing", "ECE"):
             table.add_column(col, justify="left" if col == "policy" else "right")
         for name, v in summary.items():
-            table.add_row(name, f"{v['tag_mean']:.4f}", f"{v['tag_min']:.4f}", f"{v['taw_mean']:.4f}",
-                          f"{v['routing_mean']:.4f}", f"{v['ece_mean']:.4f}")
+            table.add_row(
+                name,
+                f"{v['tag_mean']:.4f}",
+                f"{v['tag_min']:.4f}",
+                f"{v['taw_mean']:.4f}",
+                f"{v['routing_mean']:.4f}",
+                f"{v['ece_mean']:.4f}",
+            )
         console.print(table)
     doc = {
         "benchmark": "routing",
         "mind_edge": __version__,
         "command": "python benchmarks/routing.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "protocol": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "hardware": {"cpu": cpu_model(), "gpu": gpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                     "python": platform.python_version(), "loadavg_start": load0},
-        "definitions": {"tag": "task-agnostic accuracy: mean over tasks of the accuracy with the task unknown (routed)",
-                        "taw": "task-aware accuracy: mean over tasks with the true task's head",
-                        "routing": "fraction of all test images routed to their true task",
-                        "ece": "expected calibration error (15 equal-width bins) of the routed confidence against the "
-                               "correctness of the routed label, over all test images",
-                        "policies": {name: p.summary for name, p in POLICIES.items()}},
+        "hardware": {
+            "cpu": cpu_model(),
+            "gpu": gpu_model(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "loadavg_start": load0,
+        },
+        "definitions": {
+            "tag": "task-agnostic accuracy: mean over tasks of the accuracy with the task unknown (routed)",
+            "taw": "task-aware accuracy: mean over tasks with the true task's head",
+            "routing": "fraction of all test images routed to their true task",
+            "ece": "expected calibration error (15 equal-width bins) of the routed confidence against the "
+            "correctness of the routed label, over all test images",
+            "policies": {name: p.summary for name, p in POLICIES.items()},
+        },
         "runs": results,
         "summary": summary,
         "default_policy": DEFAULT_POLICY,

@@ -42,8 +42,10 @@ def main(argv=None) -> int:
     classes = [list(range(10 * t, 10 * t + 10)) for t in range(args.tasks)]
     arrays = random_arrays(net, classes, seed=0, stats=True, owners="mind")
     policies = args.policies.split(",")
-    sessions = {p: cpu_session(build_graph(arrays, temperature=1.0, policy=p), threads=args.threads, inter_threads=1)
-                for p in policies}
+    sessions = {
+        p: cpu_session(build_graph(arrays, temperature=1.0, policy=p), threads=args.threads, inter_threads=1)
+        for p in policies
+    }
     load0 = os.getloadavg()
     rows = []
     for b in (int(v) for v in args.batches.split(",")):
@@ -65,11 +67,21 @@ def main(argv=None) -> int:
         base = float(np.median(times[policies[0]]))
         for p in policies:
             p50 = float(np.median(times[p]))
-            rows.append({"batch": b, "policy": p, "p50_ms": p50 * 1e3, "overhead_vs_" + policies[0]: p50 / base - 1,
-                         "iterations": len(times[p])})
+            rows.append(
+                {
+                    "batch": b,
+                    "policy": p,
+                    "p50_ms": p50 * 1e3,
+                    "overhead_vs_" + policies[0]: p50 / base - 1,
+                    "iterations": len(times[p]),
+                }
+            )
     load1 = os.getloadavg()
-    table = Table(title=f"routing head cost: {args.tasks}-task ResNet-32 3x32x32, ORT CPU, {args.threads} threads "
-                        f"(load {load0[0]:.1f} -> {load1[0]:.1f})", title_justify="left")
+    table = Table(
+        title=f"routing head cost: {args.tasks}-task ResNet-32 3x32x32, ORT CPU, {args.threads} threads "
+        f"(load {load0[0]:.1f} -> {load1[0]:.1f})",
+        title_justify="left",
+    )
     for col in ("batch", "policy", "p50 ms", f"vs {policies[0]}"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -77,9 +89,21 @@ def main(argv=None) -> int:
         table.add_row(str(r["batch"]), r["policy"], f"{r['p50_ms']:.2f}", f"{overhead:+.1f} %")
     Console().print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"benchmark": "routing-latency", "net": net, "tasks": args.tasks,
-                                     "threads": args.threads, "loadavg": [load0, load1], "rows": rows,
-                                     "onnxruntime": ort.__version__}, indent=1) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "benchmark": "routing-latency",
+                "net": net,
+                "tasks": args.tasks,
+                "threads": args.threads,
+                "loadavg": [load0, load1],
+                "rows": rows,
+                "onnxruntime": ort.__version__,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 0
 
 

@@ -66,9 +66,24 @@ from mind_edge.runtime.signing import TRUSTED_KEYS_FILE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_REMOTE_CMD", "DEFAULT_REMOTE_DIR", "EXCLUDES", "HOST_KEY_POLICIES",
-           "DeployError", "DeployOptions", "DeployResult", "Deployer", "DiskFullError", "RemoteInfo", "SshTarget",
-           "bench_rows", "bundle_bytes", "check_remote_name", "deploy"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_REMOTE_CMD",
+    "DEFAULT_REMOTE_DIR",
+    "EXCLUDES",
+    "HOST_KEY_POLICIES",
+    "DeployError",
+    "DeployOptions",
+    "DeployResult",
+    "Deployer",
+    "DiskFullError",
+    "RemoteInfo",
+    "SshTarget",
+    "bench_rows",
+    "bundle_bytes",
+    "check_remote_name",
+    "deploy",
+]
 
 DEFAULT_REMOTE_DIR = "mind-edge/bundles"  # relative to the remote home
 DEFAULT_REMOTE_CMD = "mind-edge"
@@ -99,8 +114,10 @@ class DeployOptions:
         if not self.remote_dir.strip():
             raise DeployError("--dir must not be empty")
         if self.remote_dir.lstrip().startswith("-") or not self.remote_dir.isprintable():
-            raise DeployError("--dir must not start with '-' or hold control characters (it would be read as an option "
-                              "on the device); write ./-name for such a folder")
+            raise DeployError(
+                "--dir must not start with '-' or hold control characters (it would be read as an option "
+                "on the device); write ./-name for such a folder"
+            )
         if self.name is not None:
             check_remote_name(self.name, "--name")
         try:
@@ -144,25 +161,40 @@ class DeployResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"target": self.target, "remote_bundle": self.remote_bundle, "copied_bytes": self.copied_bytes,
-                "remote": self.remote.to_json(), "engine": self.engine, "engine_note": self.engine_note,
-                "backend": self.backend, "bench_file": str(self.bench_file) if self.bench_file else None,
-                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+        return {
+            "target": self.target,
+            "remote_bundle": self.remote_bundle,
+            "copied_bytes": self.copied_bytes,
+            "remote": self.remote.to_json(),
+            "engine": self.engine,
+            "engine_note": self.engine_note,
+            "backend": self.backend,
+            "bench_file": str(self.bench_file) if self.bench_file else None,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
 
 
 class Deployer:
     """The deploy steps (see the module docstring); ``runner`` runs one local command (injectable)."""
 
-    def __init__(self, target: SshTarget, options: DeployOptions = DeployOptions(), *,
-                 runner: Runner | None = None, check_tools: bool = True) -> None:
+    def __init__(
+        self,
+        target: SshTarget,
+        options: DeployOptions = DeployOptions(),
+        *,
+        runner: Runner | None = None,
+        check_tools: bool = True,
+    ) -> None:
         self.target = target
         self.options = options
         self.runner = runner or _default_runner
         if check_tools:
             for tool, pkg in ((target.ssh, "openssh-client"), (target.rsync, "rsync")):
                 if shutil.which(tool) is None:
-                    raise DeployError(f"'{tool}' is not installed on this machine; deploy uses the system ssh and "
-                                      f"rsync (Debian/Ubuntu: sudo apt-get install {pkg})")
+                    raise DeployError(
+                        f"'{tool}' is not installed on this machine; deploy uses the system ssh and "
+                        f"rsync (Debian/Ubuntu: sudo apt-get install {pkg})"
+                    )
 
     # -- running things ----------------------------------------------------------------
     def _label(self, what: str) -> str:
@@ -173,9 +205,13 @@ class Deployer:
         t = self.target
         for needle, text in _SSH_FAILURES:
             if needle.lower() in (stderr or "").lower():
-                msg = text.format(port=f"port {t.port}" if t.port else "port 22 (or the Port of ~/.ssh/config)",
-                                  identity=f" (now {t.identity})" if t.identity else "",
-                                  user=t.user or "the login user", hostname=t.hostname, timeout=t.connect_timeout)
+                msg = text.format(
+                    port=f"port {t.port}" if t.port else "port 22 (or the Port of ~/.ssh/config)",
+                    identity=f" (now {t.identity})" if t.identity else "",
+                    user=t.user or "the login user",
+                    hostname=t.hostname,
+                    timeout=t.connect_timeout,
+                )
                 return DeployError(f"{self._label(what)} failed: {msg}. ssh said: {_tail(stderr, 2)}")
         return None
 
@@ -185,11 +221,14 @@ class Deployer:
         proc = self.runner(args)
         if proc.returncode == 255:
             err = self._connection_error(proc.stderr, what)
-            raise err or DeployError(f"{self._label(what)} failed: ssh exited with 255: "
-                                     f"{_tail(proc.stderr) or 'no message'}")
+            raise err or DeployError(
+                f"{self._label(what)} failed: ssh exited with 255: {_tail(proc.stderr) or 'no message'}"
+            )
         if check and proc.returncode != 0:
-            raise DeployError(f"{self._label(what)} failed (exit {proc.returncode}): "
-                              f"{_tail(proc.stderr) or _tail(proc.stdout) or 'no message'}")
+            raise DeployError(
+                f"{self._label(what)} failed (exit {proc.returncode}): "
+                f"{_tail(proc.stderr) or _tail(proc.stdout) or 'no message'}"
+            )
         return proc
 
     def _cmd(self) -> str:
@@ -204,20 +243,22 @@ class Deployer:
             find_cmd = f'if [ -x {_q(first)} ]; then echo "cmd="{_q(first)}; else echo "cmd="; fi'
         else:
             find_cmd = f'c=$(command -v {_q(first)} 2>/dev/null) && echo "cmd=$c" || echo "cmd="'
-        script = "\n".join([
-            f"d={_q(o.remote_dir)}",
-            'echo "mind-edge-probe=1"',
-            'echo "home=$HOME"',
-            'echo "path=$PATH"',
-            'echo "machine=$(uname -m 2>/dev/null)"',
-            'if command -v rsync >/dev/null 2>&1; then echo "rsync=1"; else echo "rsync=0"; fi',
-            find_cmd,
-            f"v=$({_q(o.remote_python)} -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null) "
-            '&& echo "tensorrt=$v" || echo "tensorrt="',
-            'if mkdir -p "$d" 2>/dev/null; then echo "dir=1"; else echo "dir=0"; fi',
-            f'if [ -d "$d"/{_q(name)} ]; then echo "exists=1"; else echo "exists=0"; fi',
-            'df -Pk "$d" 2>/dev/null | tail -n 1 | awk \'{print "df=" $2 " " $4 " " $6}\'',
-        ])
+        script = "\n".join(
+            [
+                f"d={_q(o.remote_dir)}",
+                'echo "mind-edge-probe=1"',
+                'echo "home=$HOME"',
+                'echo "path=$PATH"',
+                'echo "machine=$(uname -m 2>/dev/null)"',
+                'if command -v rsync >/dev/null 2>&1; then echo "rsync=1"; else echo "rsync=0"; fi',
+                find_cmd,
+                f"v=$({_q(o.remote_python)} -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null) "
+                '&& echo "tensorrt=$v" || echo "tensorrt="',
+                'if mkdir -p "$d" 2>/dev/null; then echo "dir=1"; else echo "dir=0"; fi',
+                f'if [ -d "$d"/{_q(name)} ]; then echo "exists=1"; else echo "exists=0"; fi',
+                'df -Pk "$d" 2>/dev/null | tail -n 1 | awk \'{print "df=" $2 " " $4 " " $6}\'',
+            ]
+        )
         proc = self.ssh("sh -c " + shlex.quote(script), "connecting to {target}")
         facts: dict[str, str] = {}
         for line in proc.stdout.splitlines():
@@ -225,18 +266,29 @@ class Deployer:
                 k, v = line.split("=", 1)
                 facts.setdefault(k.strip(), v.strip())
         if facts.get("mind-edge-probe") != "1":
-            raise DeployError(f"the device's shell did not answer the probe as expected (stdout: "
-                              f"{_tail(proc.stdout)!r}, stderr: {_tail(proc.stderr)!r}); deploy needs a POSIX sh on "
-                              "the device")
+            raise DeployError(
+                f"the device's shell did not answer the probe as expected (stdout: "
+                f"{_tail(proc.stdout)!r}, stderr: {_tail(proc.stderr)!r}); deploy needs a POSIX sh on "
+                "the device"
+            )
         total = free = None
         mount = None
         parts = facts.get("df", "").split()
         if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit():
             total, free, mount = int(parts[0]), int(parts[1]), parts[2]
-        return RemoteInfo(home=facts.get("home", ""), path=facts.get("path", ""), machine=facts.get("machine", ""),
-                          has_rsync=facts.get("rsync") == "1", cmd=facts.get("cmd") or None,
-                          tensorrt=facts.get("tensorrt") or None, dir_ok=facts.get("dir") == "1",
-                          exists=facts.get("exists") == "1", disk_total_kb=total, disk_free_kb=free, mount=mount)
+        return RemoteInfo(
+            home=facts.get("home", ""),
+            path=facts.get("path", ""),
+            machine=facts.get("machine", ""),
+            has_rsync=facts.get("rsync") == "1",
+            cmd=facts.get("cmd") or None,
+            tensorrt=facts.get("tensorrt") or None,
+            dir_ok=facts.get("dir") == "1",
+            exists=facts.get("exists") == "1",
+            disk_total_kb=total,
+            disk_free_kb=free,
+            mount=mount,
+        )
 
     def cleanup(self, path: str) -> None:
         """Best effort: remove a partial copy (never hides the error that led here)."""
@@ -246,7 +298,7 @@ class Deployer:
             log.warning("%s", exc)
 
     def remote_df(self) -> tuple[int | None, int | None, str | None]:
-        script = f'df -Pk {_q(self.options.remote_dir)} 2>/dev/null | tail -n 1 | awk \'{{print $2, $4, $6}}\''
+        script = f"df -Pk {_q(self.options.remote_dir)} 2>/dev/null | tail -n 1 | awk '{{print $2, $4, $6}}'"
         try:
             proc = self.ssh("sh -c " + shlex.quote(script), "checking the free space", check=False)
         except DeployError as exc:
@@ -263,8 +315,10 @@ class Deployer:
             have = "df could not tell the free space"
         else:
             have = f"{_size(free_kb * 1024)} free of {_size(total_kb * 1024)} on {mount}"
-        return (f"{prefix} {where}: the bundle needs {_size(need)}, {have}. Free space on the device "
-                "(old bundles, engines, logs) or deploy to another --dir")
+        return (
+            f"{prefix} {where}: the bundle needs {_size(need)}, {have}. Free space on the device "
+            "(old bundles, engines, logs) or deploy to another --dir"
+        )
 
     def copy(self, bundle: Path, name: str, remote: RemoteInfo, size: int, *, extra: Sequence[Path] = ()) -> str:
         """rsync ``bundle/`` (+ ``extra`` files) into a temporary folder on the device, then swap it into place.
@@ -281,8 +335,14 @@ class Deployer:
         args += [f"--exclude={pat}" for pat in EXCLUDES]
         if remote.exists:
             args.append(f"--link-dest=../{name}")  # relative to the destination: unchanged files are hard links
-        args += ["-e", t.rsync_shell(), "--", f"{bundle}/", *(str(Path(p).resolve()) for p in extra),
-                 f"{t.host}:{_rsync_path(d)}/{tmp}/"]
+        args += [
+            "-e",
+            t.rsync_shell(),
+            "--",
+            f"{bundle}/",
+            *(str(Path(p).resolve()) for p in extra),
+            f"{t.host}:{_rsync_path(d)}/{tmp}/",
+        ]
         log.debug("running %s", shlex.join(args))
         proc = self.runner(args)
         if proc.returncode != 0:
@@ -296,29 +356,47 @@ class Deployer:
             # whenever the copy failed and df says the bundle cannot fit, it is a full disk
             total, free, mount = self.remote_df() if (enospc or proc.returncode in (11, 12, 23)) else (None, None, None)
             if enospc or (free is not None and free * 1024 < size + SPACE_MARGIN):
-                line = next((ln.strip() for ln in err.splitlines() if re.search(r"No space|quota|\(28\)", ln)),
-                            f"rsync exit {proc.returncode}: {_tail(err, 1) or 'no message'}")
-                raise DiskFullError(self._space_message(
-                    size, total, free, mount, f"the device ran out of disk space while copying ({line}) into"))
-            if re.search(r"rsync: (command )?not found|rsync:.*No such file or directory.*\(2\)$|"
-                         r"remote command not found", err, re.M) or proc.returncode == 127:
-                raise DeployError(f"rsync is not installed on {t.describe()}; install it there (sudo apt-get install "
-                                  f"rsync). rsync said: {_tail(err, 2)}")
-            raise DeployError(f"copying the bundle to {t.describe()} failed (rsync exit {proc.returncode}): "
-                              f"{_tail(err) or 'no message'}")
-        swap = "\n".join([
-            "set -e",
-            f"cd {_q(d)}",
-            f"new={_q(tmp)}; cur={_q(name)}; old=.{shlex.quote(name)}.old-$$",
-            'if [ -d "$cur" ]; then',
-            '  for f in "$cur"/engine-*.plan "$cur"/engine.json; do if [ -f "$f" ]; then cp -p "$f" "$new"/; fi; done',
-            '  if [ -d "$cur/trt-cache" ]; then cp -Rp "$cur/trt-cache" "$new"/; fi',
-            '  mv "$cur" "$old"',
-            "fi",
-            'mv "$new" "$cur"',
-            'rm -rf "$old"',
-            'cd "$cur" && pwd',
-        ])
+                line = next(
+                    (ln.strip() for ln in err.splitlines() if re.search(r"No space|quota|\(28\)", ln)),
+                    f"rsync exit {proc.returncode}: {_tail(err, 1) or 'no message'}",
+                )
+                raise DiskFullError(
+                    self._space_message(
+                        size, total, free, mount, f"the device ran out of disk space while copying ({line}) into"
+                    )
+                )
+            if (
+                re.search(
+                    r"rsync: (command )?not found|rsync:.*No such file or directory.*\(2\)$|"
+                    r"remote command not found",
+                    err,
+                    re.M,
+                )
+                or proc.returncode == 127
+            ):
+                raise DeployError(
+                    f"rsync is not installed on {t.describe()}; install it there (sudo apt-get install "
+                    f"rsync). rsync said: {_tail(err, 2)}"
+                )
+            raise DeployError(
+                f"copying the bundle to {t.describe()} failed (rsync exit {proc.returncode}): "
+                f"{_tail(err) or 'no message'}"
+            )
+        swap = "\n".join(
+            [
+                "set -e",
+                f"cd {_q(d)}",
+                f"new={_q(tmp)}; cur={_q(name)}; old=.{shlex.quote(name)}.old-$$",
+                'if [ -d "$cur" ]; then',
+                '  for f in "$cur"/engine-*.plan "$cur"/engine.json; do if [ -f "$f" ]; then cp -p "$f" "$new"/; fi; done',
+                '  if [ -d "$cur/trt-cache" ]; then cp -Rp "$cur/trt-cache" "$new"/; fi',
+                '  mv "$cur" "$old"',
+                "fi",
+                'mv "$new" "$cur"',
+                'rm -rf "$old"',
+                'cd "$cur" && pwd',
+            ]
+        )
         proc = self.ssh("sh -c " + shlex.quote(swap), "moving the copied bundle into place", check=False)
         if proc.returncode != 0:
             self.cleanup(f"{_q(d)}/{_q(tmp)}")
@@ -334,10 +412,15 @@ class Deployer:
         cmd = f"{self._cmd()} engine build {_q(remote_bundle)} --json" + (" --fp16" if o.fp16 else "")
         proc = self.ssh(cmd, "building the TensorRT engine", check=False)
         if proc.returncode != 0:
-            hint = (" (the device's mind-edge has no 'engine' command: upgrade it)"
-                    if "No such command" in proc.stderr else "")
-            raise DeployError(f"building the TensorRT engine on {self.target.describe()} failed{hint}: "
-                              f"{_tail(proc.stderr) or _tail(proc.stdout)}")
+            hint = (
+                " (the device's mind-edge has no 'engine' command: upgrade it)"
+                if "No such command" in proc.stderr
+                else ""
+            )
+            raise DeployError(
+                f"building the TensorRT engine on {self.target.describe()} failed{hint}: "
+                f"{_tail(proc.stderr) or _tail(proc.stdout)}"
+            )
         return _last_json(proc.stdout, "engine build")
 
     def bench(self, remote_bundle: str, backend: str | None, precision: str | None = None) -> dict:
@@ -358,13 +441,17 @@ class Deployer:
                 hint = " (the device's mind-edge has no 'bench' command: upgrade it)"
             elif "No such option" in proc.stderr:
                 hint = " (check --bench-args against 'mind-edge bench --help' on the device)"
-            raise DeployError(f"the benchmark on {self.target.describe()} failed (exit {proc.returncode}){hint}: "
-                              f"{_tail(proc.stderr, 4) or _tail(proc.stdout)}")
+            raise DeployError(
+                f"the benchmark on {self.target.describe()} failed (exit {proc.returncode}){hint}: "
+                f"{_tail(proc.stderr, 4) or _tail(proc.stdout)}"
+            )
         try:
             return json.loads(proc.stdout)
         except json.JSONDecodeError as exc:
-            raise DeployError(f"the benchmark JSON read back from {remote_json} on {self.target.describe()} is not "
-                              f"valid JSON ({exc}): {proc.stdout[:200]!r}") from exc
+            raise DeployError(
+                f"the benchmark JSON read back from {remote_json} on {self.target.describe()} is not "
+                f"valid JSON ({exc}): {proc.stdout[:200]!r}"
+            ) from exc
 
     # -- the whole thing --------------------------------------------------------------
     def run(self, bundle: str | os.PathLike, *, out: str | os.PathLike | None = None) -> DeployResult:
@@ -394,27 +481,36 @@ class Deployer:
                 "e.g. --remote-cmd ~/mind-edge/.venv/bin/mind-edge"
             )
         if o.engine == "always" and not remote.tensorrt:
-            raise DeployError(f"--engine always, but '{o.remote_python} -c \"import tensorrt\"' fails on "
-                              f"{t.describe()}; install TensorRT there (JetPack) or deploy with --engine auto")
+            raise DeployError(
+                f"--engine always, but '{o.remote_python} -c \"import tensorrt\"' fails on "
+                f"{t.describe()}; install TensorRT there (JetPack) or deploy with --engine auto"
+            )
         if o.check_space and remote.disk_free_kb is not None and remote.disk_free_kb * 1024 < size + SPACE_MARGIN:
-            raise DiskFullError(self._space_message(size, remote.disk_total_kb, remote.disk_free_kb, remote.mount,
-                                                    "not enough disk space for"))
+            raise DiskFullError(
+                self._space_message(
+                    size, remote.disk_total_kb, remote.disk_free_kb, remote.mount, "not enough disk space for"
+                )
+            )
         t1 = time.perf_counter()
         remote_bundle = self.copy(src, name, remote, size, extra=extra)
         seconds["copy"] = time.perf_counter() - t1
-        result = DeployResult(target=t.describe(), remote_bundle=remote_bundle, copied_bytes=size, remote=remote,
-                              seconds=seconds)
+        result = DeployResult(
+            target=t.describe(), remote_bundle=remote_bundle, copied_bytes=size, remote=remote, seconds=seconds
+        )
         if o.engine != "never" and remote.tensorrt:
             t2 = time.perf_counter()
             result.engine = self.build_engine(remote_bundle)
             seconds["engine"] = time.perf_counter() - t2
             result.engine_note = f"built with TensorRT {remote.tensorrt}" + (
-                " (reused: same fingerprint)" if result.engine.get("reused") else "")
+                " (reused: same fingerprint)" if result.engine.get("reused") else ""
+            )
         elif o.engine == "never":
             result.engine_note = "skipped (--engine never)"
         else:
-            result.engine_note = (f"no TensorRT on the device ('{o.remote_python} -c \"import tensorrt\"' failed): "
-                                  "benchmarked with ONNX Runtime")
+            result.engine_note = (
+                f"no TensorRT on the device ('{o.remote_python} -c \"import tensorrt\"' failed): "
+                "benchmarked with ONNX Runtime"
+            )
         if o.bench:
             # with an engine: the engine next to ONNX Runtime in one run; without: the bench default (ort)
             backend = o.backend or ("trt,ort" if result.engine else None)
@@ -468,8 +564,14 @@ def bundle_bytes(folder: Path) -> int:
     return total
 
 
-def deploy(bundle: str | os.PathLike, target: SshTarget, options: DeployOptions = DeployOptions(), *,
-           out: str | os.PathLike | None = None, runner: Runner | None = None) -> DeployResult:
+def deploy(
+    bundle: str | os.PathLike,
+    target: SshTarget,
+    options: DeployOptions = DeployOptions(),
+    *,
+    out: str | os.PathLike | None = None,
+    runner: Runner | None = None,
+) -> DeployResult:
     """Copy ``bundle`` to ``target``, build its engine there if TensorRT exists, benchmark it, fetch the JSON."""
     return Deployer(target, options, runner=runner).run(bundle, out=out)
 
@@ -505,8 +607,11 @@ def _records(data: Any) -> list[dict]:
     return []
 
 
-_PREFERRED = re.compile(r"(^|[._])(name|label|backend|variant|status|providers?|precision|batch|threads|tasks|p50|"
-                        r"p90|p99|mean|median|throughput|images_per_s|ips|peak_rss|model_bytes|energy|power)", re.I)
+_PREFERRED = re.compile(
+    r"(^|[._])(name|label|backend|variant|status|providers?|precision|batch|threads|tasks|p50|"
+    r"p90|p99|mean|median|throughput|images_per_s|ips|peak_rss|model_bytes|energy|power)",
+    re.I,
+)
 
 
 def _preferred(col: str) -> bool:

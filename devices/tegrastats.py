@@ -352,7 +352,12 @@ class TelemetryResult:
 
     @classmethod
     def window(
-        cls, samples: Sequence[TegrastatsSample], start_s: float, end_s: float, *, duration_s: float | None = None,
+        cls,
+        samples: Sequence[TegrastatsSample],
+        start_s: float,
+        end_s: float,
+        *,
+        duration_s: float | None = None,
         interval_ms: int = 0,
     ) -> "TelemetryResult":
         """The samples that arrived (``received_s``, a ``time.monotonic()`` value) in ``[start_s, end_s]``.
@@ -458,9 +463,7 @@ class TegrastatsMonitor:
         max_samples: int = 1_000_000,
     ) -> None:
         if not isinstance(interval_ms, int) or isinstance(interval_ms, bool) or interval_ms < 1:
-            raise DeviceError(
-                f"tegrastats interval must be a positive number of milliseconds, got {interval_ms!r}"
-            )
+            raise DeviceError(f"tegrastats interval must be a positive number of milliseconds, got {interval_ms!r}")
         self.interval_ms = interval_ms
         self.tegrastats_path = os.fspath(tegrastats_path)
         self.extra_args = tuple(extra_args)

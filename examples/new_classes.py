@@ -42,11 +42,13 @@ def main(argv: list[str] | None = None) -> Path:
     scenario = record.scenario
     task = record.num_learned
     if task >= scenario.num_tasks():
-        raise ConfigError(f"run {args.run} has learned all {scenario.num_tasks()} tasks of its scenario; train one with "
-                          "--stop-after to leave classes for later")
+        raise ConfigError(
+            f"run {args.run} has learned all {scenario.num_tasks()} tasks of its scenario; train one with "
+            "--stop-after to leave classes for later"
+        )
     data = record.data
     if data is None:
-        raise ConfigError(f"run {args.run} records no dataset (\"data\" in run.json)")
+        raise ConfigError(f'run {args.run} records no dataset ("data" in run.json)')
     root = args.root if args.root is not None else data.root
     train, test, _ = load_dataset(scenario.dataset, root, image_size=data.input_size, seed=record.seed)
     names = scenario.class_names
@@ -58,8 +60,10 @@ def main(argv: list[str] | None = None) -> Path:
             d.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(d / f"{i:05d}.png")
             count += 1
-    print(f"task {task} of {args.run}: classes {', '.join(names[c] for c in scenario.tasks[task])}, "
-          f"{count} PNG files in {args.out}/train and {args.out}/test")
+    print(
+        f"task {task} of {args.run}: classes {', '.join(names[c] for c in scenario.tasks[task])}, "
+        f"{count} PNG files in {args.out}/train and {args.out}/test"
+    )
     return args.out
 
 

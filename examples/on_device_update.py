@@ -38,8 +38,18 @@ from pathlib import Path
 import numpy as np
 
 #: What this example writes into --out (all that --overwrite may replace there).
-OUTPUTS = ("example.json", "run4", "host_bundle", "device", "new_classes", "run5", "keys", "task4.mepatch",
-           "fresh_bundle", "summary.json")
+OUTPUTS = (
+    "example.json",
+    "run4",
+    "host_bundle",
+    "device",
+    "new_classes",
+    "run5",
+    "keys",
+    "task4.mepatch",
+    "fresh_bundle",
+    "summary.json",
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -47,7 +57,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/on_device_update"))
-    ap.add_argument("--overwrite", action="store_true", help="replace what an earlier run of this example wrote in --out")
+    ap.add_argument(
+        "--overwrite", action="store_true", help="replace what an earlier run of this example wrote in --out"
+    )
     ap.add_argument("--quick", action="store_true", help="width 0.25, 1+1 epochs (a test, not a demo of accuracy)")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--distill-epochs", type=int, default=None)
@@ -59,8 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     from mind_edge.outputs import check_owned_out
 
     # before anything is imported or trained: never remove a folder this example did not write
-    args.replace_previous = check_owned_out(args.out, args.overwrite, marker="example.json",
-                                            what="examples/on_device_update.py")
+    args.replace_previous = check_owned_out(
+        args.out, args.overwrite, marker="example.json", what="examples/on_device_update.py"
+    )
     import torch
 
     threads = torch.get_num_threads()
@@ -94,7 +107,9 @@ def _run(args) -> dict:
     if args.replace_previous:
         clear_owned_out(out, OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "example.json").write_text(json.dumps({"created_by": "examples/on_device_update.py", "outputs": list(OUTPUTS)}) + "\n")
+    (out / "example.json").write_text(
+        json.dumps({"created_by": "examples/on_device_update.py", "outputs": list(OUTPUTS)}) + "\n"
+    )
     quick = args.quick
     epochs = args.epochs or (1 if quick else None)
     distill = args.distill_epochs or (1 if quick else None)
@@ -134,22 +149,28 @@ def _run(args) -> dict:
     with RichReporter(err_console) as rep:
         res = learn(out / "run4", folder, out / "run5", device="cpu", memory_budget_mb=args.memory_budget, reporter=rep)
     times["learn"] = time.perf_counter() - t
-    print(f"task {res.task} = classes {res.class_names} (ids {res.classes}); new task TAW {res.new_task.get('taw', float('nan')):.3f}, "
-          f"TAG over all tasks {res.final.get('tag') or float('nan'):.3f}; batch {res.batch_size}; peak RSS {res.peak_rss_mb:.0f} MB")
+    print(
+        f"task {res.task} = classes {res.class_names} (ids {res.classes}); new task TAW {res.new_task.get('taw', float('nan')):.3f}, "
+        f"TAG over all tasks {res.final.get('tag') or float('nan'):.3f}; batch {res.batch_size}; peak RSS {res.peak_rss_mb:.0f} MB"
+    )
 
     t = step("4. sign a task patch")
     keys = generate_keypair(out / "keys" / "update-key")
     patch = create_patch(out / "run5", out / "task4.mepatch", sign_key=keys.secret_path, base=device_bundle)
     times["patch create"] = time.perf_counter() - t
     bundle_bytes = sum(f.stat().st_size for f in exp.bundle.iterdir())
-    print(f"{patch.path.name}: {patch.patch_bytes:,} bytes = {100 * patch.ratio:.1f} % of the patched model.onnx, "
-          f"{100 * patch.patch_bytes / bundle_bytes:.1f} % of the deployed bundle ({bundle_bytes:,} bytes); signed by {keys.key_id}")
+    print(
+        f"{patch.path.name}: {patch.patch_bytes:,} bytes = {100 * patch.ratio:.1f} % of the patched model.onnx, "
+        f"{100 * patch.patch_bytes / bundle_bytes:.1f} % of the deployed bundle ({bundle_bytes:,} bytes); signed by {keys.key_id}"
+    )
 
     t = step("5. apply it on the device (torch-free, atomic)")
     applied = apply_patch(device_bundle, patch.path, verify_key=keys.public_path)
     times["patch apply"] = time.perf_counter() - t
-    print(f"{device_bundle} -> version {applied.version} (previous {applied.previous} kept); earlier tasks' logits "
-          f"moved {applied.max_abs_diff:.1e} on the probe batch")
+    print(
+        f"{device_bundle} -> version {applied.version} (previous {applied.previous} kept); earlier tasks' logits "
+        f"moved {applied.max_abs_diff:.1e} on the probe batch"
+    )
 
     t = step("6. predict the new classes with the patched bundle")
     fresh = export_bundle(out / "run5", out / "fresh_bundle")
@@ -175,18 +196,27 @@ def _run(args) -> dict:
         "agreement_with_fresh_export": {
             "label": float(np.mean(np.concatenate([pred.label == ref.label, px.label == rx.label]))),
             "task": float(np.mean(np.concatenate([pred.task == ref.task, px.task == rx.task]))),
-            "max_abs_task_logits": float(max(np.abs(pred.task_logits - ref.task_logits).max(),
-                                             np.abs(px.task_logits - rx.task_logits).max())),
+            "max_abs_task_logits": float(
+                max(np.abs(pred.task_logits - ref.task_logits).max(), np.abs(px.task_logits - rx.task_logits).max())
+            ),
         },
-        "patch_bytes": patch.patch_bytes, "model_bytes": patch.model_bytes, "bundle_bytes": bundle_bytes,
-        "patch_ratio_to_model": round(patch.ratio, 4), "learn_peak_rss_mb": round(res.peak_rss_mb, 1),
-        "version": applied.version, "seconds": {k: round(v, 2) for k, v in times.items()},
+        "patch_bytes": patch.patch_bytes,
+        "model_bytes": patch.model_bytes,
+        "bundle_bytes": bundle_bytes,
+        "patch_ratio_to_model": round(patch.ratio, 4),
+        "learn_peak_rss_mb": round(res.peak_rss_mb, 1),
+        "version": applied.version,
+        "seconds": {k: round(v, 2) for k, v in times.items()},
     }
-    print(f"{len(files)} test images of the new classes: {100 * summary['new_class_accuracy']:.1f} % correct, "
-          f"{100 * summary['routed_to_new_task']:.1f} % routed to task {res.task}")
+    print(
+        f"{len(files)} test images of the new classes: {100 * summary['new_class_accuracy']:.1f} % correct, "
+        f"{100 * summary['routed_to_new_task']:.1f} % routed to task {res.task}"
+    )
     a = summary["agreement_with_fresh_export"]
-    print(f"patched vs freshly exported bundle: labels {100 * a['label']:.1f} %, tasks {100 * a['task']:.1f} %, "
-          f"max |Δ task_logits| {a['max_abs_task_logits']:.1e}")
+    print(
+        f"patched vs freshly exported bundle: labels {100 * a['label']:.1f} %, tasks {100 * a['task']:.1f} %, "
+        f"max |Δ task_logits| {a['max_abs_task_logits']:.1e}"
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

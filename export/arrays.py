@@ -25,8 +25,9 @@ def arrays_from_model(model) -> NetArrays:
     for name, m in model.named_masked_layers():
         if m.stride[0] != m.stride[1] or m.padding[0] != m.padding[1]:
             raise ExportError(f"layer {name} has anisotropic stride/padding {m.stride}/{m.padding}; not supported")
-        layers.append(LayerArrays(name, _np(m.weight, np.float32), _np(m.owner, np.int8), int(m.stride[0]),
-                                  int(m.padding[0])))
+        layers.append(
+            LayerArrays(name, _np(m.weight, np.float32), _np(m.owner, np.int8), int(m.stride[0]), int(m.padding[0]))
+        )
     norms = []
     for name, m in model.named_modules():
         if isinstance(m, TaskBatchNorm2d):
@@ -34,12 +35,23 @@ def arrays_from_model(model) -> NetArrays:
             for t, s in enumerate(m.sets):
                 if s.running_mean is None or s.running_var is None or s.weight is None:
                     raise ExportError(f"BatchNorm {name} task {t} has no running statistics or affine parameters")
-                sets.append(NormSet(_np(s.weight, np.float32), _np(s.bias, np.float32), _np(s.running_mean, np.float32),
-                                    _np(s.running_var, np.float32), float(s.eps)))
+                sets.append(
+                    NormSet(
+                        _np(s.weight, np.float32),
+                        _np(s.bias, np.float32),
+                        _np(s.running_mean, np.float32),
+                        _np(s.running_var, np.float32),
+                        float(s.eps),
+                    )
+                )
             norms.append(NormArrays(name, tuple(sets)))
     heads = tuple(
-        HeadArrays(_np(h.fc.weight, np.float32), _np(h.fc.bias, np.float32), tuple(int(c) for c in h.classes.tolist()),
-                   h.routing.to_arrays())
+        HeadArrays(
+            _np(h.fc.weight, np.float32),
+            _np(h.fc.bias, np.float32),
+            tuple(int(c) for c in h.classes.tolist()),
+            h.routing.to_arrays(),
+        )
         for h in model.heads
     )
     arrays = NetArrays(net=model.config.to_json(), layers=tuple(layers), norms=tuple(norms), heads=heads)

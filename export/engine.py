@@ -91,8 +91,13 @@ def engine_graph(bundle: Bundle):
         return model
     arrays = bundle_arrays(bundle) if precision != "fp32" else read_arrays(model)
     log.info("building the folded graph of %s from its shared-layout arrays (%d tasks)", bundle.path, arrays.num_tasks)
-    return build_graph(arrays, layout="folded", temperature=float(meta["temperature"]), opset=bundle.opset,
-                       doc=f"folded for TensorRT from {bundle.model_path.name}")
+    return build_graph(
+        arrays,
+        layout="folded",
+        temperature=float(meta["temperature"]),
+        opset=bundle.opset,
+        doc=f"folded for TensorRT from {bundle.model_path.name}",
+    )
 
 
 def fp32_boundary(model) -> str:
@@ -228,8 +233,9 @@ class EngineBuildOptions:
                 raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {v!r}")
         if isinstance(self.min_batch, bool) or not isinstance(self.min_batch, int) or self.min_batch < 1:
             raise ConfigError(f"min batch must be a positive integer, got {self.min_batch!r}")
-        if self.dla_core is not None and (isinstance(self.dla_core, bool) or not isinstance(self.dla_core, int)
-                                          or self.dla_core < 0):
+        if self.dla_core is not None and (
+            isinstance(self.dla_core, bool) or not isinstance(self.dla_core, int) or self.dla_core < 0
+        ):
             raise ConfigError(f"--dla must be a DLA core number >= 0, got {self.dla_core!r}")
 
 
@@ -247,9 +253,17 @@ class EngineBuildResult:
         return self.record.fingerprint
 
     def summary(self) -> dict[str, Any]:
-        return {"engine": str(self.path), "reused": self.reused, "seconds": round(self.seconds, 3),
-                "bytes": self.record.bytes, "sha256": self.record.sha256, "fingerprint": self.fingerprint.to_json(),
-                "key": self.fingerprint.key(), "pinned_fp32_layers": len(self.pinned_fp32_layers), "notes": list(self.notes)}
+        return {
+            "engine": str(self.path),
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+            "bytes": self.record.bytes,
+            "sha256": self.record.sha256,
+            "fingerprint": self.fingerprint.to_json(),
+            "key": self.fingerprint.key(),
+            "pinned_fp32_layers": len(self.pinned_fp32_layers),
+            "notes": list(self.notes),
+        }
 
 
 # ----------------------------------------------------------------------------- defaults
@@ -260,6 +274,7 @@ def device_defaults(detect: Callable[[], Any] | None = None) -> tuple[int | None
     try:
         if detect is None:
             from mind_edge.devices.profiles import detect as detect_fn
+
             detection = detect_fn()
         else:
             detection = detect()
@@ -273,11 +288,15 @@ def device_defaults(detect: Callable[[], Any] | None = None) -> tuple[int | None
     return (int(d.workspace_mb) if d.workspace_mb else None, int(d.batch) if d.batch else None, profile.name)
 
 
-def resolve_options(options: EngineBuildOptions, detect: Callable[[], Any] | None = None) -> tuple[EngineBuildOptions, list[str]]:
+def resolve_options(
+    options: EngineBuildOptions, detect: Callable[[], Any] | None = None
+) -> tuple[EngineBuildOptions, list[str]]:
     """Fill in the workspace and the batch profile (device profile defaults on a Jetson)."""
     options.check()
     notes = []
-    ws, batch, profile = device_defaults(detect) if (options.workspace_mb is None or options.opt_batch is None) else (None, None, None)
+    ws, batch, profile = (
+        device_defaults(detect) if (options.workspace_mb is None or options.opt_batch is None) else (None, None, None)
+    )
     workspace = options.workspace_mb or ws or DEFAULT_WORKSPACE_MB
     if options.workspace_mb is None:
         notes.append(f"workspace {workspace} MB ({'device profile ' + profile if ws else 'default'})")
@@ -328,9 +347,11 @@ def build_engine(
     bundle_prec = bundle_precision(bundle)
     int8 = opts.int8 or bundle_prec == "int8"
     if int8 and bundle_prec != "int8":
-        raise EngineError(f"bundle {bundle.path} is {bundle_prec}; INT8 engines are built from an INT8 bundle's QDQ graph "
-                          "(explicit quantization, TensorRT has no calibrator path here): export it with "
-                          "'mind-edge export RUN --precision int8' and build from that bundle")
+        raise EngineError(
+            f"bundle {bundle.path} is {bundle_prec}; INT8 engines are built from an INT8 bundle's QDQ graph "
+            "(explicit quantization, TensorRT has no calibrator path here): export it with "
+            "'mind-edge export RUN --precision int8' and build from that bundle"
+        )
     if bundle_prec == "int8":
         notes.append("INT8 bundle: QDQ graph (explicit quantization)")
     if bundle_prec == "fp16" and not fp16:
@@ -347,11 +368,17 @@ def build_engine(
             "drop --dla (GPU engine) or --strongly-typed"
         )
     fp = EngineFingerprint(
-        tensorrt_version=machine.tensorrt_version, gpu_name=machine.gpu_name,
-        compute_capability=machine.compute_capability, precision="int8" if int8 else "fp16" if fp16 else "fp32",
+        tensorrt_version=machine.tensorrt_version,
+        gpu_name=machine.gpu_name,
+        compute_capability=machine.compute_capability,
+        precision="int8" if int8 else "fp16" if fp16 else "fp32",
         typing=typing,
-        dla_core=opts.dla_core, workspace_mb=int(opts.workspace_mb), model_sha256=bundle.model_sha256,
-        min_batch=opts.min_batch, opt_batch=int(opts.opt_batch), max_batch=int(opts.max_batch),
+        dla_core=opts.dla_core,
+        workspace_mb=int(opts.workspace_mb),
+        model_sha256=bundle.model_sha256,
+        min_batch=opts.min_batch,
+        opt_batch=int(opts.opt_batch),
+        max_batch=int(opts.max_batch),
     )
     plan_path = bundle.path / fp.plan_name
     if not opts.force:
@@ -384,8 +411,10 @@ def build_engine(
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(model_bytes):
-        raise EngineError(f"TensorRT {machine.tensorrt_version}'s ONNX parser rejected the graph of {bundle.path}: "
-                          f"{_parse_errors(parser)}")
+        raise EngineError(
+            f"TensorRT {machine.tensorrt_version}'s ONNX parser rejected the graph of {bundle.path}: "
+            f"{_parse_errors(parser)}"
+        )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mb) << 20)
     profile = builder.create_optimization_profile()
@@ -403,8 +432,11 @@ def build_engine(
     if opts.dla_core is not None:
         cores = int(getattr(builder, "num_DLA_cores", 0))
         if opts.dla_core >= cores:
-            raise EngineError(f"--dla {opts.dla_core} asked for, but this device has {cores} DLA core(s)"
-                              + (f" (0..{cores - 1})" if cores else " (Orin Nano has none)") + "; drop --dla or pick another core")
+            raise EngineError(
+                f"--dla {opts.dla_core} asked for, but this device has {cores} DLA core(s)"
+                + (f" (0..{cores - 1})" if cores else " (Orin Nano has none)")
+                + "; drop --dla or pick another core"
+            )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(opts.dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
@@ -414,11 +446,19 @@ def build_engine(
         previous = cache_path.read_bytes() if cache_path.is_file() else b""
         cache = config.create_timing_cache(previous)
         if cache is None or config.set_timing_cache(cache, ignore_mismatch=False) is False:
-            log.warning("TensorRT did not accept the timing cache %s (another device or version?); starting a new one",
-                        cache_path)
+            log.warning(
+                "TensorRT did not accept the timing cache %s (another device or version?); starting a new one",
+                cache_path,
+            )
             config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
-    log.info("building a %s engine of %s with TensorRT %s (%s typing, workspace %d MB) — this can take minutes",
-             fp.precision, bundle.path, machine.tensorrt_version, typing, opts.workspace_mb)
+    log.info(
+        "building a %s engine of %s with TensorRT %s (%s typing, workspace %d MB) — this can take minutes",
+        fp.precision,
+        bundle.path,
+        machine.tensorrt_version,
+        typing,
+        opts.workspace_mb,
+    )
     t_build = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     build_seconds = time.perf_counter() - t_build
@@ -436,12 +476,26 @@ def build_engine(
             log.warning("could not save the timing cache to %s: %s", cache_path, exc)
     atomic_write_bytes(plan_path, data)
     rec = EngineRecord(
-        file=fp.plan_name, sha256=sha256_bytes(data), bytes=len(data), fingerprint=fp, created=now_iso(),
-        info={"mind_edge": __version__, "graph": graph_note, "input": name,
-              "profile": {"min": [opts.min_batch, c, h, w], "opt": [opts.opt_batch, c, h, w], "max": [opts.max_batch, c, h, w]},
-              "timing_cache": str(cache_path) if cache_path else None, "build_seconds": round(build_seconds, 3),
-              "pinned_fp32_layers": len(pinned), "graph_sha256": sha256_bytes(model_bytes),
-              "outputs": list(CONTRACT.output_names)},
+        file=fp.plan_name,
+        sha256=sha256_bytes(data),
+        bytes=len(data),
+        fingerprint=fp,
+        created=now_iso(),
+        info={
+            "mind_edge": __version__,
+            "graph": graph_note,
+            "input": name,
+            "profile": {
+                "min": [opts.min_batch, c, h, w],
+                "opt": [opts.opt_batch, c, h, w],
+                "max": [opts.max_batch, c, h, w],
+            },
+            "timing_cache": str(cache_path) if cache_path else None,
+            "build_seconds": round(build_seconds, 3),
+            "pinned_fp32_layers": len(pinned),
+            "graph_sha256": sha256_bytes(model_bytes),
+            "outputs": list(CONTRACT.output_names),
+        },
     )
     add_record(bundle.path, rec)
     stale = prune_stale(bundle.path, machine, fp.model_sha256)
@@ -468,10 +522,23 @@ def engine_table_rows(bundle_dir: str | Path, machine: MachineInfo | None) -> li
         if not (bundle.path / rec.file).is_file():
             why.append("plan file missing")
         usable = None if machine is None and not why else not why
-        rows.append({"file": rec.file, "precision": fp.precision, "typing": fp.typing, "dla_core": fp.dla_core,
-                     "batch": f"{fp.min_batch}/{fp.opt_batch}/{fp.max_batch}", "workspace_mb": fp.workspace_mb,
-                     "tensorrt": fp.tensorrt_version, "gpu": fp.gpu_name, "compute": fp.compute_capability,
-                     "bytes": rec.bytes, "created": rec.created, "usable": usable, "why": why})
+        rows.append(
+            {
+                "file": rec.file,
+                "precision": fp.precision,
+                "typing": fp.typing,
+                "dla_core": fp.dla_core,
+                "batch": f"{fp.min_batch}/{fp.opt_batch}/{fp.max_batch}",
+                "workspace_mb": fp.workspace_mb,
+                "tensorrt": fp.tensorrt_version,
+                "gpu": fp.gpu_name,
+                "compute": fp.compute_capability,
+                "bytes": rec.bytes,
+                "created": rec.created,
+                "usable": usable,
+                "why": why,
+            }
+        )
     return rows
 
 

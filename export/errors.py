@@ -21,7 +21,8 @@ class ExportValidationError(ExportError):
         self.report = report
         n = len(self.failures)
         super().__init__(
-            f"export validation failed ({n} failing check{'s' if n != 1 else ''}): " + "; ".join(self.failures)
+            f"export validation failed ({n} failing check{'s' if n != 1 else ''}): "
+            + "; ".join(self.failures)
             + ". Nothing was written. If only the float deltas exceed the tolerance, a larger --atol may be justified; "
             "a label/task disagreement or checker failure is a bug — report it with the run directory"
         )

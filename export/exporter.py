@@ -58,14 +58,27 @@ class ExportResult:
 
     def summary(self) -> dict:
         return {
-            "bundle": str(self.bundle), "layout": self.layout, "opset": self.opset, "num_tasks": self.num_tasks,
-            "temperature": self.temperature, "model_bytes": self.model_bytes, "dense_bytes": self.dense_bytes,
-            "naive_bytes": self.naive_bytes, "ratio_to_dense": round(self.ratio_to_dense, 4),
-            "validation": {k: self.report.get(k) for k in ("passed", "atol", "rtol", "max_abs_diff", "max_rel_diff",
-                                                             "agreement")},
+            "bundle": str(self.bundle),
+            "layout": self.layout,
+            "opset": self.opset,
+            "num_tasks": self.num_tasks,
+            "temperature": self.temperature,
+            "model_bytes": self.model_bytes,
+            "dense_bytes": self.dense_bytes,
+            "naive_bytes": self.naive_bytes,
+            "ratio_to_dense": round(self.ratio_to_dense, 4),
+            "validation": {
+                k: self.report.get(k) for k in ("passed", "atol", "rtol", "max_abs_diff", "max_rel_diff", "agreement")
+            },
             "precision": self.precision,
-            **({"precision_validation": _precision_summary(self.report.get("precision")),
-                "fp32_model_bytes": self.fp32_model_bytes} if self.precision != "fp32" else {}),
+            **(
+                {
+                    "precision_validation": _precision_summary(self.report.get("precision")),
+                    "fp32_model_bytes": self.fp32_model_bytes,
+                }
+                if self.precision != "fp32"
+                else {}
+            ),
             "seconds": round(self.seconds, 3),
         }
 
@@ -73,8 +86,19 @@ class ExportResult:
 def _precision_summary(rep: dict | None) -> dict | None:
     if not rep:
         return None
-    keys = ("label_agreement", "routing_agreement", "tag_fp32", "tag", "taw_fp32", "taw", "tag_drop_points",
-            "max_abs_task_logits", "measured_on", "thresholds", "passed")
+    keys = (
+        "label_agreement",
+        "routing_agreement",
+        "tag_fp32",
+        "tag",
+        "taw_fp32",
+        "taw",
+        "tag_drop_points",
+        "max_abs_task_logits",
+        "measured_on",
+        "thresholds",
+        "passed",
+    )
     return {k: rep.get(k) for k in keys}
 
 
@@ -82,6 +106,7 @@ def _names_by_id(class_names: Sequence[str] | Mapping[int, str], arrays: NetArra
     from mind_edge.runtime.bundle import names_by_id
 
     return names_by_id(class_names, arrays.task_classes, ExportError)
+
 
 def export_model(
     model,
@@ -143,7 +168,9 @@ def export_model(
     h, w = (int(v) for v in arrays.net["input_size"])
     mean, std = [float(v) for v in mean], [float(v) for v in std]
     if len(mean) != c_in or len(std) != c_in or min(std) <= 0:
-        raise ConfigError(f"mean and std need {c_in} value(s) (one per input channel, std > 0); got mean={mean} std={std}")
+        raise ConfigError(
+            f"mean and std need {c_in} value(s) (one per input channel, std > 0); got mean={mean} std={std}"
+        )
     channel_order = channel_order or ("RGB" if c_in == 3 else "L")
     names = _names_by_id(class_names, arrays)
 
@@ -165,9 +192,18 @@ def export_model(
     notes["random"] = f"standard normal, seed {seed}"
 
     if validate:
-        report, _ = validate_export(model, model_bytes, arrays, layout=layout, temperature=float(temperature),
-                                       atol=float(atol), rtol=float(rtol), input_sets=sets, input_notes=notes,
-                                       policy=routing)
+        report, _ = validate_export(
+            model,
+            model_bytes,
+            arrays,
+            layout=layout,
+            temperature=float(temperature),
+            atol=float(atol),
+            rtol=float(rtol),
+            input_sets=sets,
+            input_notes=notes,
+            policy=routing,
+        )
     else:
         report = {"passed": None, "skipped": True, "reason": "exported with validate=False"}
         log.warning("export validation skipped: the bundle's agreement with the PyTorch model is unchecked")
@@ -178,9 +214,23 @@ def export_model(
     bundle_layout, extra_files, extra_meta = layout, {}, {}
     if precision != "fp32":  # -- precision plumbing (issue 14): model.onnx becomes the FP16/INT8 graph
         model_bytes, bundle_layout, extra_files, extra_meta = _precision_parts(
-            model, arrays, precision, model_bytes, temperature=float(temperature), opset=opset, sets=sets, notes=notes,
-            labels=validation_labels, calibration_images=calibration_images, calibration_note=calibration_note,
-            mean=mean, std=std, thresholds=thresholds, report=report, policy=routing)
+            model,
+            arrays,
+            precision,
+            model_bytes,
+            temperature=float(temperature),
+            opset=opset,
+            sets=sets,
+            notes=notes,
+            labels=validation_labels,
+            calibration_images=calibration_images,
+            calibration_note=calibration_note,
+            mean=mean,
+            std=std,
+            thresholds=thresholds,
+            report=report,
+            policy=routing,
+        )
 
     # probe: a few real inputs (when given) and a few random ones, with the graph's outputs
     half = probe_size // 2 if "test" in sets else 0
@@ -191,31 +241,90 @@ def export_model(
     if probe_x is not None and importlib.util.find_spec("onnxruntime") is None:  # ... or, without it, PyTorch
         probe_out = torch_outputs(model, probe_x, float(temperature), policy=routing)
     if extra_files:
-        files, bmeta = prepare_bundle(arrays, layout=bundle_layout, temperature=float(temperature), class_names=names,
-                                      mean=mean, std=std, opset=opset, channel_order=channel_order,
-                                      model_bytes=model_bytes, probe_inputs=probe_x, probe_outputs=probe_out,
-                                      report=report, source=source, extra=extra_meta, policy=routing)
+        files, bmeta = prepare_bundle(
+            arrays,
+            layout=bundle_layout,
+            temperature=float(temperature),
+            class_names=names,
+            mean=mean,
+            std=std,
+            opset=opset,
+            channel_order=channel_order,
+            model_bytes=model_bytes,
+            probe_inputs=probe_x,
+            probe_outputs=probe_out,
+            report=report,
+            source=source,
+            extra=extra_meta,
+            policy=routing,
+        )
         path = write_bundle(out_dir, {**files, **extra_files}, bmeta, overwrite=overwrite)
     else:
-        path = assemble_bundle(out_dir, arrays, layout=bundle_layout, temperature=float(temperature), class_names=names,
-                               mean=mean, std=std, opset=opset, channel_order=channel_order, model_bytes=model_bytes,
-                               probe_inputs=probe_x, probe_outputs=probe_out, report=report, source=source,
-                               overwrite=overwrite, policy=routing, **({"extra": extra_meta} if extra_meta else {}))
+        path = assemble_bundle(
+            out_dir,
+            arrays,
+            layout=bundle_layout,
+            temperature=float(temperature),
+            class_names=names,
+            mean=mean,
+            std=std,
+            opset=opset,
+            channel_order=channel_order,
+            model_bytes=model_bytes,
+            probe_inputs=probe_x,
+            probe_outputs=probe_out,
+            report=report,
+            source=source,
+            overwrite=overwrite,
+            policy=routing,
+            **({"extra": extra_meta} if extra_meta else {}),
+        )
     sizes = Bundle.load(path, verify=False).record.sizes
     seconds = time.perf_counter() - t0
-    log.info("exported %d tasks (%s layout) to %s in %.1f s: %d bytes", arrays.num_tasks, layout, path, seconds,
-             len(model_bytes))
-    return ExportResult(bundle=path, layout=bundle_layout, opset=int(opset), num_tasks=arrays.num_tasks,
-                        temperature=float(temperature), model_bytes=len(model_bytes),
-                        expected_bytes=sizes["expected_bytes"], dense_bytes=sizes["dense_fp32_bytes"],
-                        naive_bytes=sizes["naive_bytes"], report=report, seconds=seconds, precision=precision,
-                        fp32_model_bytes=fp32_bytes if layout == "shared" else None)
+    log.info(
+        "exported %d tasks (%s layout) to %s in %.1f s: %d bytes",
+        arrays.num_tasks,
+        layout,
+        path,
+        seconds,
+        len(model_bytes),
+    )
+    return ExportResult(
+        bundle=path,
+        layout=bundle_layout,
+        opset=int(opset),
+        num_tasks=arrays.num_tasks,
+        temperature=float(temperature),
+        model_bytes=len(model_bytes),
+        expected_bytes=sizes["expected_bytes"],
+        dense_bytes=sizes["dense_fp32_bytes"],
+        naive_bytes=sizes["naive_bytes"],
+        report=report,
+        seconds=seconds,
+        precision=precision,
+        fp32_model_bytes=fp32_bytes if layout == "shared" else None,
+    )
 
 
-def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes, *, temperature: float, opset: int,
-                     sets: Mapping[str, np.ndarray], notes: Mapping[str, str], labels: np.ndarray | None,
-                     calibration_images: np.ndarray | None, calibration_note: str, mean, std, thresholds,
-                     report: dict, policy: str = "auto") -> tuple[bytes, str, dict[str, bytes], dict]:
+def _precision_parts(
+    model,
+    arrays: NetArrays,
+    precision: str,
+    fp32_bytes: bytes,
+    *,
+    temperature: float,
+    opset: int,
+    sets: Mapping[str, np.ndarray],
+    notes: Mapping[str, str],
+    labels: np.ndarray | None,
+    calibration_images: np.ndarray | None,
+    calibration_note: str,
+    mean,
+    std,
+    thresholds,
+    report: dict,
+    policy: str = "auto",
+) -> tuple[bytes, str, dict[str, bytes], dict]:
     """The FP16/INT8 graph, validated against the FP32 model and checked against the thresholds
     (issue 14): ``(model bytes, bundle layout, extra files, extra bundle.json keys)``."""
     from mind_edge.export.quantize import PrecisionThresholds, check_thresholds, precision_report
@@ -228,24 +337,45 @@ def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes
     shared_fp32 = fp32_bytes
     if shared_fp32 is None or arrays is None:  # pragma: no cover
         raise ExportError("internal: no FP32 graph to derive the precision graph from")
-    proto = prec.precision_model(arrays, precision, temperature=temperature, opset=opset, calibration=calib,
-                                 policy=policy)
+    proto = prec.precision_model(
+        arrays, precision, temperature=temperature, opset=opset, calibration=calib, policy=policy
+    )
     model_bytes = proto.SerializeToString()
     build_s = time.perf_counter() - t0
-    rep = precision_report(model, model_bytes, precision, temperature=temperature, task_classes=arrays.task_classes,
-                           test_x=sets.get("test"), test_y=labels, random_x=sets.get("random"), notes=notes,
-                           policy=policy)
-    master = build_graph(arrays, layout="shared", temperature=temperature, opset=opset, policy=policy).SerializeToString()
+    rep = precision_report(
+        model,
+        model_bytes,
+        precision,
+        temperature=temperature,
+        task_classes=arrays.task_classes,
+        test_x=sets.get("test"),
+        test_y=labels,
+        random_x=sets.get("random"),
+        notes=notes,
+        policy=policy,
+    )
+    master = build_graph(
+        arrays, layout="shared", temperature=temperature, opset=opset, policy=policy
+    ).SerializeToString()
     fp32_shared_len = len(master)
-    rep["sizes"] = {"model_bytes": len(model_bytes), "fp32_shared_bytes": fp32_shared_len,
-                    "ratio_to_fp32_shared": len(model_bytes) / fp32_shared_len}
+    rep["sizes"] = {
+        "model_bytes": len(model_bytes),
+        "fp32_shared_bytes": fp32_shared_len,
+        "ratio_to_fp32_shared": len(model_bytes) / fp32_shared_len,
+    }
     rep["build_seconds"] = round(build_s, 3)
     report["precision"] = rep
     check_thresholds(rep, thresholds if thresholds is not None else PrecisionThresholds())
-    record: dict[str, Any] = {"precision": precision, "fp32": "pool, heads, task_logits and every route.* node",
-                              "model_bytes": len(model_bytes), "fp32_shared_bytes": fp32_shared_len,
-                              "validation": {k: rep.get(k) for k in ("label_agreement", "routing_agreement", "tag_fp32",
-                                                                     "tag", "max_abs_task_logits", "measured_on")}}
+    record: dict[str, Any] = {
+        "precision": precision,
+        "fp32": "pool, heads, task_logits and every route.* node",
+        "model_bytes": len(model_bytes),
+        "fp32_shared_bytes": fp32_shared_len,
+        "validation": {
+            k: rep.get(k)
+            for k in ("label_agreement", "routing_agreement", "tag_fp32", "tag", "max_abs_task_logits", "measured_on")
+        },
+    }
     files: dict[str, bytes] = {}
     if precision == "fp16":
         record["graph"] = "shared layout, float16 backbone (weights, BN), owner maps 4-bit packed; FP32 routing"
@@ -253,8 +383,12 @@ def _precision_parts(model, arrays: NetArrays, precision: str, fp32_bytes: bytes
     opts = prec.Int8Options()
     record["graph"] = "folded per-task chains, QDQ (per-channel int8 weights, uint8 activations); FP32 routing"
     record["int8"] = opts.to_json()
-    record["calibration"] = {"images": int(calibration_images.shape[0]), "source": calibration_note,
-                             "file": prec.CALIBRATION_FILE, "method": opts.method}
+    record["calibration"] = {
+        "images": int(calibration_images.shape[0]),
+        "source": calibration_note,
+        "file": prec.CALIBRATION_FILE,
+        "method": opts.method,
+    }
     record["master"] = prec.MASTER_FILE
     files[prec.MASTER_FILE] = master
     files[prec.CALIBRATION_FILE] = prec.npz_bytes({"images": np.ascontiguousarray(calibration_images, dtype=np.uint8)})
@@ -329,8 +463,10 @@ def export_bundle(
     T = check_temperature(temperature) if temperature is not None else run_cfg.temperature
     policy = get_policy(routing).name if routing not in (None, "auto") else run_cfg.routing
     if get_policy(policy).needs_stats and not all(h.routing.ready for h in model.heads):
-        raise ConfigError(f"run {run_dir} has no routing statistics for policy {policy!r} (it was trained before they "
-                          f"existed); run 'mind-edge calibrate {run_dir}' first, or export with --routing maxprob")
+        raise ConfigError(
+            f"run {run_dir} has no routing statistics for policy {policy!r} (it was trained before they "
+            f"existed); run 'mind-edge calibrate {run_dir}' first, or export with --routing maxprob"
+        )
     x, note = (None, "validation disabled")
     y = calib_images = None
     calib_note = ""
@@ -350,7 +486,7 @@ def export_bundle(
             log.warning("cannot load the run's test data (%s); validating on random inputs only", note)
     data = record.data
     if data is None:
-        raise ExportError(f"{run_dir}/run.json records no input normalisation (\"data\"); re-train the run")
+        raise ExportError(f'{run_dir}/run.json records no input normalisation ("data"); re-train the run')
     source = {
         "run_dir": str(run_dir),
         "run_fingerprint": sha256_file(run_dir / CHECKPOINT),
@@ -361,12 +497,29 @@ def export_bundle(
         "run_routing": policy,
     }
     result = export_model(
-        model, out_dir, class_names=list(record.scenario.class_names), mean=list(data.mean), std=list(data.std),
-        temperature=T, layout=layout, opset=opset, atol=atol, rtol=rtol, validation_inputs=x,
-        validation_note=note, random_inputs=random_inputs, channel_order=data.channel_order,
-        validate=validate, source=source, overwrite=overwrite,
+        model,
+        out_dir,
+        class_names=list(record.scenario.class_names),
+        mean=list(data.mean),
+        std=list(data.std),
+        temperature=T,
+        layout=layout,
+        opset=opset,
+        atol=atol,
+        rtol=rtol,
+        validation_inputs=x,
+        validation_note=note,
+        random_inputs=random_inputs,
+        channel_order=data.channel_order,
+        validate=validate,
+        source=source,
+        overwrite=overwrite,
         warnings=[f"run test data unavailable: {note}"] if validate and x is None else [],
-        validation_labels=y, precision=precision, calibration_images=calib_images, calibration_note=calib_note,
-        thresholds=thresholds, routing=policy,
+        validation_labels=y,
+        precision=precision,
+        calibration_images=calib_images,
+        calibration_note=calib_note,
+        thresholds=thresholds,
+        routing=policy,
     )
     return result

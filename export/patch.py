@@ -74,8 +74,10 @@ def create_patch(
     if not 0 <= t < n:
         raise ConfigError(f"run {run_dir} holds tasks 0..{n - 1}; --task {t} does not exist")
     if t == 0:
-        raise ConfigError("task 0 cannot be a patch: the base bundle would hold no task. Export the run with "
-                          "'mind-edge export' instead")
+        raise ConfigError(
+            "task 0 cannot be a patch: the base bundle would hold no task. Export the run with "
+            "'mind-edge export' instead"
+        )
     arrays = arrays_from_model(model)
     new = arrays.first_tasks(t + 1)
     expected_base = arrays.first_tasks(t)
@@ -88,12 +90,16 @@ def create_patch(
         expected_base = round_like_bundle(expected_base, bundle_precision(b))
         new = round_like_bundle(new, bundle_precision(b))  # the new task's weights as that precision stores them
         if base_arrays.num_tasks != t:
-            raise PatchError(f"base bundle {base} holds {base_arrays.num_tasks} tasks; the patch of task {t} needs "
-                             f"a base of tasks 0..{t - 1}")
+            raise PatchError(
+                f"base bundle {base} holds {base_arrays.num_tasks} tasks; the patch of task {t} needs "
+                f"a base of tasks 0..{t - 1}"
+            )
         if not base_arrays.same_as(expected_base):
-            raise PatchError(f"base bundle {base} was not exported from the first {t} tasks of run {run_dir} (its "
-                             "weights, owner maps, BN sets or heads differ); create the patch from the run the bundle "
-                             "came from")
+            raise PatchError(
+                f"base bundle {base} was not exported from the first {t} tasks of run {run_dir} (its "
+                "weights, owner maps, BN sets or heads differ); create the patch from the run the bundle "
+                "came from"
+            )
     else:
         base_arrays = expected_base
     names_all = record.scenario.class_names
@@ -101,13 +107,17 @@ def create_patch(
     try:
         names = [str(names_all[c]) for c in classes]
     except IndexError:
-        raise ConfigError(f"run.json of {run_dir} names {len(names_all)} classes; task {t} predicts "
-                          f"{classes}") from None
+        raise ConfigError(
+            f"run.json of {run_dir} names {len(names_all)} classes; task {t} predicts {classes}"
+        ) from None
     sources = {st.step: st.source for st in record.steps}
     learned_from = sources.get(t) or {"kind": record.scenario.dataset}
     kept = ("kind", "class_names", "train_images")
-    source = {"run_dir": run_dir.name, "run_fingerprint": sha256_file(run_dir / CHECKPOINT),
-              "learned_from": {k: learned_from.get(k) for k in kept if k in learned_from}}
+    source = {
+        "run_dir": run_dir.name,
+        "run_fingerprint": sha256_file(run_dir / CHECKPOINT),
+        "learned_from": {k: learned_from.get(k) for k in kept if k in learned_from},
+    }
     data = build_patch(base_arrays, new, t, names, sign_key=sign_key, source=source)
     atomic_write_bytes(out, data)
     p = parse_patch(data, out)
@@ -115,11 +125,23 @@ def create_patch(
     model_bytes = build_graph(new, layout="shared", temperature=temperature).ByteSize()
     base_bytes = build_graph(base_arrays, layout="shared", temperature=temperature).ByteSize()
     s = p.summary()
-    log.info("wrote patch %s: task %d, %d bytes (%.1f %% of model.onnx)", out, t, len(data),
-             100 * len(data) / model_bytes)
-    return PatchResult(path=out, task=t, classes=classes, class_names=names, sha256=p.sha256, patch_bytes=len(data),
-                       model_bytes=model_bytes, base_model_bytes=base_bytes, claimed_weights=s["claimed_weights"],
-                       dense_weights=new.dense_weight_count(), signed=p.signed, encodings=s["encodings"])
+    log.info(
+        "wrote patch %s: task %d, %d bytes (%.1f %% of model.onnx)", out, t, len(data), 100 * len(data) / model_bytes
+    )
+    return PatchResult(
+        path=out,
+        task=t,
+        classes=classes,
+        class_names=names,
+        sha256=p.sha256,
+        patch_bytes=len(data),
+        model_bytes=model_bytes,
+        base_model_bytes=base_bytes,
+        claimed_weights=s["claimed_weights"],
+        dense_weights=new.dense_weight_count(),
+        signed=p.signed,
+        encodings=s["encodings"],
+    )
 
 
 def without_stats(arrays):

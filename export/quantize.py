@@ -74,19 +74,25 @@ def calibration_images(record: RunRecord, num_tasks: int, count: int) -> tuple[n
         scenario = record.scenario
         train, _, _ = load_run_dataset(record)
     except (MindEdgeError, ImportError, KeyError, OSError) as exc:
-        raise ExportError(f"INT8 calibration needs the run's training data, which cannot be loaded ({type(exc).__name__}: "
-                          f"{exc}); make the dataset available where run.json says, or export --precision fp16/fp32") from None
+        raise ExportError(
+            f"INT8 calibration needs the run's training data, which cannot be loaded ({type(exc).__name__}: "
+            f"{exc}); make the dataset available where run.json says, or export --precision fp16/fp32"
+        ) from None
     learned = sorted({c for t in range(num_tasks) for c in scenario.tasks[t]})
     idx = np.flatnonzero(np.isin(train.labels, learned))
     if idx.size == 0:
         raise ExportError("the run's training split holds no image of its learned tasks; cannot calibrate INT8")
     if idx.size > count:
         idx = idx[np.linspace(0, idx.size - 1, count).round().astype(np.int64)]
-    return (np.ascontiguousarray(train.images[idx], dtype=np.uint8),
-            f"{scenario.dataset} training split, {idx.size} images of {num_tasks} learned tasks (evenly drawn)")
+    return (
+        np.ascontiguousarray(train.images[idx], dtype=np.uint8),
+        f"{scenario.dataset} training split, {idx.size} images of {num_tasks} learned tasks (evenly drawn)",
+    )
 
 
-def run_test_set(record: RunRecord, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+def run_test_set(
+    record: RunRecord, num_tasks: int, max_samples: int
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """Normalised test images of the run's learned tasks (evenly drawn), their global labels and a note."""
     from mind_edge import imageio
     from mind_edge.data import load_run_dataset
@@ -108,8 +114,11 @@ def run_test_set(record: RunRecord, num_tasks: int, max_samples: int) -> tuple[n
     if idx.size > max_samples:
         idx = idx[np.linspace(0, idx.size - 1, max_samples).round().astype(np.int64)]
     x = imageio.normalize(test.images[idx], data.mean, data.std)
-    return x, np.asarray(test.labels[idx], np.int64), (f"{scenario.dataset} test split, {idx.size} images of "
-                                                       f"{num_tasks} learned tasks")
+    return (
+        x,
+        np.asarray(test.labels[idx], np.int64),
+        (f"{scenario.dataset} test split, {idx.size} images of {num_tasks} learned tasks"),
+    )
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -128,9 +137,11 @@ def accuracies(out: Mapping[str, np.ndarray], labels: np.ndarray, task_classes: 
         cl = task_classes[t]
         taw_hits += int(cl[int(np.argmax(logits[i, t, : len(cl)]))] == y)
     n = max(labels.size, 1)
-    return {"tag": float(np.mean(np.asarray(out["label"]) == labels)) if labels.size else None,
-            "taw": taw_hits / n if labels.size else None,
-            "routing": float(np.mean(np.asarray(out["task"]) == true_task)) if labels.size else None}
+    return {
+        "tag": float(np.mean(np.asarray(out["label"]) == labels)) if labels.size else None,
+        "taw": taw_hits / n if labels.size else None,
+        "routing": float(np.mean(np.asarray(out["task"]) == true_task)) if labels.size else None,
+    }
 
 
 def routing_margins(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], floor: float = 0.01) -> dict:
@@ -144,9 +155,13 @@ def routing_margins(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]
     margin = top[:, -1] - top[:, -2]
     flip = np.asarray(ref["task"]) != np.asarray(got["task"])
     keep = margin >= floor
-    return {"floor": floor, "images_above_floor": int(keep.sum()),
-            "agreement_above_floor": float(1.0 - flip[keep].mean()) if keep.any() else None,
-            "max_flip_margin": float(margin[flip].max()) if flip.any() else None, "flips": int(flip.sum())}
+    return {
+        "floor": floor,
+        "images_above_floor": int(keep.sum()),
+        "agreement_above_floor": float(1.0 - flip[keep].mean()) if keep.any() else None,
+        "max_flip_margin": float(margin[flip].max()) if flip.any() else None,
+        "flips": int(flip.sum()),
+    }
 
 
 def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> dict:
@@ -157,17 +172,29 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
     real = a > PAD_LOGIT / 2
     d = np.abs(a - b)[real]
     n = max(int(np.asarray(ref["label"]).size), 1)
-    return {"label": float(np.sum(np.asarray(ref["label"]) == np.asarray(got["label"])) / n),
-            "task": float(np.sum(np.asarray(ref["task"]) == np.asarray(got["task"])) / n),
-            "max_abs_task_logits": float(d.max()) if d.size else 0.0,
-            "mean_abs_task_logits": float(d.mean()) if d.size else 0.0,
-            "count": int(np.asarray(ref["label"]).size)}
+    return {
+        "label": float(np.sum(np.asarray(ref["label"]) == np.asarray(got["label"])) / n),
+        "task": float(np.sum(np.asarray(ref["task"]) == np.asarray(got["task"])) / n),
+        "max_abs_task_logits": float(d.max()) if d.size else 0.0,
+        "mean_abs_task_logits": float(d.mean()) if d.size else 0.0,
+        "count": int(np.asarray(ref["label"]).size),
+    }
 
 
-def precision_report(model, model_bytes: bytes, precision: str, *, temperature: float,
-                     task_classes: Sequence[Sequence[int]], test_x: np.ndarray | None, test_y: np.ndarray | None,
-                     random_x: np.ndarray | None, notes: Mapping[str, str] | None = None,
-                     torch_ref: Mapping[str, Mapping[str, np.ndarray]] | None = None, policy: str = "auto") -> dict:
+def precision_report(
+    model,
+    model_bytes: bytes,
+    precision: str,
+    *,
+    temperature: float,
+    task_classes: Sequence[Sequence[int]],
+    test_x: np.ndarray | None,
+    test_y: np.ndarray | None,
+    random_x: np.ndarray | None,
+    notes: Mapping[str, str] | None = None,
+    torch_ref: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    policy: str = "auto",
+) -> dict:
     """The ``precision`` graph (``model_bytes``, on ONNX Runtime) against the FP32 PyTorch ``model``."""
     from mind_edge.export.validate import ort_outputs, ort_session, torch_outputs
 
@@ -179,8 +206,12 @@ def precision_report(model, model_bytes: bytes, precision: str, *, temperature: 
             continue
         ref = (torch_ref or {}).get(name) or torch_outputs(model, x, float(temperature), policy=policy)
         got = ort_outputs(sess, x)
-        entry = {"count": int(x.shape[0]), **({"source": notes[name]} if notes and name in notes else {}),
-                 "agreement": agreement(ref, got), "routing_margins": routing_margins(ref, got)}
+        entry = {
+            "count": int(x.shape[0]),
+            **({"source": notes[name]} if notes and name in notes else {}),
+            "agreement": agreement(ref, got),
+            "routing_margins": routing_margins(ref, got),
+        }
         if name == "test" and test_y is not None:
             entry["fp32"] = accuracies(ref, test_y, task_classes)
             entry[precision] = accuracies(got, test_y, task_classes)
@@ -203,24 +234,36 @@ def precision_report(model, model_bytes: bytes, precision: str, *, temperature: 
 
 def check_thresholds(rep: dict, thresholds: PrecisionThresholds) -> None:
     """Record the thresholds in ``rep``; raise :class:`PrecisionRefused` (one line) when one fails."""
-    rep["thresholds"] = {"min_routing_agreement": thresholds.min_routing_agreement,
-                         "max_tag_drop_points": thresholds.max_tag_drop}
+    rep["thresholds"] = {
+        "min_routing_agreement": thresholds.min_routing_agreement,
+        "max_tag_drop_points": thresholds.max_tag_drop,
+    }
     bad = []
     ra = rep.get("routing_agreement")
     if ra is not None and ra < thresholds.min_routing_agreement:
-        bad.append(f"routing agreement {100 * ra:.2f}% < {100 * thresholds.min_routing_agreement:.2f}% "
-                   f"(--min-routing-agreement)")
+        bad.append(
+            f"routing agreement {100 * ra:.2f}% < {100 * thresholds.min_routing_agreement:.2f}% "
+            f"(--min-routing-agreement)"
+        )
     drop = rep.get("tag_drop_points")
     if drop is not None and drop > thresholds.max_tag_drop:
-        bad.append(f"TAG {rep['tag']:.4f} vs FP32 {rep['tag_fp32']:.4f} (-{drop:.2f} points > --max-tag-drop "
-                   f"{thresholds.max_tag_drop:g})")
+        bad.append(
+            f"TAG {rep['tag']:.4f} vs FP32 {rep['tag_fp32']:.4f} (-{drop:.2f} points > --max-tag-drop "
+            f"{thresholds.max_tag_drop:g})"
+        )
     rep["passed"] = not bad
     if bad:
         where = rep.get("measured_on", "test")
         n = rep.get("inputs", {}).get(where, {}).get("count", 0)
         rm = rep.get("routing_margins") or {}
-        flips = (f", the flipped images' FP32 top-2 task-confidence margins are <= {rm['max_flip_margin']:.2g}"
-                 if rm.get("max_flip_margin") is not None else "")
-        raise PrecisionRefused(f"{rep['precision']} bundle refused: {'; '.join(bad)} on {n} {where} images "
-                               f"(label agreement {100 * (rep.get('label_agreement') or 0):.2f}%, max |Δ task_logits| "
-                               f"{rep.get('max_abs_task_logits') or 0:.3g}{flips}); nothing was written", rep)
+        flips = (
+            f", the flipped images' FP32 top-2 task-confidence margins are <= {rm['max_flip_margin']:.2g}"
+            if rm.get("max_flip_margin") is not None
+            else ""
+        )
+        raise PrecisionRefused(
+            f"{rep['precision']} bundle refused: {'; '.join(bad)} on {n} {where} images "
+            f"(label agreement {100 * (rep.get('label_agreement') or 0):.2f}%, max |Δ task_logits| "
+            f"{rep.get('max_abs_task_logits') or 0:.3g}{flips}); nothing was written",
+            rep,
+        )

@@ -19,8 +19,9 @@ from mind_edge.export.arrays import model_from_arrays
 from mind_edge.runtime.graph import random_arrays
 
 
-def random_model(config, task_classes: Sequence[Sequence[int]], *, seed: int = 0, calibration_batch: int = 32,
-                 head_gain: float = 1.0):
+def random_model(
+    config, task_classes: Sequence[Sequence[int]], *, seed: int = 0, calibration_batch: int = 32, head_gain: float = 1.0
+):
     """A ``MindNet`` of ``config`` (a ``NetConfig``) with one task per entry of ``task_classes``."""
     n = len(task_classes)
     model = model_from_arrays(random_arrays(config.to_json(), task_classes, seed=seed))

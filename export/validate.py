@@ -38,8 +38,9 @@ SIZE_SLACK_RATIO = 0.02  # graph structure on top of the initializers: a few KB 
 SIZE_SLACK_BYTES = 256 * 1024  # ... whatever the width
 
 
-def torch_outputs(model, x: np.ndarray, temperature: float, batch_size: int = 128,
-                  policy: str | None = "auto") -> dict[str, np.ndarray]:
+def torch_outputs(
+    model, x: np.ndarray, temperature: float, batch_size: int = 128, policy: str | None = "auto"
+) -> dict[str, np.ndarray]:
     """What the graph must compute, from the PyTorch model (eval mode, its own device), routing
     with ``policy`` (``auto``: :func:`mind_edge.routing.resolve_model_policy`).
 
@@ -81,8 +82,13 @@ def ort_outputs(session, x: np.ndarray, batch_size: int = 128) -> dict[str, np.n
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def compare(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], atol: float = CONTRACT.atol,
-            rtol: float = CONTRACT.rtol, scores: bool = False) -> dict:
+def compare(
+    ref: Mapping[str, np.ndarray],
+    got: Mapping[str, np.ndarray],
+    atol: float = CONTRACT.atol,
+    rtol: float = CONTRACT.rtol,
+    scores: bool = False,
+) -> dict:
     """Per output: max |Δ|, max relative Δ and out-of-tolerance count (float outputs), or
     agreement and mismatch count (int outputs).
 
@@ -104,19 +110,24 @@ def compare(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], atol: 
             bad &= ~(d <= CONTRACT.score_rtol * np.maximum(np.abs(a).max(axis=1, keepdims=True), 10.0))
         elif scores and k == "confidence":
             bad &= ~(d <= CONTRACT.score_rtol)
-        out[k] = {"max_abs_diff": float(d.max()) if d.size else 0.0,
-                  "max_rel_diff": float(rel.max()) if d.size else 0.0,
-                  "out_of_tolerance": int(bad.sum()),
-                  "max_abs_ref": float(np.abs(a).max()) if d.size else 0.0,
-                  "nonfinite": int((~np.isfinite(b)).sum())}
+        out[k] = {
+            "max_abs_diff": float(d.max()) if d.size else 0.0,
+            "max_rel_diff": float(rel.max()) if d.size else 0.0,
+            "out_of_tolerance": int(bad.sum()),
+            "max_abs_ref": float(np.abs(a).max()) if d.size else 0.0,
+            "nonfinite": int((~np.isfinite(b)).sum()),
+        }
     for k in INT_OUTPUTS:
         a, b = np.asarray(ref[k]), np.asarray(got[k])
         if a.shape != b.shape:
             out[k] = {"shape_mismatch": [list(a.shape), list(b.shape)]}
             continue
         bad = np.flatnonzero(a != b)
-        out[k] = {"agreement": float(1.0 - bad.size / max(a.size, 1)), "mismatches": int(bad.size),
-                  "first_mismatches": [int(i) for i in bad[:5]]}
+        out[k] = {
+            "agreement": float(1.0 - bad.size / max(a.size, 1)),
+            "mismatches": int(bad.size),
+            "first_mismatches": [int(i) for i in bad[:5]],
+        }
     return out
 
 
@@ -140,9 +151,15 @@ def validate_export(
     onnx = require("onnx", "export", "validating an ONNX export")
     t0 = time.perf_counter()
     failures: list[str] = []
-    report: dict = {"passed": False, "atol": atol, "rtol": rtol, "layout": layout, "temperature": temperature,
-                    "routing": resolve_policy(policy, arrays),
-                    "contract": {"input": CONTRACT.input_name, "outputs": list(CONTRACT.output_names), "opset": None}}
+    report: dict = {
+        "passed": False,
+        "atol": atol,
+        "rtol": rtol,
+        "layout": layout,
+        "temperature": temperature,
+        "routing": resolve_policy(policy, arrays),
+        "contract": {"input": CONTRACT.input_name, "outputs": list(CONTRACT.output_names), "opset": None},
+    }
     # 1. checker
     try:
         proto = onnx.load_from_string(model_bytes)
@@ -169,8 +186,11 @@ def validate_export(
     if session is not None:
         report["providers"] = session.get_providers()
         for set_name, x in input_sets.items():
-            report["inputs"][set_name] = {"count": int(x.shape[0]), "shape": list(x.shape[1:]),
-                                          **({"source": input_notes[set_name]} if input_notes and set_name in input_notes else {})}
+            report["inputs"][set_name] = {
+                "count": int(x.shape[0]),
+                "shape": list(x.shape[1:]),
+                **({"source": input_notes[set_name]} if input_notes and set_name in input_notes else {}),
+            }
             if x.shape[0] == 0:
                 continue
             got = ort_outputs(session, x)
@@ -181,35 +201,51 @@ def validate_export(
         for k in FLOAT_OUTPUTS:
             for set_name, v in per_output[k].items():
                 if "shape_mismatch" in v:
-                    failures.append(f"{k}: shape {v['shape_mismatch'][1]} instead of {v['shape_mismatch'][0]} on {set_name} inputs")
+                    failures.append(
+                        f"{k}: shape {v['shape_mismatch'][1]} instead of {v['shape_mismatch'][0]} on {set_name} inputs"
+                    )
                 elif v["nonfinite"]:
                     failures.append(f"{k}: {v['nonfinite']} non-finite values on {set_name} inputs")
                 elif v["out_of_tolerance"]:
-                    failures.append(f"{k}: {v['out_of_tolerance']} values outside atol {atol:g} / rtol {rtol:g} on {set_name} "
-                                    f"inputs (max |Δ| {v['max_abs_diff']:.3g}, max relative Δ {v['max_rel_diff']:.3g}, "
-                                    f"max |reference| {v['max_abs_ref']:.3g})")
+                    failures.append(
+                        f"{k}: {v['out_of_tolerance']} values outside atol {atol:g} / rtol {rtol:g} on {set_name} "
+                        f"inputs (max |Δ| {v['max_abs_diff']:.3g}, max relative Δ {v['max_rel_diff']:.3g}, "
+                        f"max |reference| {v['max_abs_ref']:.3g})"
+                    )
         for k in INT_OUTPUTS:
             for set_name, v in per_output[k].items():
                 if "shape_mismatch" in v:
-                    failures.append(f"{k}: shape {v['shape_mismatch'][1]} instead of {v['shape_mismatch'][0]} on {set_name} inputs")
+                    failures.append(
+                        f"{k}: shape {v['shape_mismatch'][1]} instead of {v['shape_mismatch'][0]} on {set_name} inputs"
+                    )
                 elif v["mismatches"]:
                     n = report["inputs"][set_name]["count"]
-                    failures.append(f"{k}: {v['mismatches']} of {n} {set_name} inputs disagree "
-                                    f"({100 * v['agreement']:.2f}% agreement, e.g. index {v['first_mismatches'][0]})")
+                    failures.append(
+                        f"{k}: {v['mismatches']} of {n} {set_name} inputs disagree "
+                        f"({100 * v['agreement']:.2f}% agreement, e.g. index {v['first_mismatches'][0]})"
+                    )
     report["outputs"] = per_output
-    report["max_abs_diff"] = {k: max((v.get("max_abs_diff", float("inf")) for v in per_output[k].values()), default=None)
-                              for k in FLOAT_OUTPUTS}
-    report["max_rel_diff"] = {k: max((v.get("max_rel_diff", float("inf")) for v in per_output[k].values()), default=None)
-                              for k in FLOAT_OUTPUTS}
-    report["agreement"] = {k: min((v.get("agreement", 0.0) for v in per_output[k].values()), default=None) for k in INT_OUTPUTS}
+    report["max_abs_diff"] = {
+        k: max((v.get("max_abs_diff", float("inf")) for v in per_output[k].values()), default=None)
+        for k in FLOAT_OUTPUTS
+    }
+    report["max_rel_diff"] = {
+        k: max((v.get("max_rel_diff", float("inf")) for v in per_output[k].values()), default=None)
+        for k in FLOAT_OUTPUTS
+    }
+    report["agreement"] = {
+        k: min((v.get("agreement", 0.0) for v in per_output[k].values()), default=None) for k in INT_OUTPUTS
+    }
     # 3. size
     want = expected_bytes(arrays, layout, policy)
     hi = int(want * (1 + SIZE_SLACK_RATIO) + SIZE_SLACK_BYTES)
     size_ok = want <= len(model_bytes) <= hi
     report["size"] = {"bytes": len(model_bytes), "expected_min": want, "expected_max": hi, "ok": size_ok}
     if not size_ok:
-        failures.append(f"file size: {len(model_bytes)} bytes, expected {want}..{hi} for the {layout} layout of "
-                        f"{arrays.num_tasks} tasks")
+        failures.append(
+            f"file size: {len(model_bytes)} bytes, expected {want}..{hi} for the {layout} layout of "
+            f"{arrays.num_tasks} tasks"
+        )
     report["versions"] = _versions()
     report["failures"] = failures
     report["passed"] = not failures

@@ -17,8 +17,9 @@ from mind_edge.nets import MindNet, NetConfig, build_model
 from mind_edge.train import TaskReport, TrainConfig, _make_loader, _run_stage, NullReporter
 
 
-def learn_task_finetune(model: MindNet, classes, images, local_labels, spec, config: TrainConfig, *,
-                        seed: int, device="cpu") -> TaskReport:
+def learn_task_finetune(
+    model: MindNet, classes, images, local_labels, spec, config: TrainConfig, *, seed: int, device="cpu"
+) -> TaskReport:
     device = torch.device(device)
     task = model.num_tasks
     torch.manual_seed(int(seed) * 1_000_003 + task)
@@ -30,16 +31,28 @@ def learn_task_finetune(model: MindNet, classes, images, local_labels, spec, con
                 layer.owner.fill_(0)
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + task * 101 + 2)
     loader = _make_loader(images, local_labels, spec, config.batch_size, gen, device)
-    st = _run_stage(model, task, loader, epochs=config.epochs + config.distill_epochs, lr=config.lr,
-                    milestones=config.milestones, config=config, include_free=False,
-                    trainable=lambda o: torch.ones_like(o, dtype=torch.bool), teacher=None, teacher_task=task,
-                    reporter=NullReporter(), label=f"finetune task {task}")
+    st = _run_stage(
+        model,
+        task,
+        loader,
+        epochs=config.epochs + config.distill_epochs,
+        lr=config.lr,
+        milestones=config.milestones,
+        config=config,
+        include_free=False,
+        trainable=lambda o: torch.ones_like(o, dtype=torch.bool),
+        teacher=None,
+        teacher_task=task,
+        reporter=NullReporter(),
+        label=f"finetune task {task}",
+    )
     model.eval()
     return TaskReport(task=task, classes=list(classes), train_seconds=st.seconds, train_loss=st.last_loss)
 
 
-def train_joint(net: NetConfig, order: list[int], images, global_labels, spec, config: TrainConfig, *,
-                seed: int, device="cpu") -> MindNet:
+def train_joint(
+    net: NetConfig, order: list[int], images, global_labels, spec, config: TrainConfig, *, seed: int, device="cpu"
+) -> MindNet:
     """One head over ``order`` (global class ids) trained on all data at once."""
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -53,10 +66,21 @@ def train_joint(net: NetConfig, order: list[int], images, global_labels, spec, c
     local = np.array([pos[int(c)] for c in global_labels], dtype=np.int64)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 7)
     loader = _make_loader(images, local, spec, config.batch_size, gen, device)
-    _run_stage(model, 0, loader, epochs=config.epochs + config.distill_epochs, lr=config.lr,
-               milestones=config.milestones, config=config, include_free=False,
-               trainable=lambda o: torch.ones_like(o, dtype=torch.bool), teacher=None, teacher_task=0,
-               reporter=NullReporter(), label="joint")
+    _run_stage(
+        model,
+        0,
+        loader,
+        epochs=config.epochs + config.distill_epochs,
+        lr=config.lr,
+        milestones=config.milestones,
+        config=config,
+        include_free=False,
+        trainable=lambda o: torch.ones_like(o, dtype=torch.bool),
+        teacher=None,
+        teacher_task=0,
+        reporter=NullReporter(),
+        label="joint",
+    )
     model.eval()
     return model
 

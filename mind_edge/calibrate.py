@@ -48,20 +48,30 @@ def task_train_sets(record: RunRecord, tasks: list[int], *, root: str | None = N
     for t in tasks:
         src = sources.get(t) or {}
         if src.get("kind") == "imagefolder":
-            fd = load_folder(str(src.get("root")), size, channels, holdout=float(src.get("holdout", 0.2)),
-                             seed=record.seed)
+            fd = load_folder(
+                str(src.get("root")), size, channels, holdout=float(src.get("holdout", 0.2)), seed=record.seed
+            )
             out[t] = (fd.train_images, fd.train_labels)
         elif t < scenario.num_tasks():
             x, local, _ = task_arrays(train_set, scenario, t)
             out[t] = (x, local)
         else:
-            raise DataError(f"task {t} of the run was learned from a source run.json does not record; "
-                            "cannot find its training images")
+            raise DataError(
+                f"task {t} of the run was learned from a source run.json does not record; "
+                "cannot find its training images"
+            )
     return out, spec
 
 
-def calibrate_run(run_dir: str | Path, *, root: str | None = None, device: str = "cpu", force: bool = False,
-                  batch_size: int = 256, routing: str | None = None) -> CalibrateResult:
+def calibrate_run(
+    run_dir: str | Path,
+    *,
+    root: str | None = None,
+    device: str = "cpu",
+    force: bool = False,
+    batch_size: int = 256,
+    routing: str | None = None,
+) -> CalibrateResult:
     """Gather the routing statistics of every task of ``run_dir`` that lacks them (all with ``force``).
 
     ``routing``: the policy the run routes with afterwards (run.json's ``train.routing``, what
@@ -96,9 +106,11 @@ def calibrate_run(run_dir: str | Path, *, root: str | None = None, device: str =
     changed = bool(todo) or policy != before
     if changed:
         meta = record.to_json()  # the rewritten run.json (keys of newer writers kept)
-        meta["routing_stats"] = {"version": STATS_VERSION, "bytes_per_task": nbytes,
-                                 "calibrated_tasks": sorted(set(record.routing_stats.get("calibrated_tasks", []))
-                                                            | set(todo))}
+        meta["routing_stats"] = {
+            "version": STATS_VERSION,
+            "bytes_per_task": nbytes,
+            "calibrated_tasks": sorted(set(record.routing_stats.get("calibrated_tasks", [])) | set(todo)),
+        }
         if policy != before:
             meta["train"]["routing"] = policy
             meta["routing_stats"]["previous_policy"] = before

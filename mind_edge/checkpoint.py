@@ -47,7 +47,9 @@ def read_run_json(run_dir: str | Path) -> RunRecord:
     run_dir = Path(run_dir)
     path = run_dir / RUN_JSON
     if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist; pass the --out folder of a 'mind-edge train' run")
+        raise CheckpointError(
+            f"run directory {run_dir} does not exist; pass the --out folder of a 'mind-edge train' run"
+        )
     if not path.exists():
         from mind_edge.textsafe import clean
 
@@ -62,10 +64,14 @@ def read_run_json(run_dir: str | Path) -> RunRecord:
         msg = str(exc) if isinstance(exc, json.JSONDecodeError) else "too deeply nested"
         raise CheckpointError(f"{path} is not valid JSON ({msg}); the run directory is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_TAG:
-        raise CheckpointError(f"{path} is not a mind-edge run file (no \"format\": \"{FORMAT_TAG}\")")
+        raise CheckpointError(f'{path} is not a mind-edge run file (no "format": "{FORMAT_TAG}")')
     version = meta.get("schema_version")
     if version != RUN_SCHEMA:
-        shown = version if isinstance(version, int) and not isinstance(version, bool) else f"of type {type(version).__name__}"
+        shown = (
+            version
+            if isinstance(version, int) and not isinstance(version, bool)
+            else f"of type {type(version).__name__}"
+        )
         raise CheckpointError(
             f"{path} has schema version {shown}; this mind-edge reads version {RUN_SCHEMA}. "
             "Upgrade mind-edge or re-train the run"
@@ -160,7 +166,9 @@ def save_checkpoint(run_dir: str | Path, model) -> str:
 
     path = Path(run_dir) / CHECKPOINT
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT_TAG, "schema": str(RUN_SCHEMA)}))
+    atomic_write(
+        path, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT_TAG, "schema": str(RUN_SCHEMA)})
+    )
     return sha256_file(path)
 
 
@@ -208,8 +216,12 @@ def _fit_routing_buffers(state: dict, own: Mapping[str, Any], run_dir: Path) -> 
                 out.pop(k)
             out.update(mine)
     if stale:
-        log.warning("%s: %s hold routing statistics of an older layout; they are ignored "
-                    "(run 'mind-edge calibrate' on the run)", run_dir, ", ".join(stale))
+        log.warning(
+            "%s: %s hold routing statistics of an older layout; they are ignored "
+            "(run 'mind-edge calibrate' on the run)",
+            run_dir,
+            ", ".join(stale),
+        )
     return out
 
 
@@ -249,7 +261,11 @@ def load_run(run_dir: str | Path, verify: bool = True):
 
 
 def write_run_json(run_dir: str | Path, meta: Mapping[str, Any]) -> None:
-    meta = {"format": FORMAT_TAG, "schema_version": RUN_SCHEMA, **{k: v for k, v in meta.items() if k not in ("format", "schema_version")}}
+    meta = {
+        "format": FORMAT_TAG,
+        "schema_version": RUN_SCHEMA,
+        **{k: v for k, v in meta.items() if k not in ("format", "schema_version")},
+    }
     atomic_write_json(Path(run_dir) / RUN_JSON, meta)
 
 
@@ -282,8 +298,15 @@ def plot_matrix(R: np.ndarray, path: Path, title: str) -> Path | None:
     im = ax.imshow(np.ma.masked_invalid(R), vmin=0, vmax=1, cmap="viridis")
     for k in range(n):
         for j in range(k + 1):
-            ax.text(j, k, f"{R[k, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if R[k, j] < 0.6 else "black")
+            ax.text(
+                j,
+                k,
+                f"{R[k, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if R[k, j] < 0.6 else "black",
+            )
     ax.set_xlabel("evaluated task j")
     ax.set_ylabel("after learning task k")
     ax.set_xticks(range(n))

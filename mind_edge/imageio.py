@@ -66,8 +66,7 @@ def check_size(size: Sequence[int], what: str = "image size") -> tuple[int, int]
         ok = False
     if not ok:
         raise ConfigError(
-            f"{what} must be a pair of positive integers (height, width); got {size!r}. "
-            "Pass e.g. (32, 32)."
+            f"{what} must be a pair of positive integers (height, width); got {size!r}. Pass e.g. (32, 32)."
         )
     return int(h), int(w)
 
@@ -75,9 +74,7 @@ def check_size(size: Sequence[int], what: str = "image size") -> tuple[int, int]
 def check_channels(channels: int) -> int:
     """Validate a channel count (1 = grayscale, 3 = RGB)."""
     if isinstance(channels, bool) or channels not in _MODES:
-        raise ConfigError(
-            f"channels must be 1 (grayscale) or 3 (RGB); got {channels!r}."
-        )
+        raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels!r}.")
     return int(channels)
 
 
@@ -133,8 +130,10 @@ def load_image(path: str | os.PathLike, size: Sequence[int], channels: int) -> n
             img = Image.open(p)
         with img:
             if img.size[0] * img.size[1] > MAX_PIXELS:
-                raise DataError(f"image file {str(p)!r} declares {img.size[0]}x{img.size[1]} pixels, more than the "
-                                f"{MAX_PIXELS:,} mind-edge decodes; resize it first.")
+                raise DataError(
+                    f"image file {str(p)!r} declares {img.size[0]}x{img.size[1]} pixels, more than the "
+                    f"{MAX_PIXELS:,} mind-edge decodes; resize it first."
+                )
             img.load()  # force the full decode here, so truncated files fail inside the try
             return _convert_pil(img, size, channels)
     except FileNotFoundError as exc:

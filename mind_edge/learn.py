@@ -92,24 +92,51 @@ class MemoryPlan:
 
     def to_json(self) -> dict:
         return {
-            "budget_mb": self.budget_mb, "batch_size": self.batch_size, "start_rss_mb": round(self.start_rss_mb, 1),
-            "start_peak_mb": round(self.start_peak_mb, 1), "predicted_peak_mb": round(self.predicted_peak_mb, 1),
-            "trials": [{"batch_size": t.batch_size, "baseline_mb": round(t.baseline_mb, 1), "peak_mb": round(t.peak_mb, 1),
-                        "cuda_mb": round(t.cuda_mb, 1), "increment_mb": round(t.increment_mb, 1),
-                        "seconds": round(t.seconds, 2)} for t in self.trials],
+            "budget_mb": self.budget_mb,
+            "batch_size": self.batch_size,
+            "start_rss_mb": round(self.start_rss_mb, 1),
+            "start_peak_mb": round(self.start_peak_mb, 1),
+            "predicted_peak_mb": round(self.predicted_peak_mb, 1),
+            "trials": [
+                {
+                    "batch_size": t.batch_size,
+                    "baseline_mb": round(t.baseline_mb, 1),
+                    "peak_mb": round(t.peak_mb, 1),
+                    "cuda_mb": round(t.cuda_mb, 1),
+                    "increment_mb": round(t.increment_mb, 1),
+                    "seconds": round(t.seconds, 2),
+                }
+                for t in self.trials
+            ],
             "method": f"spawn-worker trial: {TRIAL_STEPS} steps of teacher training and of distillation + evaluation; "
-                      f"predicted peak = max(peak so far, RSS before training + {MARGIN:g} x trial increment)",
+            f"predicted peak = max(peak so far, RSS before training + {MARGIN:g} x trial increment)",
         }
 
 
-def run_trial(run_dir: Path, batch_size: int, num_classes: int, spec_json: dict, train_json: dict, seed: int,
-              device: str, steps: int = TRIAL_STEPS) -> Trial:
+def run_trial(
+    run_dir: Path,
+    batch_size: int,
+    num_classes: int,
+    spec_json: dict,
+    train_json: dict,
+    seed: int,
+    device: str,
+    steps: int = TRIAL_STEPS,
+) -> Trial:
     """Measure learning steps at ``batch_size`` in a fresh ``spawn`` worker (:func:`trial_worker`)."""
     import torch
 
-    request = {"run_dir": str(run_dir), "batch_size": int(batch_size), "num_classes": int(num_classes),
-               "spec": spec_json, "train": train_json, "seed": int(seed), "device": device,
-               "threads": torch.get_num_threads(), "steps": int(steps)}  # the same intra-op threads as here
+    request = {
+        "run_dir": str(run_dir),
+        "batch_size": int(batch_size),
+        "num_classes": int(num_classes),
+        "spec": spec_json,
+        "train": train_json,
+        "seed": int(seed),
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "steps": int(steps),
+    }  # the same intra-op threads as here
     t0 = time.perf_counter()
     try:
         # fast_exit: the worker's lifetime peak is then the measured one (no interpreter teardown)
@@ -119,8 +146,13 @@ def run_trial(run_dir: Path, batch_size: int, num_classes: int, spec_json: dict,
             f"the memory trial at batch size {batch_size} failed ({'killed, out of memory?' if exc.killed else exc}); "
             "raise the budget or use a narrower model"
         ) from exc
-    return Trial(batch_size=int(batch_size), baseline_mb=float(out["baseline_mb"]), peak_mb=float(out["peak_mb"]),
-                 cuda_mb=float(out.get("cuda_mb", 0.0)), seconds=time.perf_counter() - t0)
+    return Trial(
+        batch_size=int(batch_size),
+        baseline_mb=float(out["baseline_mb"]),
+        peak_mb=float(out["peak_mb"]),
+        cuda_mb=float(out.get("cuda_mb", 0.0)),
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def trial_worker(req: dict) -> dict:  # pragma: no cover - runs in a spawn worker (tested through run_trial)
@@ -170,8 +202,9 @@ def plan_memory(budget_mb: float, max_batch: int, trial) -> MemoryPlan:
             f"--memory-budget {budget_mb:g} MB is below what learn already uses before training ({start_peak:.0f} MB "
             f"peak RSS with the model and data loaded); raise the budget or use fewer images"
         )
-    plan = MemoryPlan(budget_mb=budget_mb, batch_size=0, start_rss_mb=start_rss, start_peak_mb=start_peak,
-                      predicted_peak_mb=math.nan)
+    plan = MemoryPlan(
+        budget_mb=budget_mb, batch_size=0, start_rss_mb=start_rss, start_peak_mb=start_peak, predicted_peak_mb=math.nan
+    )
     big = trial(max_batch)
     plan.trials.append(big)
     if predict(big) <= budget_mb:
@@ -220,7 +253,9 @@ class FolderData:
     test_split: str
 
 
-def load_folder(data: str | Path, size: tuple[int, int], channels: int, *, holdout: float = 0.2, seed: int = 0) -> FolderData:
+def load_folder(
+    data: str | Path, size: tuple[int, int], channels: int, *, holdout: float = 0.2, seed: int = 0
+) -> FolderData:
     """The new classes: ``data/train/<class>/`` + ``data/test/<class>/`` (or ``val/``); without a
     test split, ``data/train/<class>/`` or ``data/<class>/`` with ``holdout`` of each class held out."""
     from mind_edge import imageio
@@ -228,8 +263,10 @@ def load_folder(data: str | Path, size: tuple[int, int], channels: int, *, holdo
 
     root = Path(data).expanduser()
     if not root.is_dir():
-        raise DataError(f"--data {root} does not exist or is not a folder; expected an ImageFolder tree "
-                        "(train/<class>/*.png and test/<class>/*.png)")
+        raise DataError(
+            f"--data {root} does not exist or is not a folder; expected an ImageFolder tree "
+            "(train/<class>/*.png and test/<class>/*.png)"
+        )
     has_train = (root / "train").is_dir()
     if has_train and ((root / "test").is_dir() or (root / "val").is_dir()):
         train, test, _ = load_dataset("imagefolder", root, image_size=size, channels=channels)
@@ -261,8 +298,15 @@ def load_folder(data: str | Path, size: tuple[int, int], channels: int, *, holdo
     size = imageio.check_size(size)
     tr = decode_images(tr_p, size, channels, None, "train")
     te = decode_images(te_p, size, channels, None, "held-out") if te_p else np.zeros((0, *size, channels), np.uint8)
-    return FolderData(root, names, tr, np.array(tr_y, np.int64), te, np.array(te_y, np.int64),
-                      f"holdout {holdout:g} of {split_dir.name}/ (seed {seed})")
+    return FolderData(
+        root,
+        names,
+        tr,
+        np.array(tr_y, np.int64),
+        te,
+        np.array(te_y, np.int64),
+        f"holdout {holdout:g} of {split_dir.name}/ (seed {seed})",
+    )
 
 
 def assign_class_ids(record: RunRecord, names: tuple[str, ...]) -> list[int]:
@@ -273,8 +317,9 @@ def assign_class_ids(record: RunRecord, names: tuple[str, ...]) -> list[int]:
     dup = [n for n in names if n in learned_names]
     if dup:
         where = ", ".join(f"{n!r} (task {learned_names[n][0]}, id {learned_names[n][1]})" for n in dup)
-        raise ConfigError(f"the run already knows the class(es) {where}; a new task needs new classes. Remove or "
-                          "rename those folders")
+        raise ConfigError(
+            f"the run already knows the class(es) {where}; a new task needs new classes. Remove or rename those folders"
+        )
     planned = {n: i for i, n in enumerate(all_names) if i not in set(learned)}
     ids, nxt = [], len(all_names)
     for n in names:
@@ -308,11 +353,22 @@ class LearnResult:
     meta: dict = field(repr=False)
 
     def summary(self) -> dict:
-        return {"out": str(self.out), "task": self.task, "classes": self.classes, "class_names": self.class_names,
-                "batch_size": self.batch_size, "train_images": self.train_images, "test_images": self.test_images,
-                "test_split": self.test_split, "new_task": self.new_task, "final": self.final,
-                "evaluated_tasks": self.evaluated_tasks, "peak_rss_mb": round(self.peak_rss_mb, 1),
-                "memory": self.memory.to_json() if self.memory else None, "seconds": round(self.seconds, 2)}
+        return {
+            "out": str(self.out),
+            "task": self.task,
+            "classes": self.classes,
+            "class_names": self.class_names,
+            "batch_size": self.batch_size,
+            "train_images": self.train_images,
+            "test_images": self.test_images,
+            "test_split": self.test_split,
+            "new_task": self.new_task,
+            "final": self.final,
+            "evaluated_tasks": self.evaluated_tasks,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "memory": self.memory.to_json() if self.memory else None,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def _nan_summary(R_tag: np.ndarray, R_taw: np.ndarray, routing: float) -> dict:
@@ -327,14 +383,20 @@ def _nan_summary(R_tag: np.ndarray, R_taw: np.ndarray, routing: float) -> dict:
         rows = [np.nanmean(R_tag[k, : k + 1]) for k in range(n)]
         forget = [np.nanmax(R_tag[: n - 1, j][j:]) - R_tag[n - 1, j] for j in range(n - 1)]
         bwt = [R_tag[n - 1, j] - R_tag[j, j] for j in range(n - 1)]
-        out = {"tag": np.nanmean(R_tag[-1]), "taw": np.nanmean(R_taw[-1]), "routing": routing,
-               "avg_incremental_tag": np.nanmean(rows), "forgetting_tag": np.nanmean(forget) if forget else 0.0,
-               "bwt_tag": np.nanmean(bwt) if bwt else 0.0}
+        out = {
+            "tag": np.nanmean(R_tag[-1]),
+            "taw": np.nanmean(R_taw[-1]),
+            "routing": routing,
+            "avg_incremental_tag": np.nanmean(rows),
+            "forgetting_tag": np.nanmean(forget) if forget else 0.0,
+            "bwt_tag": np.nanmean(bwt) if bwt else 0.0,
+        }
     return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in out.items()}
 
 
-def task_test_sets(record: RunRecord, t: int, size, channels: int, root: str | None = None
-                   ) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], list[str]]:
+def task_test_sets(
+    record: RunRecord, t: int, size, channels: int, root: str | None = None
+) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], list[str]]:
     """Test data ``(images, local labels)`` of tasks ``0..t-1`` (``None`` where unavailable, with a note):
     the run's dataset (``root`` overrides its folder), or the folder a task was learned from."""
     from mind_edge.data import load_run_dataset, task_arrays
@@ -353,8 +415,9 @@ def task_test_sets(record: RunRecord, t: int, size, channels: int, root: str | N
             if src.get("kind") == "imagefolder":
                 key = str(src.get("root"))
                 if key not in folders:
-                    folders[key] = load_folder(key, size, channels, holdout=float(src.get("holdout", 0.2)),
-                                               seed=record.seed)
+                    folders[key] = load_folder(
+                        key, size, channels, holdout=float(src.get("holdout", 0.2)), seed=record.seed
+                    )
                 fd = folders[key]
                 lut = {n: i for i, n in enumerate(fd.class_names)}
                 want = [lut[names[c]] for c in classes]
@@ -398,7 +461,9 @@ def learn(
     if out.resolve() == run_dir.resolve():
         raise ConfigError("--out must differ from the run directory; learn never rewrites a run in place")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} exists and is not empty; learn writes a new run directory (choose another --out)")
+        raise ConfigError(
+            f"--out {out} exists and is not empty; learn writes a new run directory (choose another --out)"
+        )
     if memory_budget_mb is not None and not (memory_budget_mb > 0 and math.isfinite(memory_budget_mb)):
         raise ConfigError(f"--memory-budget must be a positive number of MB, got {memory_budget_mb}")
     record = read_run_json(run_dir)
@@ -417,15 +482,26 @@ def learn(
     folder = load_folder(data, size, channels, holdout=holdout, seed=record.seed)
     ids = assign_class_ids(record, folder.class_names)
     spec = record.dataset_spec()
-    overrides = {k: v for k, v in {"epochs": epochs, "distill_epochs": distill_epochs, "lr": lr, "distill_lr": distill_lr,
-                                   "batch_size": batch_size}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "epochs": epochs,
+            "distill_epochs": distill_epochs,
+            "lr": lr,
+            "distill_lr": distill_lr,
+            "batch_size": batch_size,
+        }.items()
+        if v is not None
+    }
     cfg = replace(record.train, method="self", **overrides)
     seed = record.seed
     dev = resolve_device(device)
     model, record = load_run(run_dir)
     if get_policy(cfg.routing).needs_stats and not all(h.routing.ready for h in model.heads):
-        raise ConfigError(f"run {run_dir} routes with {cfg.routing!r} but has no routing statistics (it was trained "
-                          f"before they existed); run 'mind-edge calibrate {run_dir}' first")
+        raise ConfigError(
+            f"run {run_dir} routes with {cfg.routing!r} but has no routing statistics (it was trained "
+            f"before they existed); run 'mind-edge calibrate {run_dir}' first"
+        )
     earlier, notes = task_test_sets(record, t, size, channels) if evaluate_earlier else ([None] * t, ["not asked for"])
     for note in notes:
         log.warning("%s", note)
@@ -442,12 +518,20 @@ def learn(
         plan = plan_memory(float(memory_budget_mb), max_bs, trial)
         cfg = replace(cfg, batch_size=plan.batch_size)
 
-    rep = learn_task(model, ids, folder.train_images, folder.train_labels, spec, cfg, seed=seed, device=dev,
-                     reporter=reporter)
+    rep = learn_task(
+        model, ids, folder.train_images, folder.train_labels, spec, cfg, seed=seed, device=dev, reporter=reporter
+    )
     tests = [e if e is not None else (np.zeros((0, *size, channels), np.uint8), np.zeros(0, np.int64)) for e in earlier]
     tests.append((folder.test_images, folder.test_labels))
-    ev = evaluate(model, tests, spec, temperature=cfg.temperature, policy=cfg.routing, device=dev,
-                  batch_size=cfg.batch_size if plan else 512)
+    ev = evaluate(
+        model,
+        tests,
+        spec,
+        temperature=cfg.temperature,
+        policy=cfg.routing,
+        device=dev,
+        batch_size=cfg.batch_size if plan else 512,
+    )
     have = [j for j in range(t) if earlier[j] is not None] + ([t] if folder.test_images.shape[0] else [])
 
     # -- the new run.json
@@ -475,33 +559,86 @@ def learn(
     final = _nan_summary(R_tag[: t + 1, : t + 1], R_taw[: t + 1, : t + 1], ev.routing_overall)
     peak = peak_rss_mb()
     row = lambda v: [float(v[j]) if j in have else None for j in range(t + 1)]  # noqa: E731
-    source = {"kind": "imagefolder", "root": str(folder.root.resolve()), "class_names": list(folder.class_names),
-              "train_images": int(folder.train_images.shape[0]), "test_images": int(folder.test_images.shape[0]),
-              "test_split": folder.test_split, "holdout": holdout}
+    source = {
+        "kind": "imagefolder",
+        "root": str(folder.root.resolve()),
+        "class_names": list(folder.class_names),
+        "train_images": int(folder.train_images.shape[0]),
+        "test_images": int(folder.test_images.shape[0]),
+        "test_split": folder.test_split,
+        "holdout": holdout,
+    }
     new_meta = dict(meta)
-    new_meta.update(scenario=scen, learned_tasks=learned + [ids], final=final, owner_counts=model.owner_counts(),
-                    routing_stats={**meta.get("routing_stats", {}), "version": STATS_VERSION,
-                                   "bytes_per_task": model.routing_stats()[t].nbytes})
-    new_meta["steps"] = steps + [{
-        "step": t, "classes": ids, "train_seconds": round(rep.train_seconds, 3),
-        "distill_seconds": round(rep.distill_seconds, 3), "train_loss": rep.train_loss, "distill_loss": rep.distill_loss,
-        "tag_row": row(ev.tag), "taw_row": row(ev.taw), "routing_row": row(ev.routing),
-        "tag_matrix": matrix_to_json(R_tag), "taw_matrix": matrix_to_json(R_taw), **final,
-        "source": source, "learned_by": "mind-edge learn", "device": str(dev), "batch_size": cfg.batch_size,
-        "train": cfg.to_json(), "peak_rss_mb": round(peak, 1), "memory_plan": plan.to_json() if plan else None,
-        "evaluated_tasks": have, "evaluation_notes": notes,
-    }]
+    new_meta.update(
+        scenario=scen,
+        learned_tasks=learned + [ids],
+        final=final,
+        owner_counts=model.owner_counts(),
+        routing_stats={
+            **meta.get("routing_stats", {}),
+            "version": STATS_VERSION,
+            "bytes_per_task": model.routing_stats()[t].nbytes,
+        },
+    )
+    new_meta["steps"] = steps + [
+        {
+            "step": t,
+            "classes": ids,
+            "train_seconds": round(rep.train_seconds, 3),
+            "distill_seconds": round(rep.distill_seconds, 3),
+            "train_loss": rep.train_loss,
+            "distill_loss": rep.distill_loss,
+            "tag_row": row(ev.tag),
+            "taw_row": row(ev.taw),
+            "routing_row": row(ev.routing),
+            "tag_matrix": matrix_to_json(R_tag),
+            "taw_matrix": matrix_to_json(R_taw),
+            **final,
+            "source": source,
+            "learned_by": "mind-edge learn",
+            "device": str(dev),
+            "batch_size": cfg.batch_size,
+            "train": cfg.to_json(),
+            "peak_rss_mb": round(peak, 1),
+            "memory_plan": plan.to_json() if plan else None,
+            "evaluated_tasks": have,
+            "evaluation_notes": notes,
+        }
+    ]
     _write_run_atomically(out, model, new_meta)
     new_task = {"tag": ev.tag[t], "taw": ev.taw[t], "routing": ev.routing[t]} if t in have else {}
-    log.info("learned task %d (%s) into %s: TAW %.3f, peak RSS %.0f MB", t, list(folder.class_names), out,
-             new_task.get("taw", float("nan")), peak)
+    log.info(
+        "learned task %d (%s) into %s: TAW %.3f, peak RSS %.0f MB",
+        t,
+        list(folder.class_names),
+        out,
+        new_task.get("taw", float("nan")),
+        peak,
+    )
     if plan is not None and peak > plan.budget_mb:
-        log.warning("peak RSS %.0f MB exceeded the budget of %.0f MB (predicted %.0f MB)", peak, plan.budget_mb,
-                    plan.predicted_peak_mb)
-    return LearnResult(out=out, task=t, classes=ids, class_names=list(folder.class_names), batch_size=cfg.batch_size,
-                       train_images=int(folder.train_images.shape[0]), test_images=int(folder.test_images.shape[0]),
-                       test_split=folder.test_split, new_task=new_task, final=final, evaluated_tasks=have,
-                       peak_rss_mb=peak, memory=plan, seconds=time.perf_counter() - t0, meta=new_meta)
+        log.warning(
+            "peak RSS %.0f MB exceeded the budget of %.0f MB (predicted %.0f MB)",
+            peak,
+            plan.budget_mb,
+            plan.predicted_peak_mb,
+        )
+    return LearnResult(
+        out=out,
+        task=t,
+        classes=ids,
+        class_names=list(folder.class_names),
+        batch_size=cfg.batch_size,
+        train_images=int(folder.train_images.shape[0]),
+        test_images=int(folder.test_images.shape[0]),
+        test_split=folder.test_split,
+        new_task=new_task,
+        final=final,
+        evaluated_tasks=have,
+        peak_rss_mb=peak,
+        memory=plan,
+        seconds=time.perf_counter() - t0,
+        meta=new_meta,
+    )
 
 
 def _write_run_atomically(out: Path, model, meta: dict) -> None:

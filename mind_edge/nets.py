@@ -24,8 +24,20 @@ from mind_edge.core.plan import ARCHS, FREE, BlockPlan, ConvPlan, NetConfig, pla
 from mind_edge.core.routing import EXTRA_SCORES, STATS_VERSION, RoutingStats, plan_taps
 from mind_edge.errors import CapacityError, ConfigError
 
-__all__ = ["ARCHS", "FREE", "NetConfig", "MaskedConv2d", "TaskBatchNorm2d", "TaskHead", "DownsampleA", "BasicBlock",
-           "MindNet", "build_model", "count_flops", "reinit_free_weights"]
+__all__ = [
+    "ARCHS",
+    "FREE",
+    "NetConfig",
+    "MaskedConv2d",
+    "TaskBatchNorm2d",
+    "TaskHead",
+    "DownsampleA",
+    "BasicBlock",
+    "MindNet",
+    "build_model",
+    "count_flops",
+    "reinit_free_weights",
+]
 
 # ----------------------------------------------------------------------------- layers
 
@@ -104,17 +116,23 @@ class RoutingStatsBuffers(nn.Module):
             return t.detach().cpu().numpy().astype("float32", copy=True)
 
         k = len(self.tap_dims)
-        return RoutingStats(whiten=tuple(np32(self.whiten(j)) for j in range(k)),
-                            means=tuple(np32(self.means(j)) for j in range(k)),
-                            score_mean=np32(self.score_mean), score_std=np32(self.score_std), count=int(self.count),
-                            shared_taps=self.shared_taps)
+        return RoutingStats(
+            whiten=tuple(np32(self.whiten(j)) for j in range(k)),
+            means=tuple(np32(self.means(j)) for j in range(k)),
+            score_mean=np32(self.score_mean),
+            score_std=np32(self.score_std),
+            count=int(self.count),
+            shared_taps=self.shared_taps,
+        )
 
     @torch.no_grad()
     def load_arrays(self, stats: RoutingStats) -> None:
         stats.check(self.tap_dims[: self.shared_taps], self.means(0).shape[0])
         if stats.shared_taps != self.shared_taps:
-            raise ConfigError(f"routing statistics of layout 1 (no shared-space taps) cannot be stored in a model of "
-                              f"layout {STATS_VERSION}; gather them again ('mind-edge calibrate RUN')")
+            raise ConfigError(
+                f"routing statistics of layout 1 (no shared-space taps) cannot be stored in a model of "
+                f"layout {STATS_VERSION}; gather them again ('mind-edge calibrate RUN')"
+            )
         for j in range(len(self.tap_dims)):
             self.whiten(j).copy_(torch.from_numpy(stats.whiten[j]))
             self.means(j).copy_(torch.from_numpy(stats.means[j]))
@@ -251,7 +269,9 @@ class MindNet(nn.Module):
     def features(self, x: torch.Tensor, task: int, include_free: bool = False) -> torch.Tensor:
         return self.tap_features(x, task, include_free, taps=False)[-1]
 
-    def tap_features(self, x: torch.Tensor, task: int, include_free: bool = False, taps: bool = True) -> list[torch.Tensor]:
+    def tap_features(
+        self, x: torch.Tensor, task: int, include_free: bool = False, taps: bool = True
+    ) -> list[torch.Tensor]:
         """Pooled outputs ``[B, F_k]`` of sub-network ``task`` at every routing tap (the last one is
         the head's input); with ``taps=False`` only the head's input."""
         if not 0 <= task < self.num_tasks:

@@ -27,8 +27,18 @@ from mind_edge.core.routing import (
 )
 from mind_edge.errors import ConfigError
 
-__all__ = ["DEFAULT_POLICY", "PAD_LOGIT", "POLICIES", "Routed", "pad_logits", "route", "gather_routing_stats",
-           "torch_stats", "resolve_model_policy", "model_outputs"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "PAD_LOGIT",
+    "POLICIES",
+    "Routed",
+    "pad_logits",
+    "route",
+    "gather_routing_stats",
+    "torch_stats",
+    "resolve_model_policy",
+    "model_outputs",
+]
 
 
 @dataclass
@@ -58,9 +68,15 @@ def torch_stats(stats: Sequence[RoutingStats | None], device) -> list[TorchStats
             out.append(None)
             continue
         means = [torch.from_numpy(m).to(device) for m in s.means]
-        out.append(TorchStats(whiten=[torch.from_numpy(w).to(device) for w in s.whiten], means=means,
-                              score_mean=torch.from_numpy(s.score_mean).to(device),
-                              score_std=torch.from_numpy(s.score_std).to(device), stats=s))
+        out.append(
+            TorchStats(
+                whiten=[torch.from_numpy(w).to(device) for w in s.whiten],
+                means=means,
+                score_mean=torch.from_numpy(s.score_mean).to(device),
+                score_std=torch.from_numpy(s.score_std).to(device),
+                stats=s,
+            )
+        )
     return out
 
 
@@ -104,8 +120,9 @@ def route(
     maxprob, _ = probs.max(dim=2)  # [B, N]
     rows = torch.arange(padded.shape[0], device=padded.device)
     if p.needs_stats:
-        check_stats_for(p, [s.stats if s is not None else None for s in stats] if stats is not None else None,
-                        len(logits))
+        check_stats_for(
+            p, [s.stats if s is not None else None for s in stats] if stats is not None else None, len(logits)
+        )
         n_taps, own = len(stats[0].whiten), stats[0].stats.own_taps
         w_tap, w_ml, w_en, w_shared = p.weights
         if (w_tap or w_shared) and taps is None:
@@ -137,16 +154,24 @@ def route(
     chosen = padded[rows, task]  # [B, C]
     local = torch.argmax(chosen, dim=1)
     cmax = padded.shape[2]
-    table = torch.stack(
-        [torch.cat([c, c.new_full((cmax - c.numel(),), -1)]) for c in classes]
-    ).to(local.device)  # [N, Cmax]
+    table = torch.stack([torch.cat([c, c.new_full((cmax - c.numel(),), -1)]) for c in classes]).to(
+        local.device
+    )  # [N, Cmax]
     label = table[task, local]
     return Routed(label, task, confidence, score, padded)
 
 
 @torch.no_grad()
-def gather_routing_stats(model, task: int, images: np.ndarray, local_labels: np.ndarray, spec, *,
-                         device: torch.device | str = "cpu", batch_size: int = 256) -> RoutingStats:
+def gather_routing_stats(
+    model,
+    task: int,
+    images: np.ndarray,
+    local_labels: np.ndarray,
+    spec,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> RoutingStats:
     """Gather task ``task``'s routing statistics from its own training images and store them in its head:
     measured in its own sub-network and in sub-network 0's (the shared space; layout 2).
 
@@ -161,8 +186,9 @@ def gather_routing_stats(model, task: int, images: np.ndarray, local_labels: np.
     taps: list[list[np.ndarray]] = [[] for _ in model.tap_blocks]
     shared: list[list[np.ndarray]] = [[] for _ in model.tap_blocks]
     logits = []
-    for x, _ in BatchLoader(images, local_labels, spec=spec, batch_size=batch_size, train=False, generator=None,
-                            device=device):
+    for x, _ in BatchLoader(
+        images, local_labels, spec=spec, batch_size=batch_size, train=False, generator=None, device=device
+    ):
         pooled = model.tap_features(x, task)
         # the shared space: sub-network 0 (frozen since task 0) on the same images
         pooled0 = pooled if task == 0 else model.tap_features(x, 0)
@@ -171,8 +197,13 @@ def gather_routing_stats(model, task: int, images: np.ndarray, local_labels: np.
             shared[k].append(f0.float().cpu().numpy())
         logits.append(model.heads[task](pooled[-1]).float().cpu().numpy())
     head = model.heads[task]
-    stats = fit_routing_stats([np.concatenate(f) for f in taps], np.asarray(local_labels), len(head.classes),
-                              np.concatenate(logits), shared=[np.concatenate(f) for f in shared])
+    stats = fit_routing_stats(
+        [np.concatenate(f) for f in taps],
+        np.asarray(local_labels),
+        len(head.classes),
+        np.concatenate(logits),
+        shared=[np.concatenate(f) for f in shared],
+    )
     head.routing.load_arrays(stats)
     model.train(was)
     return stats
@@ -186,8 +217,13 @@ def resolve_model_policy(model, policy: str | None) -> str:
     return get_policy(policy).name
 
 
-def model_outputs(model, x: torch.Tensor, temperature: float, policy: str | None = "auto",
-                  stats: Sequence[TorchStats | None] | None = None) -> dict[str, torch.Tensor]:
+def model_outputs(
+    model,
+    x: torch.Tensor,
+    temperature: float,
+    policy: str | None = "auto",
+    stats: Sequence[TorchStats | None] | None = None,
+) -> dict[str, torch.Tensor]:
     """The graph contract's outputs computed by the PyTorch model (label, task, confidence,
     task_confidence, task_logits, task_features) for a batch ``x``."""
     policy = resolve_model_policy(model, policy)
@@ -196,5 +232,11 @@ def model_outputs(model, x: torch.Tensor, temperature: float, policy: str | None
         stats = torch_stats(model.routing_stats(), x.device)
     r = route(logits, [h.classes for h in model.heads], temperature, policy, taps=taps, stats=stats)
     feats = torch.stack([torch.cat(t, dim=1) for t in taps], dim=1)  # [B, N, sum F_k]
-    return {"label": r.label, "task": r.task, "confidence": r.confidence, "task_confidence": r.task_confidence,
-            "task_logits": r.task_logits, "task_features": feats}
+    return {
+        "label": r.label,
+        "task": r.task,
+        "confidence": r.confidence,
+        "task_confidence": r.task_confidence,
+        "task_logits": r.task_logits,
+        "task_features": feats,
+    }

@@ -61,7 +61,12 @@ class RunResult:
 def _versions() -> dict:
     import torch
 
-    v = {"mind_edge": __version__, "torch": torch.__version__, "python": platform.python_version(), "numpy": np.__version__}
+    v = {
+        "mind_edge": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
     try:
         import torchvision
 
@@ -75,8 +80,14 @@ def _source_root(source) -> str:
     return str(source.get("root", "a folder")) if isinstance(source, dict) else str(source)
 
 
-def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter: Reporter | None = None,
-              stop_after: int | None = None) -> RunResult:
+def train_run(
+    spec: RunSpec,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    stop_after: int | None = None,
+) -> RunResult:
     """Train (or resume) a run into ``out``; ``stop_after`` ends after that many tasks (tests)."""
     import torch
 
@@ -86,8 +97,9 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
     reporter = reporter or NullReporter()
     run_dir = Path(out)
     device = resolve_device(spec.device)
-    train_set, test_set, dspec = load_dataset(spec.dataset, spec.root, download=spec.download,
-                                              image_size=spec.image_size, seed=spec.seed)
+    train_set, test_set, dspec = load_dataset(
+        spec.dataset, spec.root, download=spec.download, image_size=spec.image_size, seed=spec.seed
+    )
     if resume:
         record = read_run_json(run_dir)
         scenario = record.scenario
@@ -101,8 +113,10 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
                 "or add further tasks with 'mind-edge learn'"
             )
         if record.spec_key is None:
-            raise CheckpointError(f"cannot resume {run_dir}: its run.json has no spec_key (it was not written by "
-                                  "'mind-edge train'); only training runs can be resumed")
+            raise CheckpointError(
+                f"cannot resume {run_dir}: its run.json has no spec_key (it was not written by "
+                "'mind-edge train'); only training runs can be resumed"
+            )
         if dict(record.spec_key) != spec.scenario_key():
             raise CheckpointError(
                 f"cannot resume {run_dir}: it was trained with {dict(record.spec_key)}, "
@@ -119,8 +133,13 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
         capacity = spec.capacity or scenario.num_tasks()
         if capacity < scenario.num_tasks():
             raise ConfigError(f"capacity {capacity} is smaller than the {scenario.num_tasks()} tasks of the scenario")
-        net = NetConfig(arch=spec.arch, in_channels=dspec.in_channels, input_size=dspec.input_size,
-                        width=spec.width, capacity=capacity)
+        net = NetConfig(
+            arch=spec.arch,
+            in_channels=dspec.in_channels,
+            input_size=dspec.input_size,
+            width=spec.width,
+            capacity=capacity,
+        )
         torch.manual_seed(spec.seed)
         model = build_model(net)
         cfg, seed = spec.train, spec.seed
@@ -129,10 +148,17 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
             "spec_key": spec.scenario_key(),
             "net": net.to_json(),
             "scenario": scenario.to_json(),
-            "data": {"dataset": dspec.name, "in_channels": dspec.in_channels, "input_size": list(dspec.input_size),
-                     "mean": list(dspec.mean), "std": list(dspec.std), "augment": dspec.augment,
-                     "padding": dspec.padding, "channel_order": "RGB" if dspec.in_channels == 3 else "L",
-                     "root": str(spec.root) if spec.root else None},
+            "data": {
+                "dataset": dspec.name,
+                "in_channels": dspec.in_channels,
+                "input_size": list(dspec.input_size),
+                "mean": list(dspec.mean),
+                "std": list(dspec.std),
+                "augment": dspec.augment,
+                "padding": dspec.padding,
+                "channel_order": "RGB" if dspec.in_channels == 3 else "L",
+                "root": str(spec.root) if spec.root else None,
+            },
             "train": cfg.to_json(),
             "seed": seed,
             "device": str(device),
@@ -160,20 +186,22 @@ def train_run(spec: RunSpec, out: str | Path, *, resume: bool = False, reporter:
         R_taw[t, : t + 1] = ev.taw
         final = summarize(R_tag[: t + 1, : t + 1], R_taw[: t + 1, : t + 1], ev.routing_overall)
         meta["learned_tasks"].append(classes)
-        meta["steps"].append({
-            "step": t,
-            "classes": classes,
-            "train_seconds": round(rep.train_seconds, 3),
-            "distill_seconds": round(rep.distill_seconds, 3),
-            "train_loss": rep.train_loss,
-            "distill_loss": rep.distill_loss,
-            "tag_row": ev.tag,
-            "taw_row": ev.taw,
-            "routing_row": ev.routing,
-            "tag_matrix": matrix_to_json(R_tag),
-            "taw_matrix": matrix_to_json(R_taw),
-            **{k: v for k, v in final.items()},
-        })
+        meta["steps"].append(
+            {
+                "step": t,
+                "classes": classes,
+                "train_seconds": round(rep.train_seconds, 3),
+                "distill_seconds": round(rep.distill_seconds, 3),
+                "train_loss": rep.train_loss,
+                "distill_loss": rep.distill_loss,
+                "tag_row": ev.tag,
+                "taw_row": ev.taw,
+                "routing_row": ev.routing,
+                "tag_matrix": matrix_to_json(R_tag),
+                "taw_matrix": matrix_to_json(R_taw),
+                **{k: v for k, v in final.items()},
+            }
+        )
         meta["final"] = final
         meta["owner_counts"] = model.owner_counts()
         meta["routing_stats"] = {"version": STATS_VERSION, "bytes_per_task": model.routing_stats()[t].nbytes}
@@ -192,8 +220,15 @@ def parse_policies(text: str | None) -> list[str] | None:
     return [get_policy(p).name for p in names]
 
 
-def evaluate_run(run_dir: str | Path, *, temperature: float | None = None, policy: str | None = None,
-                 root: str | None = None, device: str = "auto", policies: list[str] | None = None) -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    temperature: float | None = None,
+    policy: str | None = None,
+    root: str | None = None,
+    device: str = "auto",
+    policies: list[str] | None = None,
+) -> dict:
     """Re-evaluate a run directory on its test data (optionally at another temperature/policy).
 
     ``policies``: evaluate several policies from one forward pass; the result then has a
@@ -206,12 +241,13 @@ def evaluate_run(run_dir: str | Path, *, temperature: float | None = None, polic
     scenario = record.scenario
     dev = resolve_device(device)
     if record.data is None:
-        raise CheckpointError(f"{run_dir}/run.json records no dataset (\"data\"); it cannot be re-evaluated")
+        raise CheckpointError(f'{run_dir}/run.json records no dataset ("data"); it cannot be re-evaluated')
     data_root = root if root is not None else record.data.root
     _, test_set, dspec = load_run_dataset(record, root)
     if record.has_folder_tasks():  # tasks learned from folders ('mind-edge learn')
-        found, notes = task_test_sets(record, model.num_tasks, record.data.input_size, record.data.in_channels,
-                                      root=data_root)
+        found, notes = task_test_sets(
+            record, model.num_tasks, record.data.input_size, record.data.in_channels, root=data_root
+        )
         if notes:
             raise DataError("cannot evaluate every task: " + "; ".join(notes))
         tests = [x for x in found if x is not None]
@@ -224,8 +260,16 @@ def evaluate_run(run_dir: str | Path, *, temperature: float | None = None, polic
 
     def summary(name: str) -> dict:
         ev = results[name]
-        return {"policy": name, "tag": ev.tag, "taw": ev.taw, "routing": ev.routing, "tag_mean": float(np.mean(ev.tag)),
-                "taw_mean": float(np.mean(ev.taw)), "routing_overall": ev.routing_overall, "ece": ev.ece}
+        return {
+            "policy": name,
+            "tag": ev.tag,
+            "taw": ev.taw,
+            "routing": ev.routing,
+            "tag_mean": float(np.mean(ev.tag)),
+            "taw_mean": float(np.mean(ev.taw)),
+            "routing_overall": ev.routing_overall,
+            "ece": ev.ece,
+        }
 
     out = {"temperature": T, **summary(names[0])}
     if policies:

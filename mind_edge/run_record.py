@@ -46,11 +46,17 @@ class DataRecord:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> DataRecord:
-        return cls(dataset=d.get("dataset"), in_channels=int(d["in_channels"]),
-                   input_size=(int(d["input_size"][0]), int(d["input_size"][1])),
-                   mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
-                   augment=str(d.get("augment", "none")), padding=int(d.get("padding", 0)),
-                   channel_order=d.get("channel_order"), root=d.get("root"))
+        return cls(
+            dataset=d.get("dataset"),
+            in_channels=int(d["in_channels"]),
+            input_size=(int(d["input_size"][0]), int(d["input_size"][1])),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+            augment=str(d.get("augment", "none")),
+            padding=int(d.get("padding", 0)),
+            channel_order=d.get("channel_order"),
+            root=d.get("root"),
+        )
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,13 @@ class StepRecord:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> StepRecord:
         source = d.get("source")
-        return cls(step=int(d.get("step", -1)), source=source if isinstance(source, dict) and source else None,
-                   tag_matrix=_matrix(d.get("tag_matrix", [])), taw_matrix=_matrix(d.get("taw_matrix", [])), raw=d)
+        return cls(
+            step=int(d.get("step", -1)),
+            source=source if isinstance(source, dict) and source else None,
+            tag_matrix=_matrix(d.get("tag_matrix", [])),
+            taw_matrix=_matrix(d.get("taw_matrix", [])),
+            raw=d,
+        )
 
 
 def _matrix(rows: Any) -> tuple[tuple[float | None, ...], ...]:
@@ -142,8 +153,15 @@ class RunRecord:
         d = self.data
         if d is None:
             raise KeyError("data")
-        return DatasetSpec(name=self.dataset, in_channels=self.net.in_channels, input_size=self.net.input_size,
-                           mean=d.mean, std=d.std, augment=d.augment, padding=d.padding)
+        return DatasetSpec(
+            name=self.dataset,
+            in_channels=self.net.in_channels,
+            input_size=self.net.input_size,
+            mean=d.mean,
+            std=d.std,
+            augment=d.augment,
+            padding=d.padding,
+        )
 
     def has_folder_tasks(self) -> bool:
         """A task was added by ``mind-edge learn`` from a folder (the scenario alone no longer describes the run)."""

@@ -32,8 +32,16 @@ from typing import Any
 from mind_edge.errors import MindEdgeError
 from mind_edge.textsafe import clean
 
-__all__ = ["Fields", "plain_name", "open_regular_file", "read_json_file", "read_regular_file", "json_type",
-           "strict_json_loads", "PLAIN_NAME_RE"]
+__all__ = [
+    "Fields",
+    "plain_name",
+    "open_regular_file",
+    "read_json_file",
+    "read_regular_file",
+    "json_type",
+    "strict_json_loads",
+    "PLAIN_NAME_RE",
+]
 
 #: A plain file name: letters, digits, ``_``, ``-``, ``.`` and ``+``, not starting with ``.`` or ``-``.
 PLAIN_NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,199}$")
@@ -82,7 +90,7 @@ class Fields:
     def _fail(self, name: str, expected: str, found: Any, *, missing: bool = False) -> MindEdgeError:
         got = "it is missing" if missing else f"found {json_type(found)}"
         tail = f"; {self.hint}" if self.hint else ""
-        return self.error(f"{self.where}: \"{name}\" must be {expected}, {got}{tail}")
+        return self.error(f'{self.where}: "{name}" must be {expected}, {got}{tail}')
 
     def has(self, key: str) -> bool:
         return key in self.obj and self.obj[key] is not None
@@ -104,8 +112,15 @@ class Fields:
         v = self.raw(key, "a finite number")
         return check_float(v, self._name(key), self, positive=positive, lo=lo)
 
-    def str(self, key: str, *, choices: tuple[str, ...] | None = None, pattern: re.Pattern | None = None,
-            max_len: int = 4096, default: Any = ...) -> str:
+    def str(
+        self,
+        key: str,
+        *,
+        choices: tuple[str, ...] | None = None,
+        pattern: re.Pattern | None = None,
+        max_len: int = 4096,
+        default: Any = ...,
+    ) -> str:
         if default is not ... and key not in self.obj:
             return default
         v = self.raw(key, "a string")
@@ -127,7 +142,7 @@ class Fields:
             raise self._fail(self._name(key), "a list", v)
         if len(v) < min_len or (max_len is not None and len(v) > max_len):
             bound = f"at least {min_len}" + (f" and at most {max_len}" if max_len is not None else "")
-            raise self.error(f"{self.where}: \"{self._name(key)}\" must have {bound} entries, it has {len(v)}")
+            raise self.error(f'{self.where}: "{self._name(key)}" must have {bound} entries, it has {len(v)}')
         return v
 
     def obj_or_none(self, key: str) -> Fields | None:
@@ -149,12 +164,20 @@ class Fields:
             raise self._fail(name, "an object", value)
         return Fields(value, self.where, self.error, path=name, hint=self.hint)
 
-    def ints(self, key: str, *, lo: int | None = None, hi: int | None = None, min_len: int = 0,
-             max_len: int | None = None, unique: bool = False) -> list[int]:
+    def ints(
+        self,
+        key: str,
+        *,
+        lo: int | None = None,
+        hi: int | None = None,
+        min_len: int = 0,
+        max_len: int | None = None,
+        unique: bool = False,
+    ) -> list[int]:
         values = self.list(key, min_len=min_len, max_len=max_len)
         out = [check_int(v, f"{self._name(key)}[{i}]", self, lo=lo, hi=hi) for i, v in enumerate(values)]
         if unique and len(set(out)) != len(out):
-            raise self.error(f"{self.where}: \"{self._name(key)}\" lists a value twice")
+            raise self.error(f'{self.where}: "{self._name(key)}" lists a value twice')
         return out
 
     def floats(self, key: str, *, positive: bool = False, min_len: int = 0, max_len: int | None = None) -> list[float]:
@@ -171,8 +194,10 @@ def check_int(v: Any, name: str, f: Fields, *, lo: int | None = None, hi: int | 
         raise f._fail(name, "an integer", v)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         rng = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"between {lo} and {hi}"
-        raise f.error(f"{f.where}: \"{name}\" must be an integer {rng}, found {v if abs(v) < 10**12 else 'a huge one'}"
-                      + (f"; {f.hint}" if f.hint else ""))
+        raise f.error(
+            f'{f.where}: "{name}" must be an integer {rng}, found {v if abs(v) < 10**12 else "a huge one"}'
+            + (f"; {f.hint}" if f.hint else "")
+        )
     return v
 
 
@@ -180,22 +205,29 @@ def check_float(v: Any, name: str, f: Fields, *, positive: bool = False, lo: flo
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise f._fail(name, "a finite number", v)
     if positive and not v > 0:
-        raise f.error(f"{f.where}: \"{name}\" must be > 0, found {v:g}" + (f"; {f.hint}" if f.hint else ""))
+        raise f.error(f'{f.where}: "{name}" must be > 0, found {v:g}' + (f"; {f.hint}" if f.hint else ""))
     if lo is not None and v < lo:
-        raise f.error(f"{f.where}: \"{name}\" must be >= {lo:g}, found {v:g}" + (f"; {f.hint}" if f.hint else ""))
+        raise f.error(f'{f.where}: "{name}" must be >= {lo:g}, found {v:g}' + (f"; {f.hint}" if f.hint else ""))
     return float(v)
 
 
-def check_str(v: Any, name: str, f: Fields, *, choices: tuple[str, ...] | None = None,
-              pattern: re.Pattern | None = None, max_len: int = 4096) -> str:
+def check_str(
+    v: Any,
+    name: str,
+    f: Fields,
+    *,
+    choices: tuple[str, ...] | None = None,
+    pattern: re.Pattern | None = None,
+    max_len: int = 4096,
+) -> str:
     if not isinstance(v, str):
         raise f._fail(name, "a string", v)
     if len(v) > max_len:
-        raise f.error(f"{f.where}: \"{name}\" is a string of {len(v)} characters, at most {max_len} allowed")
+        raise f.error(f'{f.where}: "{name}" is a string of {len(v)} characters, at most {max_len} allowed')
     if choices is not None and v not in choices:
-        raise f.error(f"{f.where}: \"{name}\" must be one of {', '.join(choices)}" + (f"; {f.hint}" if f.hint else ""))
+        raise f.error(f'{f.where}: "{name}" must be one of {", ".join(choices)}' + (f"; {f.hint}" if f.hint else ""))
     if pattern is not None and not pattern.match(v):
-        raise f.error(f"{f.where}: \"{name}\" is not of the expected form" + (f"; {f.hint}" if f.hint else ""))
+        raise f.error(f'{f.where}: "{name}" is not of the expected form' + (f"; {f.hint}" if f.hint else ""))
     return v
 
 
@@ -203,16 +235,25 @@ def plain_name(name: Any, where: str, error: type[MindEdgeError], what: str = "f
     """``name`` if it is one plain path component (see :data:`PLAIN_NAME_RE`), else ``error``."""
     if not isinstance(name, str) or not PLAIN_NAME_RE.match(name):
         shown = clean(name, limit=60) if isinstance(name, str) else json_type(name)
-        raise error(f"{where} names the {what} {shown!r}, which is not a plain file name (letters, digits, '_', "
-                    "'-', '.', '+'; no '/', no leading '.' or '-'); the file was crafted or corrupted — re-export or "
-                    "re-copy it")
+        raise error(
+            f"{where} names the {what} {shown!r}, which is not a plain file name (letters, digits, '_', "
+            "'-', '.', '+'; no '/', no leading '.' or '-'); the file was crafted or corrupted — re-export or "
+            "re-copy it"
+        )
     return name
 
 
 @contextmanager
-def open_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError], what: str,
-                      follow_symlinks: bool = True, hint: str = "pass the file itself",
-                      fix: str | None = None) -> Iterator[tuple[int, int]]:
+def open_regular_file(
+    path: Path,
+    *,
+    max_bytes: int,
+    error: type[MindEdgeError],
+    what: str,
+    follow_symlinks: bool = True,
+    hint: str = "pass the file itself",
+    fix: str | None = None,
+) -> Iterator[tuple[int, int]]:
     """``(fd, size)`` of ``path`` opened for reading, if it is a regular file of at most ``max_bytes`` bytes.
 
     The one place that opens a file mind-edge is handed: non-blocking (a FIFO never blocks the
@@ -237,8 +278,10 @@ def open_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError],
         if not stat.S_ISREG(st.st_mode):
             raise error(f"{what} {path} is not a regular file (a folder, FIFO or device); {hint}")
         if st.st_size > max_bytes:
-            raise error(f"{what} {path} has {st.st_size:,} bytes, more than the {max_bytes:,} this mind-edge reads; "
-                        f"it is not a file mind-edge wrote{f' — {fix}' if fix else ''}")
+            raise error(
+                f"{what} {path} has {st.st_size:,} bytes, more than the {max_bytes:,} this mind-edge reads; "
+                f"it is not a file mind-edge wrote{f' — {fix}' if fix else ''}"
+            )
         yield fd, st.st_size
     except OSError as exc:
         raise error(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
@@ -246,11 +289,19 @@ def open_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError],
         os.close(fd)
 
 
-def read_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError], what: str,
-                      follow_symlinks: bool = True, fix: str | None = None) -> bytes:
+def read_regular_file(
+    path: Path,
+    *,
+    max_bytes: int,
+    error: type[MindEdgeError],
+    what: str,
+    follow_symlinks: bool = True,
+    fix: str | None = None,
+) -> bytes:
     """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes (:func:`open_regular_file`)."""
-    with open_regular_file(path, max_bytes=max_bytes, error=error, what=what, follow_symlinks=follow_symlinks,
-                           fix=fix) as (fd, _):
+    with open_regular_file(
+        path, max_bytes=max_bytes, error=error, what=what, follow_symlinks=follow_symlinks, fix=fix
+    ) as (fd, _):
         chunks, total = [], 0
         while True:
             block = os.read(fd, min(1 << 20, max_bytes + 1 - total))
@@ -263,8 +314,9 @@ def read_regular_file(path: Path, *, max_bytes: int, error: type[MindEdgeError],
         return b"".join(chunks)
 
 
-def read_json_file(path: Path, *, max_bytes: int, error: type[MindEdgeError], what: str,
-                   fix: str = "re-create it") -> Any:
+def read_json_file(
+    path: Path, *, max_bytes: int, error: type[MindEdgeError], what: str, fix: str = "re-create it"
+) -> Any:
     """Strict JSON from a regular file of at most ``max_bytes`` bytes (see :func:`read_regular_file`)."""
     data = read_regular_file(path, max_bytes=max_bytes, error=error, what=what, fix=fix)
     try:

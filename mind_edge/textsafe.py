@@ -46,8 +46,12 @@ def clean(value: object, *, limit: int | None = None) -> str:
     if s.isprintable():  # fast path: no control, format or separator characters (space is printable)
         out = s
     else:
-        out = "".join(_escape_char(ch) if (not ch.isprintable() and ch != " ") or
-                      unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch for ch in s)
+        out = "".join(
+            _escape_char(ch)
+            if (not ch.isprintable() and ch != " ") or unicodedata.category(ch) in _UNSAFE_CATEGORIES
+            else ch
+            for ch in s
+        )
     if limit is not None and len(out) > limit:
         out = out[: max(0, limit - 1)] + "…"
     return out

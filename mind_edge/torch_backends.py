@@ -60,8 +60,9 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_interop_threads(1)
 
 
-def _route(logits: torch.Tensor, taps: list[torch.Tensor], arrays, temperature: float, policy: str,
-           stats) -> dict[str, np.ndarray]:
+def _route(
+    logits: torch.Tensor, taps: list[torch.Tensor], arrays, temperature: float, policy: str, stats
+) -> dict[str, np.ndarray]:
     """The graph's routing head (``policy``, :mod:`mind_edge.routing`) on padded ``logits`` [B, N, Cmax] and
     the pooled tap features ``taps[k]`` [B, N, F_k]; returns the graph contract's outputs."""
     per_task = [logits[:, t, : len(h.classes)] for t, h in enumerate(arrays.heads)]
@@ -89,8 +90,16 @@ class TorchRunner(Runner):
 
     name = "torch"
 
-    def __init__(self, arrays, *, temperature: float, threads: int | None = None, mode: str = "auto",
-                 channels_last: bool | None = None, policy: str = "auto") -> None:
+    def __init__(
+        self,
+        arrays,
+        *,
+        temperature: float,
+        threads: int | None = None,
+        mode: str = "auto",
+        channels_last: bool | None = None,
+        policy: str = "auto",
+    ) -> None:
         super().__init__()
         self.policy = resolve_policy(policy, arrays)
         self.stats = torch_stats(arrays.routing_stats(), "cpu") if arrays.has_stats else None
@@ -105,8 +114,11 @@ class TorchRunner(Runner):
         self.loop_channels_last = True if channels_last is None else bool(channels_last)
         self.stacked_channels_last = False if channels_last is None else bool(channels_last)
         self.choice: dict[int, str] = {}  # auto: batch size -> mode
-        self.variant = {"auto": "auto: fastest of loop/stacked per batch", "loop": self._name("loop"),
-                        "stacked": self._name("stacked")}[mode]
+        self.variant = {
+            "auto": "auto: fastest of loop/stacked per batch",
+            "loop": self._name("loop"),
+            "stacked": self._name("stacked"),
+        }[mode]
         self.providers_used = [f"torch {torch.__version__} CPU ({self.variant})"]
         self.task_convs: list = []
         self.convs: dict = {}
@@ -138,9 +150,16 @@ class TorchRunner(Runner):
         if self.mode in ("loop", "auto"):
             fmt = torch.channels_last if self.loop_channels_last else torch.contiguous_format
             o = {c.name: c.out_ch for c in self.plan.convs()}
-            self.task_convs = [{k: (w[t * o[k]:(t + 1) * o[k]].contiguous(memory_format=fmt),
-                                    b[t * o[k]:(t + 1) * o[k]].contiguous())
-                                for k, (w, b) in folded.items()} for t in range(n)]
+            self.task_convs = [
+                {
+                    k: (
+                        w[t * o[k] : (t + 1) * o[k]].contiguous(memory_format=fmt),
+                        b[t * o[k] : (t + 1) * o[k]].contiguous(),
+                    )
+                    for k, (w, b) in folded.items()
+                }
+                for t in range(n)
+            ]
         f = self.plan.feature_dim
         hw = np.zeros((n, f, cmax), dtype=np.float32)
         hb = np.full((n, cmax), PAD_LOGIT, dtype=np.float32)
@@ -322,8 +341,15 @@ def open_backend(name: str, onnx_path: str | Path, *, temperature: float, thread
         runner = ReferenceRunner(arrays, temperature=temperature, threads=threads, policy=policy)
     runner.activate()
     start = time.perf_counter() - t0
-    return Opened(runner, start, runner.model_bytes, list(runner.providers_used), "fp32",
-                  notes=str(runner.providers_used[0]), variant=getattr(runner, "variant", name))
+    return Opened(
+        runner,
+        start,
+        runner.model_bytes,
+        list(runner.providers_used),
+        "fp32",
+        notes=str(runner.providers_used[0]),
+        variant=getattr(runner, "variant", name),
+    )
 
 
 def _open(name: str, src: ModelSource, opts: OpenOptions) -> Opened:

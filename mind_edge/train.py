@@ -43,6 +43,7 @@ from mind_edge.train_config import METHODS, PRESETS, TrainConfig, preset  # noqa
 
 log = logging.getLogger(__name__)
 
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -128,8 +129,9 @@ class StageStats:
 def _make_loader(images, labels, spec, batch_size, generator, device, train=True):
     from mind_edge.data import BatchLoader
 
-    return BatchLoader(images, labels, spec=spec, batch_size=batch_size, train=train,
-                       generator=generator, device=device)
+    return BatchLoader(
+        images, labels, spec=spec, batch_size=batch_size, train=train, generator=generator, device=device
+    )
 
 
 def _run_stage(
@@ -264,9 +266,19 @@ def learn_task(
     if config.method == "self":
         teacher = copy.deepcopy(model)
         st = _run_stage(
-            teacher, task, loader(2), epochs=config.epochs, lr=config.lr, milestones=config.milestones,
-            config=config, include_free=True, trainable=lambda o: o == FREE, teacher=None, teacher_task=task,
-            reporter=reporter, label=f"task {task} train",
+            teacher,
+            task,
+            loader(2),
+            epochs=config.epochs,
+            lr=config.lr,
+            milestones=config.milestones,
+            config=config,
+            include_free=True,
+            trainable=lambda o: o == FREE,
+            teacher=None,
+            teacher_task=task,
+            reporter=reporter,
+            label=f"task {task} train",
         )
         if on_teacher is not None:
             on_teacher(teacher)
@@ -282,9 +294,19 @@ def learn_task(
         fresh.add_task(list(classes))
         fresh.to(device)
         st = _run_stage(
-            fresh, 0, loader(2), epochs=config.epochs, lr=config.lr, milestones=config.milestones,
-            config=config, include_free=True, trainable=lambda o: o == FREE, teacher=None, teacher_task=0,
-            reporter=reporter, label=f"task {task} teacher",
+            fresh,
+            0,
+            loader(2),
+            epochs=config.epochs,
+            lr=config.lr,
+            milestones=config.milestones,
+            config=config,
+            include_free=True,
+            trainable=lambda o: o == FREE,
+            teacher=None,
+            teacher_task=0,
+            reporter=reporter,
+            label=f"task {task} teacher",
         )
         if on_teacher is not None:
             on_teacher(fresh)
@@ -293,10 +315,19 @@ def learn_task(
     report.train_seconds, report.train_loss = st.seconds, st.last_loss
     report.claimed = sum(model.claim_size(layer) for layer in model.masked_layers())
     sd = _run_stage(
-        model, task, loader(4), epochs=config.distill_epochs, lr=config.distill_lr,
-        milestones=config.distill_milestones, config=config, include_free=False,
-        trainable=lambda o: o == task, teacher=teacher, teacher_task=teacher_task,
-        reporter=reporter, label=f"task {task} distill",
+        model,
+        task,
+        loader(4),
+        epochs=config.distill_epochs,
+        lr=config.distill_lr,
+        milestones=config.distill_milestones,
+        config=config,
+        include_free=False,
+        trainable=lambda o: o == task,
+        teacher=teacher,
+        teacher_task=teacher_task,
+        reporter=reporter,
+        label=f"task {task} distill",
     )
     report.distill_seconds, report.distill_loss = sd.seconds, sd.last_loss
     model.eval()
@@ -388,5 +419,6 @@ def evaluate(
     batch_size: int = 512,
 ) -> EvalResult:
     """TAG, TAW and routing accuracy of one policy (see :func:`evaluate_policies`)."""
-    return evaluate_policies(model, test_sets, spec, temperature=temperature, policies=[policy], device=device,
-                             batch_size=batch_size)[get_policy(policy).name]
+    return evaluate_policies(
+        model, test_sets, spec, temperature=temperature, policies=[policy], device=device, batch_size=batch_size
+    )[get_policy(policy).name]

@@ -71,6 +71,7 @@ from mind_edge.textsafe import clean
 
 log = logging.getLogger(__name__)
 
+
 def _regular(path: Path) -> bool:
     """A regular file, not a symlink (a bundle holds plain files only)."""
     try:
@@ -98,29 +99,37 @@ def resolve_version(root: Path) -> tuple[Path, str | None]:
     except FileNotFoundError:
         return root, None
     except OSError as exc:
-        raise BundleError(f"{pointer} cannot be read ({exc.strerror}); the versioned bundle {root} is corrupt — "
-                          "re-copy it") from None
+        raise BundleError(
+            f"{pointer} cannot be read ({exc.strerror}); the versioned bundle {root} is corrupt — re-copy it"
+        ) from None
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-        raise BundleError(f"{pointer} is {kind}; mind-edge writes {POINTER_FILE} as a small plain file, so the bundle "
-                          f"{root} was tampered with or damaged — re-copy it")
-    data = read_regular_file(pointer, max_bytes=MAX_POINTER_BYTES, error=BundleError, what="the version pointer",
-                             follow_symlinks=False)
+        raise BundleError(
+            f"{pointer} is {kind}; mind-edge writes {POINTER_FILE} as a small plain file, so the bundle "
+            f"{root} was tampered with or damaged — re-copy it"
+        )
+    data = read_regular_file(
+        pointer, max_bytes=MAX_POINTER_BYTES, error=BundleError, what="the version pointer", follow_symlinks=False
+    )
     try:
         name = data.decode("ascii").strip()
     except UnicodeDecodeError:
         name = ""
     if not VERSION_RE.match(name):
-        raise BundleError(f"{pointer} ({len(data)} bytes) is not a version name like v0002; the bundle {root} is "
-                          "corrupt — re-copy it")
+        raise BundleError(
+            f"{pointer} ({len(data)} bytes) is not a version name like v0002; the bundle {root} is corrupt — re-copy it"
+        )
     vdir = root / VERSIONS_DIR
     if vdir.is_symlink():
-        raise BundleError(f"{vdir} is a symbolic link; mind-edge keeps a bundle's versions inside the bundle folder — "
-                          "re-copy the bundle")
+        raise BundleError(
+            f"{vdir} is a symbolic link; mind-edge keeps a bundle's versions inside the bundle folder — "
+            "re-copy the bundle"
+        )
     folder = vdir / name
     if folder.is_symlink():
-        raise BundleError(f"{folder} is a symbolic link; mind-edge writes versions as plain folders — re-copy the "
-                          "bundle")
+        raise BundleError(
+            f"{folder} is a symbolic link; mind-edge writes versions as plain folders — re-copy the bundle"
+        )
     if not folder.is_dir():
         raise BundleError(
             f"{pointer} points to version {name} but {folder} does not exist (versions kept: "
@@ -212,11 +221,13 @@ class Bundle:
                         )
                     got = sha256_file(f)
                 except FileNotFoundError:
-                    raise _Vanished(f"{name} in bundle {path} disappeared while it was read; read the bundle "
-                                    "again") from None
+                    raise _Vanished(
+                        f"{name} in bundle {path} disappeared while it was read; read the bundle again"
+                    ) from None
                 except OSError as exc:
-                    raise BundleError(f"{name} in bundle {path} cannot be read ({exc.strerror}); re-copy the "
-                                      "bundle") from None
+                    raise BundleError(
+                        f"{name} in bundle {path} cannot be read ({exc.strerror}); re-copy the bundle"
+                    ) from None
                 if got != want:
                     raise BundleError(
                         f"{name} in bundle {path} does not match {BUNDLE_JSON}: sha256 {got[:12]}… on disk vs "
@@ -297,15 +308,17 @@ class Bundle:
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise BundleError(f"{path} cannot be read as a probe batch ({type(exc).__name__}); re-export the "
-                              "bundle") from None
+            raise BundleError(
+                f"{path} cannot be read as a probe batch ({type(exc).__name__}); re-export the bundle"
+            ) from None
 
     def validation(self) -> dict | None:
         path = self.path / VALIDATION_FILE
         if not path.is_file():
             return None
-        return read_json_file(path, max_bytes=MAX_BUNDLE_JSON_BYTES, error=BundleError, what="validation report",
-                              fix=_FIX)
+        return read_json_file(
+            path, max_bytes=MAX_BUNDLE_JSON_BYTES, error=BundleError, what="validation report", fix=_FIX
+        )
 
 
 def names_by_id(class_names, task_classes, error: type[Exception] = BundleError) -> dict[int, str]:
@@ -327,16 +340,18 @@ def task_records(task_classes, names: Mapping[int, str] | list[str]) -> list[dic
     """``bundle.json``'s ``tasks`` list from per-task global class ids and the class names."""
     out = []
     for t, classes in enumerate(task_classes):
-        out.append({"index": t, "classes": [int(c) for c in classes],
-                    "class_names": [str(names[int(c)]) for c in classes]})
+        out.append(
+            {"index": t, "classes": [int(c) for c in classes], "class_names": [str(names[int(c)]) for c in classes]}
+        )
     return out
 
 
 Writer = Callable[[Path], None]
 
 
-def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes | Writer], meta: dict, *,
-                 overwrite: bool = False) -> Path:
+def write_bundle(
+    out_dir: str | os.PathLike, files: Mapping[str, bytes | Writer], meta: dict, *, overwrite: bool = False
+) -> Path:
     """Write ``files`` and ``bundle.json`` (``meta`` + ``files`` hashes) as one atomic folder swap.
 
     Everything goes into a temporary sibling folder first; only when every file is written and
@@ -346,8 +361,9 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes | Writer]
     if out.exists() and not out.is_dir():
         raise BundleError(f"bundle output {out} exists and is a file; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise BundleError(f"bundle output folder {out} exists and is not empty; choose another --out or pass "
-                          "--overwrite")
+        raise BundleError(
+            f"bundle output folder {out} exists and is not empty; choose another --out or pass --overwrite"
+        )
     for name in files:
         plain_name(name, "the bundle writer", BundleError)
         if name in RESERVED_NAMES:
@@ -365,8 +381,12 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes | Writer]
             else:
                 atomic_write(target, content)
             records[name] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
-        full = {"format": BUNDLE_FORMAT, "schema_version": BUNDLE_SCHEMA,
-                **{k: v for k, v in meta.items() if k not in ("format", "schema_version", "files")}, "files": records}
+        full = {
+            "format": BUNDLE_FORMAT,
+            "schema_version": BUNDLE_SCHEMA,
+            **{k: v for k, v in meta.items() if k not in ("format", "schema_version", "files")},
+            "files": records,
+        }
         atomic_write_json(tmp / BUNDLE_JSON, full)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
@@ -432,13 +452,15 @@ def prepare_bundle(
     h, w = (int(v) for v in arrays.net["input_size"])
     mean, std = [float(v) for v in mean], [float(v) for v in std]
     if len(mean) != c_in or len(std) != c_in or min(std) <= 0:
-        raise BundleError(f"mean and std need {c_in} value(s) (one per input channel, std > 0); got mean={mean} "
-                          f"std={std}")
+        raise BundleError(
+            f"mean and std need {c_in} value(s) (one per input channel, std > 0); got mean={mean} std={std}"
+        )
     names = names_by_id(class_names, arrays.task_classes)
     policy = resolve_policy(policy, arrays)
     if model_bytes is None:
-        model_bytes = build_graph(arrays, layout=layout, temperature=temperature, opset=opset,
-                                  policy=policy).SerializeToString()
+        model_bytes = build_graph(
+            arrays, layout=layout, temperature=temperature, opset=opset, policy=policy
+        ).SerializeToString()
     if probe_inputs is None:
         probe_inputs = np.random.default_rng(0).standard_normal((4, c_in, h, w)).astype(np.float32)
         probe_outputs = None
@@ -452,26 +474,45 @@ def prepare_bundle(
     meta = {
         "layout": layout,
         "opset": opset,
-        "input": {"name": CONTRACT.input_name, "shape": [-1, c_in, h, w], "dtype": CONTRACT.input_dtype,
-                  "layout": "NCHW", "channel_order": channel_order or ("RGB" if c_in == 3 else "L"),
-                  "mean": mean, "std": std, "resize": "bilinear",
-                  "normalize": "(x / 255 - mean[c]) / std[c] in float32 (mind_edge.imageio.normalize)"},
+        "input": {
+            "name": CONTRACT.input_name,
+            "shape": [-1, c_in, h, w],
+            "dtype": CONTRACT.input_dtype,
+            "layout": "NCHW",
+            "channel_order": channel_order or ("RGB" if c_in == 3 else "L"),
+            "mean": mean,
+            "std": std,
+            "resize": "bilinear",
+            "normalize": "(x / 255 - mean[c]) / std[c] in float32 (mind_edge.imageio.normalize)",
+        },
         "tasks": task_records(arrays.task_classes, names),
         "num_classes": sum(len(c) for c in arrays.task_classes),
         "temperature": float(temperature),
-        "routing": {"policy": policy, "version": get_policy(policy).version, "pad_logit": CONTRACT.pad_logit,
-                    "ties": "first index", "stats": get_policy(policy).needs_stats,
-                    "rule": f"task = argmax_t score_t ({get_policy(policy).summary}); "
-                            "label = global id of that head's argmax (mind_edge.core.routing)"},
+        "routing": {
+            "policy": policy,
+            "version": get_policy(policy).version,
+            "pad_logit": CONTRACT.pad_logit,
+            "ties": "first index",
+            "stats": get_policy(policy).needs_stats,
+            "rule": f"task = argmax_t score_t ({get_policy(policy).summary}); "
+            "label = global id of that head's argmax (mind_edge.core.routing)",
+        },
         "outputs": CONTRACT.to_json(n, cmax, _feature_dim(arrays)),
         "exporter": {"mind_edge": __version__, "onnx": onnx.__version__, "opset": opset, "graph": "task-stacked"},
         "source": dict(source or {}),
-        "sizes": {"model_bytes": len(model_bytes), "expected_bytes": expected_bytes(arrays, layout, policy),
-                  "dense_fp32_bytes": dense, "naive_bytes": naive, "dense_weights": arrays.dense_weight_count()},
+        "sizes": {
+            "model_bytes": len(model_bytes),
+            "expected_bytes": expected_bytes(arrays, layout, policy),
+            "dense_fp32_bytes": dense,
+            "naive_bytes": naive,
+            "dense_weights": arrays.dense_weight_count(),
+        },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "probe": {"file": PROBE_FILE, "count": int(probe_inputs.shape[0]), "outputs_from": probe_from},
-        "validation": {"file": VALIDATION_FILE, **{k: report.get(k) for k in ("passed", "atol", "rtol", "max_abs_diff",
-                                                                                "max_rel_diff", "agreement")}},
+        "validation": {
+            "file": VALIDATION_FILE,
+            **{k: report.get(k) for k in ("passed", "atol", "rtol", "max_abs_diff", "max_rel_diff", "agreement")},
+        },
     }
     for k, v in (extra or {}).items():
         if k in meta or k in ("format", "schema_version", "files"):
@@ -482,9 +523,15 @@ def prepare_bundle(
         PROBE_FILE: _npz_bytes({CONTRACT.input_name: probe_inputs, **probe_outputs}),
         VALIDATION_FILE: (json.dumps(report, indent=2) + "\n").encode("utf-8"),
     }
-    check_meta({"format": BUNDLE_FORMAT, "schema_version": BUNDLE_SCHEMA, **meta,
-                "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in files.items()}},
-               "the new bundle.json")
+    check_meta(
+        {
+            "format": BUNDLE_FORMAT,
+            "schema_version": BUNDLE_SCHEMA,
+            **meta,
+            "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in files.items()},
+        },
+        "the new bundle.json",
+    )
     return files, meta
 
 

@@ -317,12 +317,16 @@ def _precision(f: Fields, where: str) -> PrecisionRecord:
         return PrecisionRecord(precision=f.str("precision", max_len=16))
     pf = f.sub("precision")
     q = pf.obj_or_none("int8")
-    int8 = Int8Record() if q is None else Int8Record(
-        per_task=q.bool("per_task", default=True),
-        per_channel=q.bool("per_channel", default=True),
-        activation=q.str("activation", max_len=16, default="uint8"),
-        method=q.str("method", max_len=64, default="minmax"),
-        keep_fp32=tuple(q.strs("keep_fp32", max_len=1024, max_str=256)) if "keep_fp32" in q.obj else (),
+    int8 = (
+        Int8Record()
+        if q is None
+        else Int8Record(
+            per_task=q.bool("per_task", default=True),
+            per_channel=q.bool("per_channel", default=True),
+            activation=q.str("activation", max_len=16, default="uint8"),
+            method=q.str("method", max_len=64, default="minmax"),
+            keep_fp32=tuple(q.strs("keep_fp32", max_len=1024, max_str=256)) if "keep_fp32" in q.obj else (),
+        )
     )
     c = pf.obj_or_none("calibration")
     calibration = None
@@ -336,8 +340,9 @@ def _precision(f: Fields, where: str) -> PrecisionRecord:
             method=c.str("method", max_len=64) if c.has("method") else None,
             source=c.str("source", max_len=4096) if c.has("source") else None,
         )
-    return PrecisionRecord(precision=pf.str("precision", max_len=16, default="fp32"), int8=int8,
-                           calibration=calibration, raw=pf.obj)
+    return PrecisionRecord(
+        precision=pf.str("precision", max_len=16, default="fp32"), int8=int8, calibration=calibration, raw=pf.obj
+    )
 
 
 def read_record(path: Path) -> BundleRecord:

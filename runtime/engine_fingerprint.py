@@ -77,8 +77,10 @@ def import_tensorrt(purpose: str = "building a TensorRT engine"):
     try:
         import tensorrt  # type: ignore[import-not-found]
     except ImportError as exc:
-        raise EngineError(f"{purpose} needs the 'tensorrt' Python package, which is not importable here ({exc}); "
-                          f"{TENSORRT_HINT}. Without it, run the bundle with ONNX Runtime (--backend ort)") from exc
+        raise EngineError(
+            f"{purpose} needs the 'tensorrt' Python package, which is not importable here ({exc}); "
+            f"{TENSORRT_HINT}. Without it, run the bundle with ONNX Runtime (--backend ort)"
+        ) from exc
     return tensorrt
 
 
@@ -251,15 +253,23 @@ class EngineFingerprint:
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in data]
         if missing:
-            raise EngineError(f"{where}: an engine fingerprint lacks {missing}; rebuild the engine with 'mind-edge engine build'")
+            raise EngineError(
+                f"{where}: an engine fingerprint lacks {missing}; rebuild the engine with 'mind-edge engine build'"
+            )
         try:
             dla = data["dla_core"]
             return cls(
-                tensorrt_version=str(data["tensorrt_version"]), gpu_name=str(data["gpu_name"]),
-                compute_capability=str(data["compute_capability"]), precision=str(data["precision"]),
-                typing=str(data["typing"]), dla_core=None if dla is None else int(dla),
-                workspace_mb=int(data["workspace_mb"]), model_sha256=str(data["model_sha256"]),
-                min_batch=int(data["min_batch"]), opt_batch=int(data["opt_batch"]), max_batch=int(data["max_batch"]),
+                tensorrt_version=str(data["tensorrt_version"]),
+                gpu_name=str(data["gpu_name"]),
+                compute_capability=str(data["compute_capability"]),
+                precision=str(data["precision"]),
+                typing=str(data["typing"]),
+                dla_core=None if dla is None else int(dla),
+                workspace_mb=int(data["workspace_mb"]),
+                model_sha256=str(data["model_sha256"]),
+                min_batch=int(data["min_batch"]),
+                opt_batch=int(data["opt_batch"]),
+                max_batch=int(data["max_batch"]),
             )
         except (TypeError, ValueError) as exc:
             raise EngineError(f"{where}: malformed engine fingerprint ({exc}); rebuild the engine") from exc
@@ -274,8 +284,10 @@ class EngineFingerprint:
 
     def describe(self) -> str:
         dla = f", DLA core {self.dla_core}" if self.dla_core is not None else ""
-        return (f"{self.precision} ({self.typing} typing{dla}, batch {self.min_batch}..{self.max_batch}, workspace "
-                f"{self.workspace_mb} MB) for {self.machine.describe()}")
+        return (
+            f"{self.precision} ({self.typing} typing{dla}, batch {self.min_batch}..{self.max_batch}, workspace "
+            f"{self.workspace_mb} MB) for {self.machine.describe()}"
+        )
 
 
 def machine_differences(recorded: MachineInfo, current: MachineInfo) -> list[str]:
@@ -300,8 +312,14 @@ class EngineRecord:
     info: Mapping[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "sha256": self.sha256, "bytes": self.bytes, "fingerprint": self.fingerprint.to_json(),
-                "created": self.created, **({"info": dict(self.info)} if self.info else {})}
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "fingerprint": self.fingerprint.to_json(),
+            "created": self.created,
+            **({"info": dict(self.info)} if self.info else {}),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str) -> "EngineRecord":
@@ -309,10 +327,18 @@ class EngineRecord:
             raise EngineError(f"{where}: an engine entry is a {type(data).__name__}, expected an object")
         try:
             fp = EngineFingerprint.from_json(data["fingerprint"], where)
-            rec = cls(file=str(data["file"]), sha256=str(data["sha256"]), bytes=int(data["bytes"]), fingerprint=fp,
-                      created=str(data.get("created", "")), info=dict(data.get("info") or {}))
+            rec = cls(
+                file=str(data["file"]),
+                sha256=str(data["sha256"]),
+                bytes=int(data["bytes"]),
+                fingerprint=fp,
+                created=str(data.get("created", "")),
+                info=dict(data.get("info") or {}),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise EngineError(f"{where}: malformed engine entry ({type(exc).__name__}: {exc}); rebuild the engine") from exc
+            raise EngineError(
+                f"{where}: malformed engine entry ({type(exc).__name__}: {exc}); rebuild the engine"
+            ) from exc
         if "/" in rec.file or rec.file.startswith(".") or rec.file != fp.plan_name:
             raise EngineError(
                 f"{where}: engine file {rec.file!r} does not match its fingerprint key (expected {fp.plan_name}); the "
@@ -330,15 +356,20 @@ def read_index(bundle_dir: str | os.PathLike) -> list[EngineRecord]:
     path = Path(bundle_dir) / ENGINE_JSON
     if not os.path.lexists(path):
         return []
-    raw = read_regular_file(path, max_bytes=MAX_ENGINE_JSON_BYTES, error=EngineError, what="engine index",
-                            fix=f"delete {ENGINE_JSON} and rebuild the engine")
+    raw = read_regular_file(
+        path,
+        max_bytes=MAX_ENGINE_JSON_BYTES,
+        error=EngineError,
+        what="engine index",
+        fix=f"delete {ENGINE_JSON} and rebuild the engine",
+    )
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         why = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
         raise EngineError(f"{path} is not readable JSON ({why}); delete it and rebuild the engine") from None
     if not isinstance(data, dict) or data.get("format") != ENGINE_FORMAT:
-        raise EngineError(f"{path} is not a mind-edge engine index (expected \"format\": \"{ENGINE_FORMAT}\")")
+        raise EngineError(f'{path} is not a mind-edge engine index (expected "format": "{ENGINE_FORMAT}")')
     if data.get("schema_version") != ENGINE_SCHEMA:
         raise EngineError(
             f"{path} has engine index schema {data.get('schema_version')!r}; this mind-edge reads schema {ENGINE_SCHEMA}. "
@@ -346,7 +377,7 @@ def read_index(bundle_dir: str | os.PathLike) -> list[EngineRecord]:
         )
     engines = data.get("engines")
     if not isinstance(engines, list):
-        raise EngineError(f"{path}: \"engines\" must be a list")
+        raise EngineError(f'{path}: "engines" must be a list')
     return [EngineRecord.from_json(e, str(path)) for e in engines]
 
 
@@ -408,17 +439,23 @@ def select_engine(
 
     bundle_dir = Path(bundle_dir)
     records = read_index(bundle_dir)
-    build_hint = f"build one here with: mind-edge engine build {bundle_dir}" + (" --fp16" if precision == "fp16" else "")
+    build_hint = f"build one here with: mind-edge engine build {bundle_dir}" + (
+        " --fp16" if precision == "fp16" else ""
+    )
     if not records:
-        raise NoEngineError(f"bundle {bundle_dir} has no TensorRT engine ({ENGINE_JSON} is missing or empty); {build_hint}")
+        raise NoEngineError(
+            f"bundle {bundle_dir} has no TensorRT engine ({ENGINE_JSON} is missing or empty); {build_hint}"
+        )
     problems: list[str] = []
     candidates: list[EngineRecord] = []
     for rec in records:
         fp = rec.fingerprint
         diffs = machine_differences(fp.machine, machine)
         if fp.model_sha256 != model_sha256:
-            diffs.append(f"model sha256 {fp.model_sha256[:12]}… vs {model_sha256[:12]}… of the bundle's model.onnx "
-                         "(the bundle changed since the build)")
+            diffs.append(
+                f"model sha256 {fp.model_sha256[:12]}… vs {model_sha256[:12]}… of the bundle's model.onnx "
+                "(the bundle changed since the build)"
+            )
         if precision is not None and fp.precision != precision:
             diffs.append(f"precision {fp.precision} vs {precision} asked for")
         if dla_core != "any" and fp.dla_core != dla_core:
@@ -432,7 +469,8 @@ def select_engine(
         candidates.append(rec)
     if not candidates:
         raise EngineMismatchError(
-            f"no engine of bundle {bundle_dir} fits this machine ({machine.describe()}): " + "; ".join(problems)
+            f"no engine of bundle {bundle_dir} fits this machine ({machine.describe()}): "
+            + "; ".join(problems)
             + f". TensorRT engines are not portable between GPUs, TensorRT versions or models — {build_hint}"
         )
     rec = sorted(candidates, key=lambda r: r.created)[-1]

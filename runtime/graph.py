@@ -224,8 +224,13 @@ class NetArrays:
         if k == self.num_tasks:
             return self
         layers = tuple(
-            LayerArrays(la.name, np.where(la.owner >= k, np.float32(0), la.weight).astype(np.float32),
-                        np.where(la.owner >= k, np.int8(-1), la.owner).astype(np.int8), la.stride, la.padding)
+            LayerArrays(
+                la.name,
+                np.where(la.owner >= k, np.float32(0), la.weight).astype(np.float32),
+                np.where(la.owner >= k, np.int8(-1), la.owner).astype(np.int8),
+                la.stride,
+                la.padding,
+            )
             for la in self.layers
         )
         norms = tuple(NormArrays(x.name, tuple(x.sets[:k])) for x in self.norms)
@@ -233,6 +238,7 @@ class NetArrays:
 
     def same_as(self, other: "NetArrays") -> bool:
         """Bit-exact equality of every array, class id and config value."""
+
         def eq(a: np.ndarray, b: np.ndarray) -> bool:
             return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
@@ -243,7 +249,12 @@ class NetArrays:
         mine = {x.name: x for x in self.layers}
         for b in other.layers:
             a = mine.get(b.name)
-            if a is None or (a.stride, a.padding) != (b.stride, b.padding) or not eq(a.weight, b.weight) or not eq(a.owner, b.owner):
+            if (
+                a is None
+                or (a.stride, a.padding) != (b.stride, b.padding)
+                or not eq(a.weight, b.weight)
+                or not eq(a.owner, b.owner)
+            ):
                 return False
         norms = {x.name: x for x in self.norms}
         for b in other.norms:
@@ -251,7 +262,9 @@ class NetArrays:
             if a is None or len(a.sets) != len(b.sets):
                 return False
             for s, u in zip(a.sets, b.sets):
-                if s.eps != u.eps or not all(eq(getattr(s, k), getattr(u, k)) for k in ("gamma", "beta", "mean", "var")):
+                if s.eps != u.eps or not all(
+                    eq(getattr(s, k), getattr(u, k)) for k in ("gamma", "beta", "mean", "var")
+                ):
                     return False
         for a, b in zip(self.heads, other.heads):
             if a.classes != b.classes or not eq(a.weight, b.weight) or not eq(a.bias, b.bias):
@@ -337,7 +350,9 @@ def check_arrays(arrays: NetArrays) -> NetPlan:
                 f"{c_t} classes, got {list(head.weight.shape)} and {list(head.bias.shape)}"
             )
         if head.weight.dtype != np.float32 or head.bias.dtype != np.float32:
-            raise GraphError(f"head of task {t}: expected float32 weight and bias, got {head.weight.dtype}/{head.bias.dtype}")
+            raise GraphError(
+                f"head of task {t}: expected float32 weight and bias, got {head.weight.dtype}/{head.bias.dtype}"
+            )
         for c in head.classes:
             if c < 0:
                 raise GraphError(f"head of task {t}: global class ids must be >= 0, got {c}")
@@ -380,7 +395,9 @@ class _Builder:
 
 
 def _stack_norm(norm: NormArrays) -> tuple[np.ndarray, ...]:
-    return tuple(np.concatenate([getattr(s, k) for s in norm.sets]).astype(np.float32) for k in ("gamma", "beta", "mean", "var"))
+    return tuple(
+        np.concatenate([getattr(s, k) for s in norm.sets]).astype(np.float32) for k in ("gamma", "beta", "mean", "var")
+    )
 
 
 def _folded(layer: LayerArrays, norm: NormArrays, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -403,7 +420,12 @@ def _conv_bn(b: _Builder, x: str, plan: ConvPlan, arrays: NetArrays, layout: str
     attrs = dict(kernel_shape=[k, k], strides=[plan.stride] * 2, pads=[plan.padding] * 4, group=n if grouped else 1)
     if layout == "folded":
         w, bias = _folded(layer, norm, n)
-        return b.node("Conv", [x, b.init(f"{plan.name}.weight", w), b.init(f"{plan.name}.bias", bias)], f"{plan.name}.out", **attrs)
+        return b.node(
+            "Conv",
+            [x, b.init(f"{plan.name}.weight", w), b.init(f"{plan.name}.bias", bias)],
+            f"{plan.name}.out",
+            **attrs,
+        )
     wname = b.init(f"{plan.name}.weight", layer.weight)
     oname = b.init(f"{plan.name}.owner", layer.owner)
     owned = b.node("GreaterOrEqual", [oname, b.const(0, np.int8)], f"{plan.name}.owned")
@@ -424,8 +446,15 @@ def _conv_bn(b: _Builder, x: str, plan: ConvPlan, arrays: NetArrays, layout: str
     p = plan.norm
     return b.node(
         "BatchNormalization",
-        [y, b.init(f"{p}.weight", g), b.init(f"{p}.bias", be), b.init(f"{p}.running_mean", m), b.init(f"{p}.running_var", v)],
-        f"{p}.out", epsilon=float(eps.pop()),
+        [
+            y,
+            b.init(f"{p}.weight", g),
+            b.init(f"{p}.bias", be),
+            b.init(f"{p}.running_mean", m),
+            b.init(f"{p}.running_var", v),
+        ],
+        f"{p}.out",
+        epsilon=float(eps.pop()),
     )
 
 
@@ -496,8 +525,9 @@ def _shared_taps(arrays: NetArrays) -> int:
     return arrays.heads[0].stats.shared_taps if arrays.heads[0].stats is not None else 0
 
 
-def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, policy: str, temperature: float,
-                  opset: int) -> None:
+def _routing_head(
+    b: _Builder, logits: str, taps: list[str], arrays: NetArrays, policy: str, temperature: float, opset: int
+) -> None:
     """The task-selection head of ``policy``: outputs task, label, confidence, task_confidence, task_features.
 
     The formulas are those of :mod:`mind_edge.core.routing` (same order of float32 operations as
@@ -519,17 +549,25 @@ def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, 
         col = lambda x, j, name: b.node("Gather", [x, b.const(j, np.int64)], name, axis=1)  # noqa: E731  [N]
         k_taps = arrays.heads[0].stats.num_taps if arrays.heads[0].stats is not None else len(taps)
         ml = _reduce(b, "ReduceMax", logits, [2], "route.maxlogit", opset)  # [B, N]
-        shifted = b.node("Sub", [logits, b.node("Unsqueeze", [ml, b.const([2], np.int64)], "route.maxlogit.col")],
-                         "route.energy.shifted")
+        shifted = b.node(
+            "Sub",
+            [logits, b.node("Unsqueeze", [ml, b.const([2], np.int64)], "route.maxlogit.col")],
+            "route.energy.shifted",
+        )
         total = _reduce(b, "ReduceSum", b.node("Exp", [shifted], "route.energy.exp"), [2], "route.energy.sum", opset)
         energy = b.node("Add", [ml, b.node("Log", [total], "route.energy.log")], "route.energy")
         zs = []
         for name, x, j in (("maxlogit", ml, k_taps), ("energy", energy, k_taps + 1)):
             centred = b.node("Sub", [x, col(score_mean, j, f"route.{name}.mean")], f"route.{name}.centred")
             zs.append(b.node("Div", [centred, col(score_std, j, f"route.{name}.std")], f"route.{name}.z"))
-        score = b.node("Add", [b.node("Mul", [zs[0], b.const(np.float32(w_ml), np.float32)], "route.maxlogit.term"),
-                               b.node("Mul", [zs[1], b.const(np.float32(w_en), np.float32)], "route.energy.term")],
-                       "route.logit_score")
+        score = b.node(
+            "Add",
+            [
+                b.node("Mul", [zs[0], b.const(np.float32(w_ml), np.float32)], "route.maxlogit.term"),
+                b.node("Mul", [zs[1], b.const(np.float32(w_en), np.float32)], "route.energy.term"),
+            ],
+            "route.logit_score",
+        )
         stats0 = arrays.heads[0].stats
         own = stats0.own_taps if stats0 is not None else k_taps
         shared = {}  # sub-network 0's pooled features at tap j, [B, 1, F_j]: the shared space of every task
@@ -540,19 +578,31 @@ def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, 
             else:
                 j = k - own
                 if j not in shared:
-                    shared[j] = b.node("Slice", [taps[j], b.const([0], np.int64), b.const([1], np.int64),
-                                                 b.const([1], np.int64)], f"route.shared{j}")
+                    shared[j] = b.node(
+                        "Slice",
+                        [taps[j], b.const([0], np.int64), b.const([1], np.int64), b.const([1], np.int64)],
+                        f"route.shared{j}",
+                    )
                 tap, w = shared[j], w_shared
-            norm = b.node("Max", [_reduce(b, "ReduceL2", tap, [2], f"{p}.norm", opset, keepdims=1),
-                                  b.const(np.float32(1e-12), np.float32)], f"{p}.norm_floor")
+            norm = b.node(
+                "Max",
+                [
+                    _reduce(b, "ReduceL2", tap, [2], f"{p}.norm", opset, keepdims=1),
+                    b.const(np.float32(1e-12), np.float32),
+                ],
+                f"{p}.norm_floor",
+            )
             f = b.node("Unsqueeze", [b.node("Div", [tap, norm], f"{p}.unit"), b.const([2], np.int64)], f"{p}.row")
             g = b.node("MatMul", [f, f"{p}.whiten"], f"{p}.white")  # [B, N or 1, 1, F_k] x [N, F_k, F_k]
             diff = b.node("Sub", [g, f"{p}.means"], f"{p}.diff")  # [B, N, Cmax, F_k]
             d = _reduce(b, "ReduceSum", b.node("Mul", [diff, diff], f"{p}.sq"), [3], f"{p}.d_raw", opset)
             d = b.node("Add", [d, f"{p}.pad"], f"{p}.dist")  # [B, N, Cmax]; padding classes never the minimum
             dmin = _reduce(b, "ReduceMin", d, [2], f"{p}.dmin", opset)  # [B, N]
-            z = b.node("Div", [b.node("Sub", [dmin, col(score_mean, k, f"{p}.mean")], f"{p}.centred"),
-                               col(score_std, k, f"{p}.std")], f"{p}.z")
+            z = b.node(
+                "Div",
+                [b.node("Sub", [dmin, col(score_mean, k, f"{p}.mean")], f"{p}.centred"), col(score_std, k, f"{p}.std")],
+                f"{p}.z",
+            )
             term = b.node("Mul", [z, b.const(np.float32(w), np.float32)], f"{p}.term")
             score = b.node("Sub", [score, term], f"{p}.score")
         task_conf = b.node("Identity", [score], "task_confidence")
@@ -563,12 +613,16 @@ def _routing_head(b: _Builder, logits: str, taps: list[str], arrays: NetArrays, 
         task_conf = b.node("Identity", [maxprob], "task_confidence")
         conf_matrix = task_conf
         if policy == "entropy" and n > 1:
-            logp = b.node("Log", [b.node("Max", [probs, b.const(np.float32(1e-30), np.float32)], "route.probs_floor")],
-                          "route.logp")
+            logp = b.node(
+                "Log",
+                [b.node("Max", [probs, b.const(np.float32(1e-30), np.float32)], "route.probs_floor")],
+                "route.logp",
+            )
             ent = _reduce(b, "ReduceSum", b.node("Mul", [probs, logp], "route.plogp"), [2], "route.neg_entropy", opset)
             sizes = np.log(np.maximum(np.array([len(h.classes) for h in arrays.heads], np.float32), np.float32(2.0)))
-            ent = b.node("Div", [b.node("Neg", [ent], "route.entropy_raw"), b.init("route.entropy_norm", sizes)],
-                         "route.entropy")
+            ent = b.node(
+                "Div", [b.node("Neg", [ent], "route.entropy_raw"), b.init("route.entropy_norm", sizes)], "route.entropy"
+            )
             top2 = b.node("TopK", [task_conf, b.const([2], np.int64)], "route.top2_values", axis=1, largest=1, sorted=1)
             b.nodes[-1].output.append("route.top2")
             e2 = b.node("GatherElements", [ent, "route.top2"], "route.top2_entropy", axis=1)
@@ -644,8 +698,17 @@ def build_graph(
             sc = _shortcut_conv(b, x, blk.conv1, layout, n, p)
         elif blk.shortcut == "A":
             extra = blk.conv1.out_ch - blk.conv1.in_ch
-            sc = b.node("Slice", [x, b.const([0, 0], np.int64), b.const([2**62, 2**62], np.int64),
-                                  b.const([2, 3], np.int64), b.const([s, s], np.int64)], f"{p}.down_a.slice")
+            sc = b.node(
+                "Slice",
+                [
+                    x,
+                    b.const([0, 0], np.int64),
+                    b.const([2**62, 2**62], np.int64),
+                    b.const([2, 3], np.int64),
+                    b.const([s, s], np.int64),
+                ],
+                f"{p}.down_a.slice",
+            )
             if n == 1:
                 sc = b.node("Pad", [sc, b.const([0, 0, 0, 0, 0, extra, 0, 0], np.int64)], f"{p}.down_a.pad")
             else:
@@ -684,12 +747,21 @@ def build_graph(
     inputs = [onnx.helper.make_tensor_value_info(contract.input_name, TP.FLOAT, [batch, c_in, H, W])]
     dims = {"batch": batch, "tasks": n, "classes": cmax, "features": int(sum(tap_dims))}
     dtypes = {"int64": TP.INT64, "float32": TP.FLOAT}
-    outputs = [onnx.helper.make_tensor_value_info(o.name, dtypes[o.dtype], [dims[a] for a in o.axes]) for o in contract.outputs]
-    graph = onnx.helper.make_graph(b.nodes, f"mind_edge_{plan.arch}_{layout}", inputs, outputs, b.inits,
-                                   doc_string=doc or f"MIND {plan.arch}, {n} tasks, {layout} layout, T={temperature}, "
-                                                     f"routing {pol.name}")
+    outputs = [
+        onnx.helper.make_tensor_value_info(o.name, dtypes[o.dtype], [dims[a] for a in o.axes]) for o in contract.outputs
+    ]
+    graph = onnx.helper.make_graph(
+        b.nodes,
+        f"mind_edge_{plan.arch}_{layout}",
+        inputs,
+        outputs,
+        b.inits,
+        doc_string=doc or f"MIND {plan.arch}, {n} tasks, {layout} layout, T={temperature}, routing {pol.name}",
+    )
     opset_ids = [onnx.helper.make_opsetid("", int(opset))]
-    model = onnx.helper.make_model(graph, opset_imports=opset_ids, producer_name="mind-edge", producer_version=__version__)
+    model = onnx.helper.make_model(
+        graph, opset_imports=opset_ids, producer_name="mind-edge", producer_version=__version__
+    )
     model.ir_version = onnx.helper.find_min_ir_version_for(opset_ids)
     meta = {
         "schema": GRAPH_SCHEMA,
@@ -698,15 +770,23 @@ def build_graph(
         "num_tasks": n,
         "cmax": cmax,
         "temperature": temperature,
-        "routing": {"policy": pol.name, "version": pol.version, "tap_blocks": list(tap_blocks),
-                    "tap_dims": list(tap_dims), "stats": pol.needs_stats, "stats_version": STATS_VERSION,
-                    "stats_shared": _shared_taps(arrays) if pol.needs_stats else 0,
-                    "stats_count": [h.stats.count if h.stats is not None else 0 for h in arrays.heads]},
+        "routing": {
+            "policy": pol.name,
+            "version": pol.version,
+            "tap_blocks": list(tap_blocks),
+            "tap_dims": list(tap_dims),
+            "stats": pol.needs_stats,
+            "stats_version": STATS_VERSION,
+            "stats_shared": _shared_taps(arrays) if pol.needs_stats else 0,
+            "stats_count": [h.stats.count if h.stats is not None else 0 for h in arrays.heads],
+        },
         "classes": arrays.task_classes,
         "layers": [{"name": x.name, "stride": x.stride, "padding": x.padding} for x in arrays.layers],
         # one eps per norm when the tasks share it (always, for nets.py), so the metadata does not grow with N
-        "norms": [{"name": x.name, "eps": x.sets[0].eps if len({s.eps for s in x.sets}) == 1 else [s.eps for s in x.sets]}
-                  for x in arrays.norms],
+        "norms": [
+            {"name": x.name, "eps": x.sets[0].eps if len({s.eps for s in x.sets}) == 1 else [s.eps for s in x.sets]}
+            for x in arrays.norms
+        ],
     }
     onnx.helper.set_model_props(model, {GRAPH_META_KEY: json.dumps(meta, separators=(",", ":"))})
     size = model.ByteSize()
@@ -764,8 +844,13 @@ def read_arrays(model_or_path) -> NetArrays:
 
     n, cmax = int(meta["num_tasks"]), int(meta["cmax"])
     layers = tuple(
-        LayerArrays(x["name"], get(f"{x['name']}.weight").astype(np.float32, copy=False),
-                    get(f"{x['name']}.owner").astype(np.int8, copy=False), int(x["stride"]), int(x["padding"]))
+        LayerArrays(
+            x["name"],
+            get(f"{x['name']}.weight").astype(np.float32, copy=False),
+            get(f"{x['name']}.owner").astype(np.int8, copy=False),
+            int(x["stride"]),
+            int(x["padding"]),
+        )
         for x in meta["layers"]
     )
     norms = []
@@ -777,9 +862,13 @@ def read_arrays(model_or_path) -> NetArrays:
         norms.append(NormArrays(p, sets))
     hw, hb = get("heads.weight"), get("heads.bias")
     if hw.shape[0] != n or hb.shape != (n, cmax):
-        raise GraphError(f"{where}: head tensors {list(hw.shape)}/{list(hb.shape)} do not match {n} tasks x {cmax} classes")
+        raise GraphError(
+            f"{where}: head tensors {list(hw.shape)}/{list(hb.shape)} do not match {n} tasks x {cmax} classes"
+        )
     heads = tuple(
-        HeadArrays(np.ascontiguousarray(hw[t, :, : len(c)].T), np.ascontiguousarray(hb[t, : len(c)]), tuple(int(v) for v in c))
+        HeadArrays(
+            np.ascontiguousarray(hw[t, :, : len(c)].T), np.ascontiguousarray(hb[t, : len(c)]), tuple(int(v) for v in c)
+        )
         for t, c in enumerate(meta["classes"])
     )
     routing = meta.get("routing") or {}
@@ -796,8 +885,9 @@ def _read_stats(heads: tuple[HeadArrays, ...], routing: Mapping[str, Any], get, 
     return tuple(dataclasses.replace(h, stats=st) for h, st in zip(heads, stats))
 
 
-def _stats_from_initializers(classes: Sequence[Sequence[int]], routing: Mapping[str, Any], get,
-                             where: str) -> list[RoutingStats]:
+def _stats_from_initializers(
+    classes: Sequence[Sequence[int]], routing: Mapping[str, Any], get, where: str
+) -> list[RoutingStats]:
     net_dims = [int(f) for f in routing.get("tap_dims", [])]
     counts = [int(c) for c in routing.get("stats_count", [])]
     n = len(classes)
@@ -818,10 +908,15 @@ def _stats_from_initializers(classes: Sequence[Sequence[int]], routing: Mapping[
                 whiten=tuple(np.ascontiguousarray(w[t], dtype=np.float32) for w in whiten),
                 means=tuple(np.ascontiguousarray(m[t, :c], dtype=np.float32) for m in means),
                 score_mean=np.ascontiguousarray(score_mean[t], dtype=np.float32),
-                score_std=np.ascontiguousarray(score_std[t], dtype=np.float32), count=counts[t], shared_taps=shared)
+                score_std=np.ascontiguousarray(score_std[t], dtype=np.float32),
+                count=counts[t],
+                shared_taps=shared,
+            )
             stats.check(net_dims, c, where=f"task {t}")
         except (IndexError, ValueError, ConfigError) as exc:
-            raise GraphError(f"{where}: routing statistics of task {t} are malformed ({exc}); re-export the bundle") from exc
+            raise GraphError(
+                f"{where}: routing statistics of task {t} are malformed ({exc}); re-export the bundle"
+            ) from exc
         out.append(stats)
     return out
 
@@ -884,8 +979,15 @@ def subnetwork_arrays(arrays: NetArrays, task: int) -> NetArrays:
     layers = []
     for layer in arrays.layers:
         mask = (layer.owner >= 0) & (layer.owner <= task)
-        layers.append(LayerArrays(layer.name, layer.weight * mask.astype(np.float32), np.where(mask, 0, -1).astype(np.int8),
-                                  layer.stride, layer.padding))
+        layers.append(
+            LayerArrays(
+                layer.name,
+                layer.weight * mask.astype(np.float32),
+                np.where(mask, 0, -1).astype(np.int8),
+                layer.stride,
+                layer.padding,
+            )
+        )
     norms = tuple(NormArrays(x.name, (x.sets[task],)) for x in arrays.norms)
     return NetArrays(net=dict(arrays.net), layers=tuple(layers), norms=norms, heads=(arrays.heads[task],))
 
@@ -893,8 +995,10 @@ def subnetwork_arrays(arrays: NetArrays, task: int) -> NetArrays:
 def naive_sizes(arrays: NetArrays, opset: int = CONTRACT.opset) -> tuple[int, int]:
     """``(dense, naive)``: bytes of the largest single dense sub-network graph (folded, one head) and
     of all N of them, i.e. what exporting N separate sub-networks would cost."""
-    sizes = [build_graph(subnetwork_arrays(arrays, t), layout="folded", temperature=1.0, opset=opset).ByteSize()
-             for t in range(arrays.num_tasks)]
+    sizes = [
+        build_graph(subnetwork_arrays(arrays, t), layout="folded", temperature=1.0, opset=opset).ByteSize()
+        for t in range(arrays.num_tasks)
+    ]
     return max(sizes), sum(sizes)
 
 
@@ -973,8 +1077,11 @@ def _mind_owners(layers: Sequence[LayerArrays], n: int, capacity: int, rng: np.r
         for t in range(n):
             owner[rng.choice(np.flatnonzero(owner == -1), size=k, replace=False)] = t
         owner = owner.reshape(la.owner.shape)
-        out.append(LayerArrays(la.name, np.where(owner >= 0, la.weight, np.float32(0)).astype(np.float32), owner,
-                               la.stride, la.padding))
+        out.append(
+            LayerArrays(
+                la.name, np.where(owner >= 0, la.weight, np.float32(0)).astype(np.float32), owner, la.stride, la.padding
+            )
+        )
     return out
 
 
@@ -990,10 +1097,14 @@ def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> R
         whiten.append(w.astype(np.float32))
         means.append((rng.standard_normal((num_classes, f)) / math.sqrt(f) @ w).astype(np.float32))
     k = len(dims) + 2
-    return RoutingStats(whiten=tuple(whiten), means=tuple(means),
-                        score_mean=(rng.standard_normal(k) * 2 + 10).astype(np.float32),
-                        score_std=(rng.random(k) * 3 + 0.5).astype(np.float32), count=int(rng.integers(10, 1000)),
-                        shared_taps=len(net_dims))
+    return RoutingStats(
+        whiten=tuple(whiten),
+        means=tuple(means),
+        score_mean=(rng.standard_normal(k) * 2 + 10).astype(np.float32),
+        score_std=(rng.random(k) * 3 + 0.5).astype(np.float32),
+        count=int(rng.integers(10, 1000)),
+        shared_taps=len(net_dims),
+    )
 
 
 __all__ = [

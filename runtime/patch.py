@@ -38,7 +38,15 @@ import numpy as np
 from mind_edge.core.routing import get_policy
 from mind_edge.errors import ConfigError, MindEdgeError
 from mind_edge.fileio import fsync_dir, sha256_file
-from mind_edge.runtime.bundle import BUNDLE_JSON, MODEL_FILE, POINTER_FILE, PROBE_FILE, VERSIONS_DIR, Bundle, resolve_version
+from mind_edge.runtime.bundle import (
+    BUNDLE_JSON,
+    MODEL_FILE,
+    POINTER_FILE,
+    PROBE_FILE,
+    VERSIONS_DIR,
+    Bundle,
+    resolve_version,
+)
 from mind_edge.runtime.errors import BundleError
 from mind_edge.runtime.graph import HeadArrays, LayerArrays, NetArrays, NormArrays, NormSet
 from mind_edge.runtime.patch_codecs import (  # noqa: F401  (re-exported)
@@ -103,11 +111,15 @@ def check_fits(base: NetArrays, patch: Patch) -> None:
     layer and the base's free-weight counts — so the payload's declared sizes are those of this network."""
     h, where = patch.header, patch.where
     if dict(h["net"]) != dict(base.net):
-        raise PatchError(f"{where} is for another network architecture than the bundle's ({base.net.get('arch')}, "
-                         f"capacity {base.net.get('capacity')}); create the patch from the run this bundle was exported from")
+        raise PatchError(
+            f"{where} is for another network architecture than the bundle's ({base.net.get('arch')}, "
+            f"capacity {base.net.get('capacity')}); create the patch from the run this bundle was exported from"
+        )
     if len(h["layers"]) != len(base.layers) or len(h["norms"]) != len(base.norms):
-        raise PatchError(f"{where} has {len(h['layers'])} layers / {len(h['norms'])} BatchNorms, the bundle's network "
-                         f"{len(base.layers)} / {len(base.norms)}")
+        raise PatchError(
+            f"{where} has {len(h['layers'])} layers / {len(h['norms'])} BatchNorms, the bundle's network "
+            f"{len(base.layers)} / {len(base.norms)}"
+        )
     layers = {x.name: x for x in base.layers}
     norms = {x.name: x for x in base.norms}
     capacity = int(base.net["capacity"])
@@ -116,21 +128,29 @@ def check_fits(base: NetArrays, patch: Patch) -> None:
         if lb is None:
             raise PatchError(f"{where}: its layer {i} is not a layer of the bundle's network")
         if list(lb.weight.shape) != list(rec["shape"]):
-            raise PatchError(f"{where}: layer {lb.name} is {rec['shape']} in the patch, {list(lb.weight.shape)} in the bundle")
+            raise PatchError(
+                f"{where}: layer {lb.name} is {rec['shape']} in the patch, {list(lb.weight.shape)} in the bundle"
+            )
         k = lb.weight.size // capacity
         if int(rec["claimed"]) != k:
-            raise PatchError(f"{where}: layer {lb.name} claims {rec['claimed']} weights; a task claims numel // capacity = {k}")
+            raise PatchError(
+                f"{where}: layer {lb.name} claims {rec['claimed']} weights; a task claims numel // capacity = {k}"
+            )
         free = int((lb.owner == -1).sum())
         if int(rec["free"]) != free:
-            raise PatchError(f"{where}: layer {lb.name} had {rec['free']} free weights when the patch was made, the bundle "
-                             f"has {free}; the patch was made for another base")
+            raise PatchError(
+                f"{where}: layer {lb.name} had {rec['free']} free weights when the patch was made, the bundle "
+                f"has {free}; the patch was made for another base"
+            )
     for i, rec in enumerate(h["norms"]):
         nb = norms.get(rec["name"])
         if nb is None:
             raise PatchError(f"{where}: its BatchNorm {i} is not a BatchNorm of the bundle's network")
         c = nb.sets[0].gamma.size
         if int(rec["channels"]) != c:
-            raise PatchError(f"{where}: BatchNorm {nb.name} has {c} channels in the bundle, {rec['channels']} in the patch")
+            raise PatchError(
+                f"{where}: BatchNorm {nb.name} has {c} channels in the bundle, {rec['channels']} in the patch"
+            )
     f = base.heads[0].weight.shape[1]
     if int(h["head"]["features"]) != f:
         raise PatchError(f"{where}: its head reads {h['head']['features']} features, the bundle's network {f}")
@@ -152,7 +172,9 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
 
     positions, values, bn = get("positions"), get("values"), get("bn")
     if positions.dtype != np.uint8 or positions.ndim != 1:
-        raise PatchError(f"{where}: positions must be a uint8 byte string, got {positions.dtype} {list(positions.shape)}")
+        raise PatchError(
+            f"{where}: positions must be a uint8 byte string, got {positions.dtype} {list(positions.shape)}"
+        )
     if values.dtype != np.float32 or values.ndim != 1 or not np.isfinite(values).all():
         raise PatchError(f"{where}: values must be finite float32, got {values.dtype} {list(values.shape)}")
     if bn.dtype != np.float32 or bn.ndim != 1 or not np.isfinite(bn).all():
@@ -162,10 +184,14 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
     for rec in h["layers"]:
         lb = base.layer(rec["name"])
         if list(lb.weight.shape) != list(rec["shape"]):
-            raise PatchError(f"{where}: layer {rec['name']} is {rec['shape']} in the patch, {list(lb.weight.shape)} in the bundle")
+            raise PatchError(
+                f"{where}: layer {rec['name']} is {rec['shape']} in the patch, {list(lb.weight.shape)} in the bundle"
+            )
         k = lb.weight.size // capacity
         if int(rec["claimed"]) != k:
-            raise PatchError(f"{where}: layer {rec['name']} claims {rec['claimed']} weights; a task claims numel // capacity = {k}")
+            raise PatchError(
+                f"{where}: layer {rec['name']} claims {rec['claimed']} weights; a task claims numel // capacity = {k}"
+            )
         enc, nbytes = str(rec["encoding"]), int(rec["position_bytes"])
         if nbytes < 0 or p_off + nbytes > positions.size:
             raise PatchError(f"{where}: layer {rec['name']}'s positions run past the end of the payload")
@@ -184,17 +210,23 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
         w[idx] = values[v_off : v_off + k]
         o[idx] = t
         v_off += k
-        layers.append(LayerArrays(lb.name, w.reshape(lb.weight.shape), o.reshape(lb.owner.shape), lb.stride, lb.padding))
+        layers.append(
+            LayerArrays(lb.name, w.reshape(lb.weight.shape), o.reshape(lb.owner.shape), lb.stride, lb.padding)
+        )
     if p_off != positions.size or v_off != values.size:
-        raise PatchError(f"{where}: the payload has {positions.size - p_off} position bytes / {values.size - v_off} values "
-                         "left over; it does not fit this network")
+        raise PatchError(
+            f"{where}: the payload has {positions.size - p_off} position bytes / {values.size - v_off} values "
+            "left over; it does not fit this network"
+        )
     norms = []
     b_off = 0
     for rec in h["norms"]:
         nb = base.norm(rec["name"])
         c = nb.sets[0].gamma.size
         if int(rec["channels"]) != c or b_off + 4 * c > bn.size:
-            raise PatchError(f"{where}: BatchNorm {rec['name']} has {c} channels in the bundle, {rec['channels']} in the patch")
+            raise PatchError(
+                f"{where}: BatchNorm {rec['name']} has {c} channels in the bundle, {rec['channels']} in the patch"
+            )
         part = bn[b_off : b_off + 4 * c].reshape(4, c)
         b_off += 4 * c
         s = NormSet(*(np.ascontiguousarray(part[r]) for r in range(4)), eps=float(rec["eps"]))
@@ -205,24 +237,31 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
     classes = tuple(int(c) for c in h["classes"])
     f = base.heads[0].weight.shape[1]
     if hw.dtype != np.float32 or hw.shape != (len(classes), f) or hb.dtype != np.float32 or hb.shape != (len(classes),):
-        raise PatchError(f"{where}: the head must be float32 [{len(classes)}, {f}] + [{len(classes)}], got "
-                         f"{list(hw.shape)} + {list(hb.shape)}")
+        raise PatchError(
+            f"{where}: the head must be float32 [{len(classes)}, {f}] + [{len(classes)}], got "
+            f"{list(hw.shape)} + {list(hb.shape)}"
+        )
     stats = None
     if h["head"].get("routing"):
         rec = h["head"]["routing"]
-        stats = routing_from_values(get("routing"), rec["tap_dims"], len(classes), int(rec["count"]),
-                                    int(rec.get("shared_taps", 0)))
+        stats = routing_from_values(
+            get("routing"), rec["tap_dims"], len(classes), int(rec["count"]), int(rec.get("shared_taps", 0))
+        )
         base_stats = base.heads[0].stats
         try:
-            stats.check(base_stats.tap_dims[: base_stats.own_taps] if base_stats is not None else None, len(classes),
-                        where=f"{where}'s task")
+            stats.check(
+                base_stats.tap_dims[: base_stats.own_taps] if base_stats is not None else None,
+                len(classes),
+                where=f"{where}'s task",
+            )
         except ConfigError as exc:
             raise PatchError(str(exc)) from None
     heads = tuple(base.heads) + (HeadArrays(np.ascontiguousarray(hw), np.ascontiguousarray(hb), classes, stats),)
     # keep the network's layer order (that of the base)
     by_name = {x.name: x for x in layers}
-    out = NetArrays(net=dict(base.net), layers=tuple(by_name[x.name] for x in base.layers),
-                    norms=tuple(norms), heads=heads)
+    out = NetArrays(
+        net=dict(base.net), layers=tuple(by_name[x.name] for x in base.layers), norms=tuple(norms), heads=heads
+    )
     from mind_edge.runtime.graph import check_arrays
 
     try:
@@ -246,7 +285,9 @@ def _run(sess, x: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
 
 
-def validate_patched(bundle: Bundle, new: NetArrays, model_bytes: bytes) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+def validate_patched(
+    bundle: Bundle, new: NetArrays, model_bytes: bytes
+) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
     """ONNX Runtime smoke test of the new graph + earlier tasks unchanged on the bundle's probe batch.
 
     Returns ``(report, probe inputs, new probe outputs)``; raises :class:`PatchError` on failure.
@@ -266,7 +307,9 @@ def validate_patched(bundle: Bundle, new: NetArrays, model_bytes: bytes) -> tupl
     except MindEdgeError:
         raise
     except Exception as exc:
-        raise PatchError(f"ONNX Runtime cannot run the patched model ({type(exc).__name__}: {exc}); the bundle is unchanged") from exc
+        raise PatchError(
+            f"ONNX Runtime cannot run the patched model ({type(exc).__name__}: {exc}); the bundle is unchanged"
+        ) from exc
     n, cmax = new.num_tasks, new.cmax
     b = x.shape[0]
     problems = []
@@ -286,7 +329,9 @@ def validate_patched(bundle: Bundle, new: NetArrays, model_bytes: bytes) -> tupl
         new_logits = out["task_logits"][:, :n_old, :cmax_old]
         diff = float(np.max(np.abs(new_logits - old_logits))) if old_logits.size else 0.0
         if not diff <= PROBE_ATOL:
-            problems.append(f"earlier tasks' task_logits moved by up to {diff:.3g} on the probe batch (allowed {PROBE_ATOL:g})")
+            problems.append(
+                f"earlier tasks' task_logits moved by up to {diff:.3g} on the probe batch (allowed {PROBE_ATOL:g})"
+            )
         if cmax > cmax_old and not np.all(out["task_logits"][:, :n_old, cmax_old:] == np.float32(PAD_LOGIT)):
             problems.append("earlier tasks' padding logits changed")
         cdiff = float(np.max(np.abs(out["task_confidence"][:, :n_old] - probe["task_confidence"])))
@@ -343,14 +388,25 @@ def _bundle_root(bundle_dir: str | os.PathLike) -> Path:
 def _write_error(exc: OSError, root: Path, what: str, live: str | None) -> BundleError:
     reason = exc.strerror or type(exc).__name__
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    hint = {28: "free some space and try again", 30: "the file system is read-only; remount it read-write",
-            13: "check the folder's permissions", 122: "the disk quota is exhausted"}.get(exc.errno or 0, "try again")
-    return BundleError(f"{what} of bundle {root} failed: {reason}{where}; {hint}. The bundle is unchanged "
-                       f"(still at {'version ' + live if live else 'its exported version'})")
+    hint = {
+        28: "free some space and try again",
+        30: "the file system is read-only; remount it read-write",
+        13: "check the folder's permissions",
+        122: "the disk quota is exhausted",
+    }.get(exc.errno or 0, "try again")
+    return BundleError(
+        f"{what} of bundle {root} failed: {reason}{where}; {hint}. The bundle is unchanged "
+        f"(still at {'version ' + live if live else 'its exported version'})"
+    )
 
 
-def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
-                verify_key: str | os.PathLike | None = None, keep: int = 2) -> ApplyResult:
+def apply_patch(
+    bundle_dir: str | os.PathLike,
+    patch_path: str | os.PathLike,
+    *,
+    verify_key: str | os.PathLike | None = None,
+    keep: int = 2,
+) -> ApplyResult:
     """Verify, apply and validate ``patch_path`` on the bundle in ``bundle_dir``; switch atomically.
 
     Nothing is written unless every check passes (see the module docstring). A signature is
@@ -372,58 +428,89 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
         bundle = Bundle.load(root)
         history = [rec.to_json() for rec in bundle.record.patches]
         if any(rec.sha256 == patch.sha256 for rec in bundle.record.patches):
-            raise AlreadyAppliedError(f"patch {patch_path} (task {patch.task}, classes {patch.class_names}) is already "
-                                      f"applied to bundle {root} (version {bundle.version}); nothing to do")
+            raise AlreadyAppliedError(
+                f"patch {patch_path} (task {patch.task}, classes {patch.class_names}) is already "
+                f"applied to bundle {root} (version {bundle.version}); nothing to do"
+            )
         existing = {c for cl in bundle.task_classes for c in cl}
         dup = sorted(set(patch.classes) & existing)
         if dup:
             names = [bundle.class_name(c) for c in dup]
-            raise PatchError(f"bundle {root} already has classes {names} (ids {dup}); patch {patch_path} would add them "
-                             f"again as task {patch.task}. Already applied?")
+            raise PatchError(
+                f"bundle {root} already has classes {names} (ids {dup}); patch {patch_path} would add them "
+                f"again as task {patch.task}. Already applied?"
+            )
         # -- precision hook (issue 14): an FP16/INT8 bundle patches its FP32 weights and rebuilds its own graph
         from mind_edge.runtime.precision import patch_hook
 
         hook = patch_hook(bundle)  # None for FP32 bundles
         if bundle.layout != "shared" and hook is None:
-            raise PatchError(f"bundle {root} has the {bundle.layout!r} layout; patches apply to 'shared' bundles only "
-                             "(they store each weight once with its owner map). Re-export with --layout shared")
+            raise PatchError(
+                f"bundle {root} has the {bundle.layout!r} layout; patches apply to 'shared' bundles only "
+                "(they store each weight once with its owner map). Re-export with --layout shared"
+            )
         if patch.task != bundle.num_tasks:
-            raise PatchError(f"patch {patch_path} adds task {patch.task} but bundle {root} holds {bundle.num_tasks} tasks; "
-                             f"it needs the bundle with tasks 0..{patch.task - 1} (apply patches in order)")
+            raise PatchError(
+                f"patch {patch_path} adds task {patch.task} but bundle {root} holds {bundle.num_tasks} tasks; "
+                f"it needs the bundle with tasks 0..{patch.task - 1} (apply patches in order)"
+            )
         base = hook.base_arrays() if hook else read_arrays(bundle.model_path)  # precision hook
         fp = arrays_fingerprint(base)
         if fp != patch.base_fingerprint:
-            raise PatchError(f"patch {patch_path} was made for another base bundle (network fingerprint "
-                             f"{patch.base_fingerprint[:12]}…), bundle {root} holds {fp[:12]}…; create the patch from "
-                             "the run this bundle was exported from")
+            raise PatchError(
+                f"patch {patch_path} was made for another base bundle (network fingerprint "
+                f"{patch.base_fingerprint[:12]}…), bundle {root} holds {fp[:12]}…; create the patch from "
+                "the run this bundle was exported from"
+            )
         new = apply_to_arrays(base, patch)  # header checked against the base, then the payload decoded within it
         got = arrays_fingerprint(new)
         if got != patch.header["result_fingerprint"]:
-            raise PatchError(f"applying patch {patch_path} gives network {got[:12]}… but the patch promises "
-                             f"{str(patch.header['result_fingerprint'])[:12]}…; the patch is inconsistent")
+            raise PatchError(
+                f"applying patch {patch_path} gives network {got[:12]}… but the patch promises "
+                f"{str(patch.header['result_fingerprint'])[:12]}…; the patch is inconsistent"
+            )
         hook_files, hook_meta = {}, {}
         if hook:  # precision hook: the FP16 graph / the INT8 graph re-quantized torch-free (+ master, calibration)
             model_bytes, hook_files, hook_meta = hook.rebuild(new)
         else:
             if get_policy(bundle.policy).needs_stats and not new.has_stats:
-                raise PatchError(f"{bundle.root} routes with {bundle.policy!r}, which needs every task's routing statistics; "
-                                 f"patch {patch_path} carries none (create it with this mind-edge from a run that has them)")
-            model_bytes = build_graph(new, layout="shared", temperature=bundle.temperature, opset=bundle.opset,
-                                      policy=bundle.policy).SerializeToString()
+                raise PatchError(
+                    f"{bundle.root} routes with {bundle.policy!r}, which needs every task's routing statistics; "
+                    f"patch {patch_path} carries none (create it with this mind-edge from a run that has them)"
+                )
+            model_bytes = build_graph(
+                new, layout="shared", temperature=bundle.temperature, opset=bundle.opset, policy=bundle.policy
+            ).SerializeToString()
         report, probe_x, probe_out = validate_patched(bundle, new, model_bytes)
         report["patch"] = {"sha256": patch.sha256, "task": patch.task, "signed_by": signer}
         names = dict(bundle.class_names)
         names.update(zip(patch.classes, patch.class_names))
         plain = bundle.version is None
         previous = version_name(1) if plain else str(bundle.version)
-        record = {"sha256": patch.sha256, "task": patch.task, "classes": patch.classes, "class_names": patch.class_names,
-                  "signed_by": signer, "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "base_fingerprint": patch.base_fingerprint, "result_fingerprint": got}
+        record = {
+            "sha256": patch.sha256,
+            "task": patch.task,
+            "classes": patch.classes,
+            "class_names": patch.class_names,
+            "signed_by": signer,
+            "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "base_fingerprint": patch.base_fingerprint,
+            "result_fingerprint": got,
+        }
         files, meta = prepare_bundle(  # the complete new version, checked by the typed loader; nothing written yet
-            new, layout=hook.layout if hook else "shared", temperature=bundle.temperature, class_names=names,
-            mean=list(bundle.input.mean), std=list(bundle.input.std), opset=bundle.opset,
-            channel_order=bundle.input.channel_order, model_bytes=model_bytes, probe_inputs=probe_x,
-            probe_outputs=probe_out, report=report, source=bundle.record.source,
+            new,
+            layout=hook.layout if hook else "shared",
+            temperature=bundle.temperature,
+            class_names=names,
+            mean=list(bundle.input.mean),
+            std=list(bundle.input.std),
+            opset=bundle.opset,
+            channel_order=bundle.input.channel_order,
+            model_bytes=model_bytes,
+            probe_inputs=probe_x,
+            probe_outputs=probe_out,
+            report=report,
+            source=bundle.record.source,
             extra={"base_version": previous, "patches": history + [record], **hook_meta},  # hook_meta: precision hook
             policy=bundle.policy,
         )
@@ -472,14 +559,29 @@ def apply_patch(bundle_dir: str | os.PathLike, patch_path: str | os.PathLike, *,
             carry_timing_cache(vdir / previous, vdir / new_name)
             cleanup(root, keep=keep)
         except OSError as exc:
-            log.warning("patch applied (version %s is live) but tidying up %s failed: %s; the next apply or rollback "
-                        "removes the leftovers", new_name, root, exc)
+            log.warning(
+                "patch applied (version %s is live) but tidying up %s failed: %s; the next apply or rollback "
+                "removes the leftovers",
+                new_name,
+                root,
+                exc,
+            )
         crash_point("pruned")
     log.info("applied patch %s (task %d) to %s: version %s", patch.sha256[:12], patch.task, root, new_name)
-    return ApplyResult(bundle=root, version=new_name, previous=previous, task=patch.task, classes=patch.classes,
-                       class_names=patch.class_names, patch_sha256=patch.sha256, signed_by=signer,
-                       max_abs_diff=float(report["max_abs_diff"]["task_logits_earlier_tasks"]),
-                       model_bytes=len(model_bytes), seconds=time.perf_counter() - t0, cleaned=cleaned)
+    return ApplyResult(
+        bundle=root,
+        version=new_name,
+        previous=previous,
+        task=patch.task,
+        classes=patch.classes,
+        class_names=patch.class_names,
+        patch_sha256=patch.sha256,
+        signed_by=signer,
+        max_abs_diff=float(report["max_abs_diff"]["task_logits_earlier_tasks"]),
+        model_bytes=len(model_bytes),
+        seconds=time.perf_counter() - t0,
+        cleaned=cleaned,
+    )
 
 
 def _refuse_version_folder(root: Path) -> None:
@@ -504,13 +606,19 @@ def rollback(bundle_dir: str | os.PathLike) -> RollbackResult:
     with locked(root):
         _, current = resolve_version(root)
         if current is None:
-            raise PatchError(f"bundle {root} has never been patched (no {POINTER_FILE} file); there is no earlier version to roll back to")
+            raise PatchError(
+                f"bundle {root} has never been patched (no {POINTER_FILE} file); there is no earlier version to roll back to"
+            )
         prev = previous_version(root, current)
         if prev is None:
-            raise PatchError(f"version {current} of bundle {root} is the oldest one kept; there is nothing to roll back to")
+            raise PatchError(
+                f"version {current} of bundle {root} is the oldest one kept; there is nothing to roll back to"
+            )
         if prev not in list_versions(root):
-            raise PatchError(f"the previous version {prev} of bundle {root} is no longer kept (versions: "
-                             f"{', '.join(list_versions(root))}); cannot roll back")
+            raise PatchError(
+                f"the previous version {prev} of bundle {root} is no longer kept (versions: "
+                f"{', '.join(list_versions(root))}); cannot roll back"
+            )
         target = Bundle.load(root / VERSIONS_DIR / prev)  # verify every hash before switching
         try:
             write_pointer(root, prev)
@@ -533,7 +641,12 @@ def bundle_status(bundle_dir: str | os.PathLike) -> dict:
     root = Path(bundle_dir)
     b = Bundle.load(root, verify=False)
     keys = read_trusted_keys(b.root or root)
-    return {"bundle": str(root), "version": b.version, "versions": list_versions(b.root or root),
-            "num_tasks": b.num_tasks, "trusted_keys": [k for k, _ in keys],
-            "patches": [rec.to_json() for rec in b.record.patches], "model_sha256": sha256_file(b.model_path)}
-
+    return {
+        "bundle": str(root),
+        "version": b.version,
+        "versions": list_versions(b.root or root),
+        "num_tasks": b.num_tasks,
+        "trusted_keys": [k for k, _ in keys],
+        "patches": [rec.to_json() for rec in b.record.patches],
+        "model_sha256": sha256_file(b.model_path),
+    }

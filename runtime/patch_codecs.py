@@ -109,8 +109,9 @@ def routing_size(tap_dims: Sequence[int], num_classes: int) -> int:
     return int(sum(f * f + num_classes * f for f in tap_dims) + 2 * (len(tap_dims) + 2))
 
 
-def routing_from_values(values: np.ndarray, tap_dims: Sequence[int], num_classes: int, count: int,
-                        shared_taps: int = 0):
+def routing_from_values(
+    values: np.ndarray, tap_dims: Sequence[int], num_classes: int, count: int, shared_taps: int = 0
+):
     """The inverse of :func:`routing_values`."""
     dims = [int(f) for f in tap_dims]
     off, whiten, means = 0, [], []
@@ -124,7 +125,11 @@ def routing_from_values(values: np.ndarray, tap_dims: Sequence[int], num_classes
     score_mean = np.ascontiguousarray(values[off : off + k])
     score_std = np.ascontiguousarray(values[off + k : off + 2 * k])
     return RoutingStats(
-        whiten=tuple(whiten), means=tuple(means), score_mean=score_mean, score_std=score_std, count=int(count),
+        whiten=tuple(whiten),
+        means=tuple(means),
+        score_mean=score_mean,
+        score_std=score_std,
+        count=int(count),
         shared_taps=int(shared_taps),
     )
 

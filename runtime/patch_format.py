@@ -89,10 +89,31 @@ from mind_edge.schema import Fields, json_type, open_regular_file, strict_json_l
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DIGEST_BYTES", "ENCODINGS", "MAGIC", "MAX_HEADER_BYTES", "MAX_PATCH_BYTES", "PATCH_FORMAT", "PATCH_SCHEMA",
-    "AlreadyAppliedError", "Patch", "PatchError", "arrays_fingerprint", "build_patch", "check_header",
-    "check_signature", "declared_members", "decode_payload", "decode_positions", "diff_arrays", "encode_positions",
-    "parse_patch", "read_patch", "routing_from_values", "routing_size", "routing_values", "verify_signature",
+    "DIGEST_BYTES",
+    "ENCODINGS",
+    "MAGIC",
+    "MAX_HEADER_BYTES",
+    "MAX_PATCH_BYTES",
+    "PATCH_FORMAT",
+    "PATCH_SCHEMA",
+    "AlreadyAppliedError",
+    "Patch",
+    "PatchError",
+    "arrays_fingerprint",
+    "build_patch",
+    "check_header",
+    "check_signature",
+    "declared_members",
+    "decode_payload",
+    "decode_positions",
+    "diff_arrays",
+    "encode_positions",
+    "parse_patch",
+    "read_patch",
+    "routing_from_values",
+    "routing_size",
+    "routing_values",
+    "verify_signature",
 ]
 
 MAGIC = b"MEPATCH\x00"
@@ -122,12 +143,14 @@ def check_header(header: Any, where: str) -> dict:
     Returns the header; raises :class:`PatchError` naming the field (never echoing its value).
     """
     if not isinstance(header, dict) or header.get("format") != PATCH_FORMAT:
-        raise PatchError(f"{where} is not a mind-edge task patch (its header has no \"format\": \"{PATCH_FORMAT}\")")
+        raise PatchError(f'{where} is not a mind-edge task patch (its header has no "format": "{PATCH_FORMAT}")')
     version = header.get("schema_version")
     if version != PATCH_SCHEMA:
         shown = version if isinstance(version, int) and not isinstance(version, bool) else json_type(version)
-        raise PatchError(f"{where} has patch schema {shown}; this mind-edge ({__version__}) reads "
-                         f"schema {PATCH_SCHEMA}. Upgrade mind-edge on this device or re-create the patch")
+        raise PatchError(
+            f"{where} has patch schema {shown}; this mind-edge ({__version__}) reads "
+            f"schema {PATCH_SCHEMA}. Upgrade mind-edge on this device or re-create the patch"
+        )
     f = Fields(header, f"{where} has a malformed header", PatchError, hint=_FIX)
     task = f.int("task", lo=1, hi=MAX_TASKS - 1)
     classes = f.ints("classes", lo=0, hi=MAX_CLASS_ID, min_len=1, max_len=MAX_CLASSES, unique=True)
@@ -143,12 +166,13 @@ def check_header(header: Any, where: str) -> dict:
     base = f.sub("base")
     base.str("fingerprint", pattern=_HEX64, max_len=64)
     if base.int("num_tasks", lo=1, hi=MAX_TASKS) != task:
-        raise PatchError(f"{where} has a malformed header: its base holds {base.obj['num_tasks']} tasks but it adds "
-                         f"task {task}; {_FIX}")
+        raise PatchError(
+            f"{where} has a malformed header: its base holds {base.obj['num_tasks']} tasks but it adds "
+            f"task {task}; {_FIX}"
+        )
     for i, cl in enumerate(base.list("classes", max_len=MAX_TASKS)):
         if not isinstance(cl, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cl):
-            raise PatchError(f"{where} has a malformed header: \"base.classes[{i}]\" must be a list of integers; "
-                             f"{_FIX}")
+            raise PatchError(f'{where} has a malformed header: "base.classes[{i}]" must be a list of integers; {_FIX}')
     f.str("result_fingerprint", pattern=_HEX64, max_len=64)
     layers = f.list("layers", min_len=1, max_len=MAX_LAYERS)
     names = set()
@@ -168,8 +192,10 @@ def check_header(header: Any, where: str) -> dict:
         nbytes = lf.int("position_bytes", lo=0)
         want = -(-free // 8) if enc == "bitmap" else claimed * np.dtype(_DELTA_TYPES[enc]).itemsize
         if nbytes != want:
-            raise PatchError(f"{where} has a malformed header: layer {i} declares {nbytes} position bytes, its "
-                             f"{enc} encoding of {claimed} of {free} free weights takes {want}; {_FIX}")
+            raise PatchError(
+                f"{where} has a malformed header: layer {i} declares {nbytes} position bytes, its "
+                f"{enc} encoding of {claimed} of {free} free weights takes {want}; {_FIX}"
+            )
     for i, rec in enumerate(f.list("norms", max_len=MAX_LAYERS)):
         nf = f.item(rec, f"norms[{i}]")
         nf.str("name", max_len=256)
@@ -177,8 +203,10 @@ def check_header(header: Any, where: str) -> dict:
         nf.float("eps", positive=True)
     head = f.sub("head")
     if head.int("classes", lo=1, hi=MAX_CLASSES) != len(classes):
-        raise PatchError(f"{where} has a malformed header: its head has {head.obj['classes']} classes, it lists "
-                         f"{len(classes)}; {_FIX}")
+        raise PatchError(
+            f"{where} has a malformed header: its head has {head.obj['classes']} classes, it lists "
+            f"{len(classes)}; {_FIX}"
+        )
     head.int("features", lo=1, hi=1 << 20)
     if head.has("routing"):  # the new task's routing statistics (mind_edge.core.routing)
         routing = head.sub("routing")
@@ -188,8 +216,9 @@ def check_header(header: Any, where: str) -> dict:
         shared = routing.int("shared_taps", lo=0, hi=16, default=0)
         dims = routing.obj["tap_dims"]
         if shared and (2 * shared != len(dims) or dims[:shared] != dims[shared:]):
-            raise PatchError(f"{where} has a malformed header: {shared} shared-space taps do not fit the taps "
-                             f"{dims}; {_FIX}")
+            raise PatchError(
+                f"{where} has a malformed header: {shared} shared-space taps do not fit the taps {dims}; {_FIX}"
+            )
     payload = f.sub("payload")
     payload.int("bytes", lo=0)
     payload.str("sha256", pattern=_HEX64, max_len=64)
@@ -285,14 +314,25 @@ class Patch:
         return {
             "file": str(self.path) if self.path else None,
             "sha256": self.sha256,
-            "format": h["format"], "schema_version": h["schema_version"],
-            "task": self.task, "classes": self.classes, "class_names": self.class_names,
-            "net": h["net"], "base": h["base"], "result_fingerprint": h["result_fingerprint"],
+            "format": h["format"],
+            "schema_version": h["schema_version"],
+            "task": self.task,
+            "classes": self.classes,
+            "class_names": self.class_names,
+            "net": h["net"],
+            "base": h["base"],
+            "result_fingerprint": h["result_fingerprint"],
             "claimed_weights": int(sum(x["claimed"] for x in h["layers"])),
-            "encodings": {e: sum(1 for x in h["layers"] if x["encoding"] == e) for e in ENCODINGS
-                          if any(x["encoding"] == e for x in h["layers"])},
-            "signed": self.signed, "signature": h.get("signature"),
-            "created": h.get("created"), "creator": h.get("creator"), "source": h.get("source"),
+            "encodings": {
+                e: sum(1 for x in h["layers"] if x["encoding"] == e)
+                for e in ENCODINGS
+                if any(x["encoding"] == e for x in h["layers"])
+            },
+            "signed": self.signed,
+            "signature": h.get("signature"),
+            "created": h.get("created"),
+            "creator": h.get("creator"),
+            "source": h.get("source"),
             **sizes,
         }
 
@@ -306,8 +346,9 @@ class _Reader:
         self.h = hashlib.sha256()
 
     def truncated(self, what: str) -> PatchError:
-        return PatchError(f"{self.where} is truncated ({self.size} bytes, cut inside the {what}); "
-                          "copy the whole file again")
+        return PatchError(
+            f"{self.where} is truncated ({self.size} bytes, cut inside the {what}); copy the whole file again"
+        )
 
     def read(self, n: int, what: str, *, digest: bool = True) -> bytes:
         if self.off + n > self.size:
@@ -332,12 +373,16 @@ class _Reader:
 def _parse(r: _Reader, path: Path | None) -> Patch:
     where = r.where
     if r.size < len(MAGIC) + 4 or r.read(len(MAGIC), "magic") != MAGIC:
-        raise PatchError(f"{where} is not a mind-edge task patch (no {MAGIC[:7].decode()} header); "
-                         "make one with 'mind-edge patch create'")
+        raise PatchError(
+            f"{where} is not a mind-edge task patch (no {MAGIC[:7].decode()} header); "
+            "make one with 'mind-edge patch create'"
+        )
     (hlen,) = struct.unpack("<I", r.read(4, "header"))
     if hlen > MAX_HEADER_BYTES:
-        raise PatchError(f"{where} declares a {hlen:,}-byte header, more than the {MAX_HEADER_BYTES:,} this mind-edge "
-                         f"reads; it is not a patch mind-edge wrote")
+        raise PatchError(
+            f"{where} declares a {hlen:,}-byte header, more than the {MAX_HEADER_BYTES:,} this mind-edge "
+            f"reads; it is not a patch mind-edge wrote"
+        )
     if r.off + hlen + 8 > r.size:
         raise r.truncated("header")
     head_bytes = r.read(hlen, "header")
@@ -349,15 +394,18 @@ def _parse(r: _Reader, path: Path | None) -> Patch:
     ph.update(body)
     digest = r.read(DIGEST_BYTES, "digest", digest=False)
     if r.h.digest() != digest:
-        raise PatchError(f"{where} is corrupt or was tampered with: its content does not match its sha256 "
-                         f"({digest.hex()[:12]}… recorded); get the original file again")
+        raise PatchError(
+            f"{where} is corrupt or was tampered with: its content does not match its sha256 "
+            f"({digest.hex()[:12]}… recorded); get the original file again"
+        )
     (slen,) = struct.unpack("<H", r.read(2, "signature", digest=False))
     if r.off + slen > r.size:
         raise r.truncated("signature")
     sig = r.read(slen, "signature", digest=False)
     if r.off != r.size:
-        raise PatchError(f"{where} has {r.size - r.off} unexpected bytes after its end; the file was modified — "
-                         "get the original")
+        raise PatchError(
+            f"{where} has {r.size - r.off} unexpected bytes after its end; the file was modified — get the original"
+        )
     try:
         header = strict_json_loads(head_bytes.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -382,8 +430,9 @@ def parse_patch(data: bytes, path: Path | None = None, *, decode: bool = True) -
 def read_patch(path: str | os.PathLike, *, decode: bool = True) -> Patch:
     """:func:`parse_patch` of a file, streamed: a regular file of at most :data:`MAX_PATCH_BYTES`."""
     path = Path(path)
-    with open_regular_file(path, max_bytes=MAX_PATCH_BYTES, error=PatchError, what="patch file",
-                           hint="pass the .mepatch file") as (fd, size):
+    with open_regular_file(
+        path, max_bytes=MAX_PATCH_BYTES, error=PatchError, what="patch file", hint="pass the .mepatch file"
+    ) as (fd, size):
         p = _parse(_Reader(None, fd, size, f"patch {path}"), path)
     return p.decoded() if decode else p
 
@@ -404,23 +453,30 @@ def check_signature(patch: Patch, trusted: Sequence[tuple[str, bytes, str]]) -> 
     """
     if not trusted:
         if patch.signed:
-            log.info("%s is signed (key %s) but no key is trusted here; signature not checked", patch.where,
-                     patch.key_id)
+            log.info(
+                "%s is signed (key %s) but no key is trusted here; signature not checked", patch.where, patch.key_id
+            )
         return None
     sources = " and ".join(sorted({src for _, _, src in trusted}))
     if not patch.signed:
-        raise PatchError(f"{patch.where} is not signed but a signature is required ({sources}); "
-                         "sign it with 'mind-edge patch create --sign-key KEY'")
+        raise PatchError(
+            f"{patch.where} is not signed but a signature is required ({sources}); "
+            "sign it with 'mind-edge patch create --sign-key KEY'"
+        )
     for kid, pub, _ in trusted:
         if signing.verify_digest(pub, patch.digest, patch.signature):
             return kid
     claimed = patch.key_id
     ids = ", ".join(k for k, _, _ in trusted)
     if claimed and claimed not in {k for k, _, _ in trusted}:
-        raise PatchError(f"{patch.where} is signed with key {claimed}, not with the key {ids} of {sources}; "
-                         "verify with the matching public key or re-sign the patch")
-    raise PatchError(f"the signature of {patch.where} does not verify with {sources} (key {ids}); "
-                     "the patch or its signature was tampered with")
+        raise PatchError(
+            f"{patch.where} is signed with key {claimed}, not with the key {ids} of {sources}; "
+            "verify with the matching public key or re-sign the patch"
+        )
+    raise PatchError(
+        f"the signature of {patch.where} does not verify with {sources} (key {ids}); "
+        "the patch or its signature was tampered with"
+    )
 
 
 def verify_signature(patch: Patch, public_key_path: str | os.PathLike | None) -> str | None:
@@ -434,8 +490,9 @@ def verify_signature(patch: Patch, public_key_path: str | os.PathLike | None) ->
 # ----------------------------------------------------------------------------- writing
 
 
-def diff_arrays(base: NetArrays, new: NetArrays, task: int
-                ) -> tuple[list[dict], list[dict], dict, dict[str, np.ndarray]]:
+def diff_arrays(
+    base: NetArrays, new: NetArrays, task: int
+) -> tuple[list[dict], list[dict], dict, dict[str, np.ndarray]]:
     """What task ``task`` adds to ``base`` in ``new``: layer/norm/head records and payload arrays.
 
     The payload holds five arrays whatever the depth (an .npz member costs ~250 bytes of
@@ -445,22 +502,33 @@ def diff_arrays(base: NetArrays, new: NetArrays, task: int
     and ``routing`` (the new task's routing statistics, :func:`routing_values`) when it has them.
     """
     if base.num_tasks != task or new.num_tasks != task + 1:
-        raise PatchError(f"a patch for task {task} needs a base of {task} tasks and a network of {task + 1}; got "
-                         f"{base.num_tasks} and {new.num_tasks}")
+        raise PatchError(
+            f"a patch for task {task} needs a base of {task} tasks and a network of {task + 1}; got "
+            f"{base.num_tasks} and {new.num_tasks}"
+        )
     pos_parts, val_parts, bn_parts = [], [], []
     layers = []
     for la in new.layers:
         lb = base.layer(la.name)
         claimed = np.flatnonzero(la.owner.reshape(-1) == task)
         if not np.array_equal(np.where(la.owner == task, np.int8(-1), la.owner), lb.owner):
-            raise PatchError(f"layer {la.name}: the owner maps of earlier tasks differ between the base and the new "
-                             "network")
+            raise PatchError(
+                f"layer {la.name}: the owner maps of earlier tasks differ between the base and the new network"
+            )
         enc, data = encode_positions(lb.owner, claimed)
         blob = layer_bytes(data)
         pos_parts.append(blob)
         val_parts.append(np.ascontiguousarray(la.weight.reshape(-1)[claimed], dtype=np.float32))
-        layers.append({"name": la.name, "shape": list(la.weight.shape), "free": int((lb.owner == -1).sum()),
-                       "claimed": int(claimed.size), "encoding": enc, "position_bytes": len(blob)})
+        layers.append(
+            {
+                "name": la.name,
+                "shape": list(la.weight.shape),
+                "free": int((lb.owner == -1).sum()),
+                "claimed": int(claimed.size),
+                "encoding": enc,
+                "position_bytes": len(blob),
+            }
+        )
     norms = []
     for na in new.norms:
         s = na.sets[task]
@@ -477,8 +545,11 @@ def diff_arrays(base: NetArrays, new: NetArrays, task: int
     head_rec = {"classes": len(head.classes), "features": int(head.weight.shape[1])}
     if head.stats is not None:
         payload["routing"] = routing_values(head.stats)
-        head_rec["routing"] = {"tap_dims": list(head.stats.tap_dims), "count": int(head.stats.count),
-                               "shared_taps": int(head.stats.shared_taps)}
+        head_rec["routing"] = {
+            "tap_dims": list(head.stats.tap_dims),
+            "count": int(head.stats.count),
+            "shared_taps": int(head.stats.shared_taps),
+        }
     return layers, norms, head_rec, payload
 
 
@@ -493,8 +564,9 @@ def build_patch(
 ) -> bytes:
     """The bytes of the patch that turns ``base`` (tasks ``< task``) into ``new`` (task ``task`` added)."""
     if dict(base.net) != dict(new.net):
-        raise PatchError(f"the base network {dict(base.net)} and the new one {dict(new.net)} have different "
-                         "architectures")
+        raise PatchError(
+            f"the base network {dict(base.net)} and the new one {dict(new.net)} have different architectures"
+        )
     classes = list(new.heads[task].classes)
     if len(class_names) != len(classes):
         raise PatchError(f"task {task} has {len(classes)} classes but {len(class_names)} class names were given")

@@ -93,8 +93,10 @@ def fp32_boundary(model) -> str:
     for node in model.graph.node:
         if node.name == POOL_NODE and node.op_type == "GlobalAveragePool":
             return node.input[0]
-    raise PrecisionError(f"the graph has no GlobalAveragePool node named {POOL_NODE!r}; it was not built by this "
-                         "mind-edge's graph builder — re-export the bundle")
+    raise PrecisionError(
+        f"the graph has no GlobalAveragePool node named {POOL_NODE!r}; it was not built by this "
+        "mind-edge's graph builder — re-export the bundle"
+    )
 
 
 def backbone_nodes(model) -> set[str]:
@@ -159,8 +161,10 @@ def to_fp16(model, region: set[str] | None = None):
         inferred = onnx.shape_inference.infer_shapes(src)
     except Exception as exc:  # pragma: no cover - mind-edge graphs are well formed
         raise PrecisionError(f"shape inference failed on the graph: {exc}") from exc
-    dtype = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input)
-             + list(inferred.graph.output)}
+    dtype = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
     g = src.graph
     inits = {i.name: i for i in g.initializer}
     dtype.update({name: i.data_type for name, i in inits.items()})
@@ -179,14 +183,18 @@ def to_fp16(model, region: set[str] | None = None):
             continue
         arr = numpy_helper.to_array(init)
         if np.abs(arr).max(initial=0.0) > 65504.0:
-            raise PrecisionError(f"initializer {name} has values beyond the float16 range (max |w| "
-                                 f"{float(np.abs(arr).max()):.3g}); export this network in fp32")
+            raise PrecisionError(
+                f"initializer {name} has values beyond the float16 range (max |w| "
+                f"{float(np.abs(arr).max()):.3g}); export this network in fp32"
+            )
         half = arr.astype(np.float16)
         if users <= compute:
             init.CopyFrom(numpy_helper.from_array(half, name))
         elif users <= consts:  # stored as float16, cast back for the (FP32) weight derivation
             init.CopyFrom(numpy_helper.from_array(half, name))
-            pre_nodes.append(onnx.helper.make_node("Cast", [name], [f"{name}.fp32"], name=f"{name}.to_fp32", to=TP.FLOAT))
+            pre_nodes.append(
+                onnx.helper.make_node("Cast", [name], [f"{name}.fp32"], name=f"{name}.to_fp32", to=TP.FLOAT)
+            )
             to_float[name] = f"{name}.fp32"
         else:  # read by compute nodes and by others: a float16 copy for the compute nodes
             new_inits.append(numpy_helper.from_array(half, f"{name}.fp16"))
@@ -203,11 +211,15 @@ def to_fp16(model, region: set[str] | None = None):
                 casts_in[i] = f"{i}.fp16"
     for name in [i.name for i in g.input]:
         if name in casts_in:
-            pre_nodes.append(onnx.helper.make_node("Cast", [name], [casts_in[name]], name=f"{name}.to_fp16", to=TP.FLOAT16))
+            pre_nodes.append(
+                onnx.helper.make_node("Cast", [name], [casts_in[name]], name=f"{name}.to_fp16", to=TP.FLOAT16)
+            )
     casts_out = {o: f"{o}.fp32" for o in produced_in if o in graph_outputs or readers.get(o, set()) - compute}
     if graph_outputs & set(casts_out):
-        raise PrecisionError(f"backbone tensors {sorted(graph_outputs & set(casts_out))} are graph outputs; this graph "
-                             "cannot be converted")
+        raise PrecisionError(
+            f"backbone tensors {sorted(graph_outputs & set(casts_out))} are graph outputs; this graph "
+            "cannot be converted"
+        )
     nodes = list(pre_nodes)
     for node in g.node:
         n = onnx.NodeProto()
@@ -316,8 +328,16 @@ def fp16_model(arrays, *, temperature: float, opset: int | None = None, policy: 
     opset = int(opset or CONTRACT.opset)
     model = build_graph(arrays, layout="shared", temperature=float(temperature), opset=opset, policy=policy)
     model = to_fp16(pack_owner_maps(model))
-    _set_precision_meta(onnx, model, {"precision": "fp16", "layout": "shared", "owner_maps": "4-bit packed (<= 15 tasks)",
-                                      "fp32": "pool, heads, task_logits, route.*"})
+    _set_precision_meta(
+        onnx,
+        model,
+        {
+            "precision": "fp16",
+            "layout": "shared",
+            "owner_maps": "4-bit packed (<= 15 tasks)",
+            "fp32": "pool, heads, task_logits, route.*",
+        },
+    )
     return model
 
 
@@ -384,9 +404,11 @@ def read_model_arrays(model_or_path, master: str | os.PathLike | None = None):
     if p == "fp16":
         return read_arrays(fp32_view(model))
     if master is None or not Path(master).is_file():
-        raise PrecisionError(f"an INT8 graph cannot be read back into FP32 weights; its FP32 master ({MASTER_FILE}) "
-                             f"is needed and {'was not given' if master is None else str(master) + ' does not exist'} "
-                             "— re-export the bundle with this mind-edge")
+        raise PrecisionError(
+            f"an INT8 graph cannot be read back into FP32 weights; its FP32 master ({MASTER_FILE}) "
+            f"is needed and {'was not given' if master is None else str(master) + ' does not exist'} "
+            "— re-export the bundle with this mind-edge"
+        )
     return read_arrays(onnx.load(str(master)))
 
 
@@ -437,7 +459,9 @@ def unstack_tasks(model, num_tasks: int):
             if arr.shape[0] % n:
                 raise PrecisionError(f"initializer {name} has {arr.shape[0]} rows, not a multiple of the {n} tasks")
             per = arr.shape[0] // n
-            new_inits.append(numpy_helper.from_array(np.ascontiguousarray(arr[t * per:(t + 1) * per]), tname(name, t)))
+            new_inits.append(
+                numpy_helper.from_array(np.ascontiguousarray(arr[t * per : (t + 1) * per]), tname(name, t))
+            )
             sliced[key] = tname(name, t)
         return sliced[key]
 
@@ -455,29 +479,46 @@ def unstack_tasks(model, num_tasks: int):
             elif x in graph_inputs and group == 1:
                 per_task_input = False
             else:
-                raise PrecisionError(f"cannot split convolution {node.name} per task (group {group}, {n} tasks); the "
-                                     "INT8 export supports graphs built with the default conv shortcuts")
+                raise PrecisionError(
+                    f"cannot split convolution {node.name} per task (group {group}, {n} tasks); the "
+                    "INT8 export supports graphs built with the default conv shortcuts"
+                )
             for t in range(n):
                 ins = [tname(x, t) if per_task_input else x]
                 ins += [weight_slice(i, t) for i in node.input[1:] if i]
-                new_nodes.append(helper.make_node("Conv", ins, [tname(node.output[0], t)], name=tname(node.name, t),
-                                                  **{**attrs, "group": 1}))
+                new_nodes.append(
+                    helper.make_node(
+                        "Conv", ins, [tname(node.output[0], t)], name=tname(node.name, t), **{**attrs, "group": 1}
+                    )
+                )
         elif node.op_type in ("Relu", "Add"):
             if not all(i in stacked for i in node.input):
-                raise PrecisionError(f"cannot split {node.op_type} node {node.name} per task: it reads a tensor that is "
-                                     "not a backbone activation")
+                raise PrecisionError(
+                    f"cannot split {node.op_type} node {node.name} per task: it reads a tensor that is "
+                    "not a backbone activation"
+                )
             for t in range(n):
-                new_nodes.append(helper.make_node(node.op_type, [tname(i, t) for i in node.input],
-                                                  [tname(node.output[0], t)], name=tname(node.name, t), **attrs))
+                new_nodes.append(
+                    helper.make_node(
+                        node.op_type,
+                        [tname(i, t) for i in node.input],
+                        [tname(node.output[0], t)],
+                        name=tname(node.name, t),
+                        **attrs,
+                    )
+                )
         else:
-            raise PrecisionError(f"cannot split {node.op_type} node {node.name} per task; the INT8 export supports "
-                                 "graphs built with the default conv shortcuts (--layout folded or shared, no /pad)")
+            raise PrecisionError(
+                f"cannot split {node.op_type} node {node.name} per task; the INT8 export supports "
+                "graphs built with the default conv shortcuts (--layout folded or shared, no /pad)"
+            )
         out = node.output[0]
         stacked.add(out)
         outside = readers.get(out, set()) - back
         if outside:
-            new_nodes.append(helper.make_node("Concat", [tname(out, t) for t in range(n)], [out], name=f"{out}.concat",
-                                              axis=1))
+            new_nodes.append(
+                helper.make_node("Concat", [tname(out, t) for t in range(n)], [out], name=f"{out}.concat", axis=1)
+            )
     result = onnx.ModelProto()
     result.CopyFrom(model)
     del result.graph.node[:]
@@ -516,7 +557,7 @@ class _Reader:
     def get_next(self):
         if self.i >= self.x.shape[0]:
             return None
-        b = self.x[self.i:self.i + self.batch]
+        b = self.x[self.i : self.i + self.batch]
         self.i += self.batch
         return {self.name: b}
 
@@ -535,12 +576,26 @@ class Int8Options:
     keep_fp32: tuple[str, ...] = ()  # backbone node-name prefixes left in FP32 (e.g. "stem.", "blocks.14.")
 
     def to_json(self) -> dict:
-        return {"per_task": self.per_task, "per_channel": self.per_channel, "activation": self.activation,
-                "weights": "int8 symmetric", "method": self.method, "format": "QDQ", "keep_fp32": list(self.keep_fp32)}
+        return {
+            "per_task": self.per_task,
+            "per_channel": self.per_channel,
+            "activation": self.activation,
+            "weights": "int8 symmetric",
+            "method": self.method,
+            "format": "QDQ",
+            "keep_fp32": list(self.keep_fp32),
+        }
 
 
-def int8_model(arrays, calibration: np.ndarray, *, temperature: float, opset: int | None = None,
-               options: Int8Options = Int8Options(), policy: str = "auto"):
+def int8_model(
+    arrays,
+    calibration: np.ndarray,
+    *,
+    temperature: float,
+    opset: int | None = None,
+    options: Int8Options = Int8Options(),
+    policy: str = "auto",
+):
     """The INT8 QDQ graph of ``arrays`` (routing with ``policy``) calibrated on ``calibration``
     (float32 NCHW, normalised)."""
     onnx = _onnx()
@@ -551,11 +606,16 @@ def int8_model(arrays, calibration: np.ndarray, *, temperature: float, opset: in
 
     x = np.ascontiguousarray(calibration, dtype=np.float32)
     if x.ndim != 4 or x.shape[0] < 1:
-        raise ConfigError(f"INT8 calibration needs at least one image as float32 [B, C, H, W], got shape {list(x.shape)}")
+        raise ConfigError(
+            f"INT8 calibration needs at least one image as float32 [B, C, H, W], got shape {list(x.shape)}"
+        )
     if options.activation not in ("uint8", "int8"):
         raise ConfigError(f"activation type must be uint8 or int8, got {options.activation!r}")
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     if options.method not in methods:
         raise ConfigError(f"unknown calibration method {options.method!r}; choose {', '.join(methods)}")
     opset = int(opset or CONTRACT.opset)
@@ -564,21 +624,41 @@ def int8_model(arrays, calibration: np.ndarray, *, temperature: float, opset: in
         model = unstack_tasks(model, arrays.num_tasks)
     exclude = fp32_nodes(model)
     if options.keep_fp32:
-        exclude += [n.name for n in model.graph.node if n.name.startswith(tuple(options.keep_fp32)) and n.name not in exclude]
+        exclude += [
+            n.name for n in model.graph.node if n.name.startswith(tuple(options.keep_fp32)) and n.name not in exclude
+        ]
     act = QuantType.QUInt8 if options.activation == "uint8" else QuantType.QInt8
     extra = {"WeightSymmetric": True, "ActivationSymmetric": options.activation == "int8"}
     with tempfile.TemporaryDirectory(prefix="mind-edge-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
         with _quiet_quantizer():
-            quantize_static(str(src), str(dst), _Reader(x, CONTRACT.input_name), quant_format=QuantFormat.QDQ,
-                            per_channel=options.per_channel, activation_type=act, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=exclude, op_types_to_quantize=["Conv", "Add", "Relu"],
-                            calibrate_method=methods[options.method], extra_options=extra)
+            quantize_static(
+                str(src),
+                str(dst),
+                _Reader(x, CONTRACT.input_name),
+                quant_format=QuantFormat.QDQ,
+                per_channel=options.per_channel,
+                activation_type=act,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                op_types_to_quantize=["Conv", "Add", "Relu"],
+                calibrate_method=methods[options.method],
+                extra_options=extra,
+            )
         out = onnx.load(str(dst))
     check_fp32_routing(out)
-    _set_precision_meta(onnx, out, {"precision": "int8", "layout": "folded", **options.to_json(),
-                                    "calibration_images": int(x.shape[0]), "fp32": "pool, heads, task_logits, route.*"})
+    _set_precision_meta(
+        onnx,
+        out,
+        {
+            "precision": "int8",
+            "layout": "folded",
+            **options.to_json(),
+            "calibration_images": int(x.shape[0]),
+            "fp32": "pool, heads, task_logits, route.*",
+        },
+    )
     return out
 
 
@@ -587,10 +667,15 @@ def check_fp32_routing(model) -> None:
     touches a ``route.*`` node's tensors, and every node outside the backbone reads no int8 data."""
     onnx = _onnx()
     TP = onnx.TensorProto
-    bad = [i.name for i in model.graph.initializer
-           if i.name.startswith(ROUTE_PREFIX) and i.data_type in (TP.FLOAT16, TP.INT8, TP.UINT8, TP.BFLOAT16)]
+    bad = [
+        i.name
+        for i in model.graph.initializer
+        if i.name.startswith(ROUTE_PREFIX) and i.data_type in (TP.FLOAT16, TP.INT8, TP.UINT8, TP.BFLOAT16)
+    ]
     qdq = {"QuantizeLinear", "DequantizeLinear"}
-    route_tensors = {t for n in model.graph.node if n.name.startswith(ROUTE_PREFIX) for t in list(n.input) + list(n.output)}
+    route_tensors = {
+        t for n in model.graph.node if n.name.startswith(ROUTE_PREFIX) for t in list(n.input) + list(n.output)
+    }
     bad += [n.name for n in model.graph.node if n.op_type in qdq and set(n.input) & route_tensors]
     if bad:
         raise PrecisionError(f"the quantized graph changed the routing head ({', '.join(bad[:5])}); it must stay FP32")
@@ -606,16 +691,25 @@ def calibration_inputs(images_uint8: np.ndarray, mean: Sequence[float], std: Seq
     return normalize(np.asarray(images_uint8, dtype=np.uint8), list(mean), list(std))
 
 
-def precision_model(arrays, precision: str, *, temperature: float, opset: int | None = None,
-                    calibration: np.ndarray | None = None, int8: Int8Options = Int8Options(),
-                    layout: str = "shared", policy: str = "auto"):
+def precision_model(
+    arrays,
+    precision: str,
+    *,
+    temperature: float,
+    opset: int | None = None,
+    calibration: np.ndarray | None = None,
+    int8: Int8Options = Int8Options(),
+    layout: str = "shared",
+    policy: str = "auto",
+):
     """The graph of ``arrays`` in ``precision`` (``fp32`` in ``layout``), routing with ``policy``."""
     from mind_edge.runtime.graph import build_graph
 
     precision = check_precision(precision)
     if precision == "fp32":
-        return build_graph(arrays, layout=layout, temperature=float(temperature), policy=policy,
-                           **({"opset": opset} if opset else {}))
+        return build_graph(
+            arrays, layout=layout, temperature=float(temperature), policy=policy, **({"opset": opset} if opset else {})
+        )
     if precision == "fp16":
         return fp16_model(arrays, temperature=temperature, opset=opset, policy=policy)
     if calibration is None:
@@ -656,8 +750,9 @@ def bundle_calibration(bundle) -> np.ndarray | None:
 
 def int8_options(bundle) -> Int8Options:
     q = bundle.record.precision.int8
-    return Int8Options(per_task=q.per_task, per_channel=q.per_channel, activation=q.activation, method=q.method,
-                       keep_fp32=q.keep_fp32)
+    return Int8Options(
+        per_task=q.per_task, per_channel=q.per_channel, activation=q.activation, method=q.method, keep_fp32=q.keep_fp32
+    )
 
 
 def rebuild_for_patch(bundle, new_arrays) -> tuple[bytes, dict[str, bytes]]:
@@ -675,25 +770,45 @@ def rebuild_for_patch(bundle, new_arrays) -> tuple[bytes, dict[str, bytes]]:
     p = bundle_precision(bundle)
     policy = bundle_policy(bundle)
     if p == "fp16":
-        return fp16_model(new_arrays, temperature=bundle.temperature, opset=bundle.opset,
-                          policy=policy).SerializeToString(), {}
+        return fp16_model(
+            new_arrays, temperature=bundle.temperature, opset=bundle.opset, policy=policy
+        ).SerializeToString(), {}
     if p != "int8":
         raise PrecisionError(f"bundle {bundle.path} has precision {p!r}; nothing to rebuild")
     calib = bundle_calibration(bundle)
     if calib is None:
-        raise PrecisionError(f"INT8 bundle {bundle.path} has no {CALIBRATION_FILE}; a patch cannot be re-quantized "
-                             "without calibration images — re-export the bundle with this mind-edge")
+        raise PrecisionError(
+            f"INT8 bundle {bundle.path} has no {CALIBRATION_FILE}; a patch cannot be re-quantized "
+            "without calibration images — re-export the bundle with this mind-edge"
+        )
     master = build_graph(new_arrays, layout="shared", temperature=bundle.temperature, opset=bundle.opset, policy=policy)
-    model = int8_model(new_arrays, calib, temperature=bundle.temperature, opset=bundle.opset, options=int8_options(bundle),
-                       policy=policy)
-    files = {MASTER_FILE: master.SerializeToString(),
-             CALIBRATION_FILE: (bundle.path / CALIBRATION_FILE).read_bytes()}
+    model = int8_model(
+        new_arrays,
+        calib,
+        temperature=bundle.temperature,
+        opset=bundle.opset,
+        options=int8_options(bundle),
+        policy=policy,
+    )
+    files = {MASTER_FILE: master.SerializeToString(), CALIBRATION_FILE: (bundle.path / CALIBRATION_FILE).read_bytes()}
     return model.SerializeToString(), files
 
 
-def write_precision_bundle(out_dir, arrays, precision: str, *, temperature: float, class_names, mean, std,
-                           calibration_images: np.ndarray | None = None, opset: int | None = None,
-                           policy: str = "auto", overwrite: bool = False, source: Mapping[str, Any] | None = None):
+def write_precision_bundle(
+    out_dir,
+    arrays,
+    precision: str,
+    *,
+    temperature: float,
+    class_names,
+    mean,
+    std,
+    calibration_images: np.ndarray | None = None,
+    opset: int | None = None,
+    policy: str = "auto",
+    overwrite: bool = False,
+    source: Mapping[str, Any] | None = None,
+):
     """Write an FP16/INT8 bundle of ``arrays`` torch-free (no validation against PyTorch: the
     exporter does that; for tests, benchmarks and devices that hold only arrays).
     ``calibration_images``: uint8 NHWC (INT8)."""
@@ -709,19 +824,39 @@ def write_precision_bundle(out_dir, arrays, precision: str, *, temperature: floa
             raise ConfigError("an INT8 bundle needs calibration images (uint8 NHWC)")
         calib = calibration_inputs(calibration_images, mean, std)
         opts = Int8Options()
-        record.update(int8=opts.to_json(), master=MASTER_FILE,
-                      calibration={"images": int(len(calibration_images)), "file": CALIBRATION_FILE,
-                                   "method": opts.method, "source": "given"})
-        files[MASTER_FILE] = build_graph(arrays, layout="shared", temperature=float(temperature), policy=policy,
-                                         **({"opset": opset} if opset else {})).SerializeToString()
+        record.update(
+            int8=opts.to_json(),
+            master=MASTER_FILE,
+            calibration={
+                "images": int(len(calibration_images)),
+                "file": CALIBRATION_FILE,
+                "method": opts.method,
+                "source": "given",
+            },
+        )
+        files[MASTER_FILE] = build_graph(
+            arrays,
+            layout="shared",
+            temperature=float(temperature),
+            policy=policy,
+            **({"opset": opset} if opset else {}),
+        ).SerializeToString()
         files[CALIBRATION_FILE] = npz_bytes({"images": np.ascontiguousarray(calibration_images, dtype=np.uint8)})
     model = precision_model(arrays, precision, temperature=temperature, opset=opset, calibration=calib, policy=policy)
     data = model.SerializeToString()
     record["model_bytes"] = len(data)
-    bundle_files, meta = prepare_bundle(arrays, layout="folded" if precision == "int8" else "shared",
-                                        temperature=float(temperature), class_names=class_names, mean=list(mean),
-                                        std=list(std), opset=opset, model_bytes=data, source=source,
-                                        extra={"precision": record} if precision != "fp32" else None)
+    bundle_files, meta = prepare_bundle(
+        arrays,
+        layout="folded" if precision == "int8" else "shared",
+        temperature=float(temperature),
+        class_names=class_names,
+        mean=list(mean),
+        std=list(std),
+        opset=opset,
+        model_bytes=data,
+        source=source,
+        extra={"precision": record} if precision != "fp32" else None,
+    )
     return write_bundle(out_dir, {**bundle_files, **files}, meta, overwrite=overwrite)
 
 
@@ -738,8 +873,10 @@ def round_like_bundle(arrays, precision: str):
         return arrays
     r = lambda a: np.asarray(a, np.float32).astype(np.float16).astype(np.float32)  # noqa: E731
     layers = tuple(dc_replace(x, weight=r(x.weight)) for x in arrays.layers)
-    norms = tuple(NormArrays(x.name, tuple(NormSet(r(s.gamma), r(s.beta), r(s.mean), r(s.var), eps=s.eps) for s in x.sets))
-                  for x in arrays.norms)
+    norms = tuple(
+        NormArrays(x.name, tuple(NormSet(r(s.gamma), r(s.beta), r(s.mean), r(s.var), eps=s.eps) for s in x.sets))
+        for x in arrays.norms
+    )
     return dc_replace(arrays, layers=layers, norms=norms)
 
 
@@ -778,10 +915,34 @@ def patch_hook(bundle) -> PatchHook | None:
 
 
 __all__ = [
-    "write_precision_bundle", "round_like_bundle", "PatchHook", "patch_hook",
-    "PRECISIONS", "MASTER_FILE", "CALIBRATION_FILE", "ROUTE_PREFIX", "PrecisionError", "Int8Options",
-    "check_precision", "fp32_boundary", "backbone_nodes", "fp32_nodes", "to_fp16", "pack_owner_maps", "fp16_model",
-    "fp32_view", "read_model_arrays", "unstack_tasks", "int8_model", "check_fp32_routing", "precision_model",
-    "model_precision", "bundle_precision", "bundle_arrays", "bundle_calibration", "rebuild_for_patch",
-    "calibration_inputs", "npz_bytes",
+    "write_precision_bundle",
+    "round_like_bundle",
+    "PatchHook",
+    "patch_hook",
+    "PRECISIONS",
+    "MASTER_FILE",
+    "CALIBRATION_FILE",
+    "ROUTE_PREFIX",
+    "PrecisionError",
+    "Int8Options",
+    "check_precision",
+    "fp32_boundary",
+    "backbone_nodes",
+    "fp32_nodes",
+    "to_fp16",
+    "pack_owner_maps",
+    "fp16_model",
+    "fp32_view",
+    "read_model_arrays",
+    "unstack_tasks",
+    "int8_model",
+    "check_fp32_routing",
+    "precision_model",
+    "model_precision",
+    "bundle_precision",
+    "bundle_arrays",
+    "bundle_calibration",
+    "rebuild_for_patch",
+    "calibration_inputs",
+    "npz_bytes",
 ]

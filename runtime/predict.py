@@ -89,17 +89,26 @@ def collect_images(sources: Sequence[PathLike]) -> list[Path]:
     for src in sources:
         p = Path(src)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and f.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
             if not found:
-                raise InputError(f"folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)}); "
-                                 "pass image files, a folder of images or a glob pattern")
+                raise InputError(
+                    f"folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)}); "
+                    "pass image files, a folder of images or a glob pattern"
+                )
             out.extend(found)
         elif not p.exists() and any(ch in str(src) for ch in _GLOB_CHARS):
             found = sorted(Path(m) for m in glob.glob(str(src), recursive=True) if Path(m).is_file())
             if not found:
-                raise InputError(f"no file matches the pattern {str(src)!r}; check the path (quote the pattern so "
-                                 "that mind-edge, not the shell, expands it)")
+                raise InputError(
+                    f"no file matches the pattern {str(src)!r}; check the path (quote the pattern so "
+                    "that mind-edge, not the shell, expands it)"
+                )
             out.extend(found)
         else:
             out.append(p)
@@ -126,8 +135,15 @@ def _image_info(path: Path) -> tuple[tuple[int, int], int] | None:
 class Runtime:
     """Run a bundle: ``Runtime(Bundle.load(path)).predict(images)``."""
 
-    def __init__(self, bundle: Bundle | PathLike, backend: str = "ort", providers: Sequence[str] | None = None,
-                 threads: int | None = None, runner: Runner | None = None, precision: str | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle | PathLike,
+        backend: str = "ort",
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        runner: Runner | None = None,
+        precision: str | None = None,
+    ) -> None:
         """``backend``: ``ort`` (ONNX Runtime, ``providers``) or ``trt`` (the TensorRT engine built on this
         machine with ``mind-edge engine build``); ``precision`` (``fp32``/``fp16``) picks the engine, or
         turns on FP16 in ONNX Runtime's TensorRT execution provider."""
@@ -135,9 +151,13 @@ class Runtime:
         self.backend = backend
         for attempt in (0, 1):
             try:
-                self.runner = runner if runner is not None else make_runner(backend, self.bundle.model_path,
-                                                                             providers=providers, threads=threads,
-                                                                             precision=precision)
+                self.runner = (
+                    runner
+                    if runner is not None
+                    else make_runner(
+                        backend, self.bundle.model_path, providers=providers, threads=threads, precision=precision
+                    )
+                )
                 self.runner.activate()
                 break
             except Exception:
@@ -167,7 +187,9 @@ class Runtime:
     # -- preprocessing --------------------------------------------------------------
     def _expected(self) -> str:
         c, h, w = self.bundle.input.shape
-        return f"[B, {c}, {h}, {w}] float32 (NCHW), [B, {h}, {w}, {c}] or [{h}, {w}, {c}] uint8 (NHWC/HWC) or image files"
+        return (
+            f"[B, {c}, {h}, {w}] float32 (NCHW), [B, {h}, {w}, {c}] or [{h}, {w}, {c}] uint8 (NHWC/HWC) or image files"
+        )
 
     def preprocess(self, inputs: Inputs, *, strict: bool = False) -> tuple[np.ndarray, list[str] | None]:
         """Turn ``inputs`` into the graph's float32 NCHW batch; also returns the file names, if any."""
@@ -193,7 +215,9 @@ class Runtime:
                 names.append(str(p))
             return imageio.normalize(np.stack(images), spec.mean, spec.std), names
         if not isinstance(inputs, np.ndarray):
-            raise InputError(f"predict takes a numpy array or image file paths, got {type(inputs).__name__}; expected {self._expected()}")
+            raise InputError(
+                f"predict takes a numpy array or image file paths, got {type(inputs).__name__}; expected {self._expected()}"
+            )
         x = inputs
         if x.dtype == np.uint8:
             batch = x[None] if x.ndim == 3 else x
@@ -227,8 +251,15 @@ class Runtime:
             self._stats = read_routing_stats(self.bundle.model_path)
         return self._stats
 
-    def predict(self, inputs: Inputs, temperature: float | None = None, *, batch_size: int | None = None,
-                strict: bool = False, routing: str | None = None) -> Prediction:
+    def predict(
+        self,
+        inputs: Inputs,
+        temperature: float | None = None,
+        *,
+        batch_size: int | None = None,
+        strict: bool = False,
+        routing: str | None = None,
+    ) -> Prediction:
         """Predict ``inputs`` (see the module docstring); ``temperature`` or ``routing`` (another policy of
         :mod:`mind_edge.core.routing`) re-route in numpy from the graph's ``task_logits`` and ``task_features``."""
         x, sources = self.preprocess(inputs, strict=strict)
@@ -250,13 +281,28 @@ class Runtime:
                         f"carry (it routes with {policy!r}); export it with --routing {want_policy}"
                     )
                 if "task_features" not in out:
-                    raise ConfigError(f"{self.bundle.root} predates task_features; re-export it to re-route with "
-                                      f"{want_policy!r}")
-            r = route_numpy(out["task_logits"], self._table, want_T, want_policy, stats=stats,
-                            task_features=out.get("task_features"))
+                    raise ConfigError(
+                        f"{self.bundle.root} predates task_features; re-export it to re-route with {want_policy!r}"
+                    )
+            r = route_numpy(
+                out["task_logits"],
+                self._table,
+                want_T,
+                want_policy,
+                stats=stats,
+                task_features=out.get("task_features"),
+            )
             out.update(label=r.label, task=r.task, confidence=r.confidence, task_confidence=r.task_confidence)
             T, policy = want_T, want_policy
         names = [self.bundle.class_name(v) for v in out["label"]]
-        return Prediction(label=out["label"], task=out["task"], confidence=out["confidence"],
-                          task_confidence=out["task_confidence"], task_logits=out["task_logits"],
-                          class_names=names, temperature=T, sources=sources, policy=policy)
+        return Prediction(
+            label=out["label"],
+            task=out["task"],
+            confidence=out["confidence"],
+            task_confidence=out["task_confidence"],
+            task_logits=out["task_logits"],
+            class_names=names,
+            temperature=T,
+            sources=sources,
+            policy=policy,
+        )

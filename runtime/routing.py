@@ -18,5 +18,15 @@ from mind_edge.core.routing import (
     softmax_max,
 )
 
-__all__ = ["DEFAULT_POLICY", "PAD_LOGIT", "POLICIES", "RoutedArrays", "RoutingStats", "check_temperature",
-           "class_table", "get_policy", "route_numpy", "softmax_max"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "PAD_LOGIT",
+    "POLICIES",
+    "RoutedArrays",
+    "RoutingStats",
+    "check_temperature",
+    "class_table",
+    "get_policy",
+    "route_numpy",
+    "softmax_max",
+]

@@ -64,8 +64,9 @@ class Runner:
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.is_active:
-            raise BackendError(f"runner {self.name} is not active; call activate() (or use it as a context manager) "
-                               "first")
+            raise BackendError(
+                f"runner {self.name} is not active; call activate() (or use it as a context manager) first"
+            )
         return self._infer(feed)
 
     def __enter__(self) -> Runner:
@@ -116,8 +117,11 @@ def resolve_providers(requested: Sequence[str] | None, available: Sequence[str])
                     f"name (this ONNX Runtime has: {', '.join(available)})"
                 )
             if name not in available:
-                log.warning("execution provider %s is not available in this ONNX Runtime (it has: %s); skipping it",
-                            name, ", ".join(available))
+                log.warning(
+                    "execution provider %s is not available in this ONNX Runtime (it has: %s); skipping it",
+                    name,
+                    ", ".join(available),
+                )
                 continue
             if name not in chosen:
                 chosen.append(name)
@@ -155,17 +159,27 @@ def provider_options(
     for name in providers:
         opts: dict[str, object] = {}
         if name == "TensorrtExecutionProvider":
-            opts = {"device_id": int(device_id), "trt_max_workspace_size": int(workspace_mb) << 20,
-                    "trt_fp16_enable": bool(fp16)}
+            opts = {
+                "device_id": int(device_id),
+                "trt_max_workspace_size": int(workspace_mb) << 20,
+                "trt_fp16_enable": bool(fp16),
+            }
             if cache_dir is not None:
                 cache = str(Path(cache_dir))
-                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=cache,
-                            trt_timing_cache_enable=True, trt_timing_cache_path=cache)
+                opts.update(
+                    trt_engine_cache_enable=True,
+                    trt_engine_cache_path=cache,
+                    trt_timing_cache_enable=True,
+                    trt_timing_cache_path=cache,
+                )
             if dla_core is not None:
                 opts.update(trt_dla_enable=True, trt_dla_core=int(dla_core))
         elif name == "CUDAExecutionProvider":
-            opts = {"device_id": int(device_id), "arena_extend_strategy": "kSameAsRequested",
-                    "cudnn_conv_algo_search": "HEURISTIC"}
+            opts = {
+                "device_id": int(device_id),
+                "arena_extend_strategy": "kSameAsRequested",
+                "cudnn_conv_algo_search": "HEURISTIC",
+            }
         if overrides and name in overrides:
             opts.update(overrides[name])
         out.append((name, opts) if opts else name)
@@ -195,24 +209,40 @@ class OrtRunner(Runner):
 
     name = "ort"
 
-    def __init__(self, model_path: str | os.PathLike, *, providers: Sequence[str] | None = None,
-                 threads: int | None = None, optimization: str = "all", trt_fp16: bool = False,
-                 trt_workspace_mb: int = ORT_TRT_WORKSPACE_MB, trt_dla_core: int | None = None,
-                 cache_dir: str | os.PathLike | None | bool = None,
-                 provider_overrides: Mapping[str, Mapping[str, object]] | None = None,
-                 sub_batch: int | str | None = "auto") -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        optimization: str = "all",
+        trt_fp16: bool = False,
+        trt_workspace_mb: int = ORT_TRT_WORKSPACE_MB,
+        trt_dla_core: int | None = None,
+        cache_dir: str | os.PathLike | None | bool = None,
+        provider_overrides: Mapping[str, Mapping[str, object]] | None = None,
+        sub_batch: int | str | None = "auto",
+    ) -> None:
         super().__init__()
         self.model_path = Path(model_path)
-        if not (sub_batch is None or sub_batch == "auto"
-                or (isinstance(sub_batch, int) and not isinstance(sub_batch, bool) and sub_batch >= 0)):
+        if not (
+            sub_batch is None
+            or sub_batch == "auto"
+            or (isinstance(sub_batch, int) and not isinstance(sub_batch, bool) and sub_batch >= 0)
+        ):
             raise ConfigError(f"sub_batch must be 'auto', None or an integer >= 0 (0 = whole batch), got {sub_batch!r}")
         self.requested_sub_batch = sub_batch
         self.sub_batch: int | None = None  # resolved at activation (needs the providers)
         self.trt_fp16 = bool(trt_fp16)
         self.trt_workspace_mb = int(trt_workspace_mb)
         self.trt_dla_core = trt_dla_core
-        self.cache_dir = (None if cache_dir is False else
-                          Path(cache_dir) if cache_dir not in (None, True) else self.model_path.parent / ORT_TRT_CACHE)
+        self.cache_dir = (
+            None
+            if cache_dir is False
+            else Path(cache_dir)
+            if cache_dir not in (None, True)
+            else self.model_path.parent / ORT_TRT_CACHE
+        )
         self.provider_overrides = provider_overrides
         self.requested_providers = None if providers is None else list(providers)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
@@ -229,13 +259,22 @@ class OrtRunner(Runner):
         providers = resolve_providers(self.requested_providers, _ort().get_available_providers())
         if name_is_trt(providers) and self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with_options = provider_options(providers, cache_dir=self.cache_dir, fp16=self.trt_fp16,
-                                        workspace_mb=self.trt_workspace_mb, dla_core=self.trt_dla_core,
-                                        overrides=self.provider_overrides)
+        with_options = provider_options(
+            providers,
+            cache_dir=self.cache_dir,
+            fp16=self.trt_fp16,
+            workspace_mb=self.trt_workspace_mb,
+            dla_core=self.trt_dla_core,
+            overrides=self.provider_overrides,
+        )
         try:
-            self.session = ort_session(self.model_path, providers=with_options, threads=self.threads,
-                                       inter_threads=None if self.threads is None else 1,
-                                       optimization=self.optimization)
+            self.session = ort_session(
+                self.model_path,
+                providers=with_options,
+                threads=self.threads,
+                inter_threads=None if self.threads is None else 1,
+                optimization=self.optimization,
+            )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise BackendError(
@@ -272,7 +311,7 @@ class OrtRunner(Runner):
         s = self.sub_batch
         if not s or n <= s:
             return dict(zip(self.output_names, self._run(feed)))
-        parts = [self._run({k: v[i:i + s] for k, v in feed.items()}) for i in range(0, n, s)]
+        parts = [self._run({k: v[i : i + s] for k, v in feed.items()}) for i in range(0, n, s)]
         return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(self.output_names)}
 
 
@@ -291,12 +330,20 @@ class OpenVinoRunner(Runner):
 
     name = "openvino"
 
-    def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None,
-                 precision_hint: str | None = None, device: str = "CPU") -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        threads: int | None = None,
+        precision_hint: str | None = None,
+        device: str = "CPU",
+    ) -> None:
         super().__init__()
         if precision_hint is not None and precision_hint not in OPENVINO_HINTS:
-            raise ConfigError(f"OpenVINO precision hint must be one of {', '.join(OPENVINO_HINTS)} or None (its "
-                              f"default), got {precision_hint!r}")
+            raise ConfigError(
+                f"OpenVINO precision hint must be one of {', '.join(OPENVINO_HINTS)} or None (its "
+                f"default), got {precision_hint!r}"
+            )
         self.model_path = Path(model_path)
         self.threads = threads
         self.precision_hint = precision_hint
@@ -318,8 +365,10 @@ class OpenVinoRunner(Runner):
         try:
             self.compiled = core.compile_model(str(self.model_path), self.device, config)
         except Exception as exc:  # openvino raises RuntimeError subclasses
-            raise BackendError(f"OpenVINO could not compile {self.model_path} for {self.device}: "
-                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from exc
+            raise BackendError(
+                f"OpenVINO could not compile {self.model_path} for {self.device}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+            ) from exc
         self.request = self.compiled.create_infer_request()
         wanted = set(CONTRACT.output_names)
         names = []
@@ -355,8 +404,15 @@ class SplitOrtRunner(Runner):
 
     name = "ort-split"
 
-    def __init__(self, folder: str | os.PathLike, num_tasks: int, temperature: float, *, threads: int | None,
-                 providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        num_tasks: int,
+        temperature: float,
+        *,
+        threads: int | None,
+        providers: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         self.paths = [Path(folder) / f"task-{t}.onnx" for t in range(num_tasks)]
         self.runners = [OrtRunner(p, providers=providers, threads=threads) for p in self.paths]
@@ -389,8 +445,13 @@ class SplitOrtRunner(Runner):
         features = np.concatenate([o["task_features"] for o in outs], axis=1) if "task_features" in outs[0] else None
         # route like the shared graph: the single-task graphs' policy and statistics
         r = route_numpy(logits, self.table, self.temperature, self.policy, stats=self.stats, task_features=features)
-        out = {"label": r.label, "task": r.task, "confidence": r.confidence, "task_confidence": r.task_confidence,
-               "task_logits": logits}
+        out = {
+            "label": r.label,
+            "task": r.task,
+            "confidence": r.confidence,
+            "task_confidence": r.task_confidence,
+            "task_logits": logits,
+        }
         if features is not None:
             out["task_features"] = features
         return out
@@ -401,5 +462,15 @@ class SplitOrtRunner(Runner):
         return class_table(classes, cmax)
 
 
-__all__ = ["Runner", "OrtRunner", "OpenVinoRunner", "SplitOrtRunner", "PROVIDER_ALIASES", "available_providers",
-           "resolve_providers", "provider_options", "ORT_TRT_CACHE", "CPU_SUB_BATCH"]
+__all__ = [
+    "Runner",
+    "OrtRunner",
+    "OpenVinoRunner",
+    "SplitOrtRunner",
+    "PROVIDER_ALIASES",
+    "available_providers",
+    "resolve_providers",
+    "provider_options",
+    "ORT_TRT_CACHE",
+    "CPU_SUB_BATCH",
+]

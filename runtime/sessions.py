@@ -20,8 +20,12 @@ from mind_edge.errors import ConfigError, require
 
 CPU = "CPUExecutionProvider"
 #: graph optimisation levels by their short name (``SessionOptions.graph_optimization_level``)
-OPTIMIZATION_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
-                       "none": "ORT_DISABLE_ALL"}
+OPTIMIZATION_LEVELS = {
+    "all": "ORT_ENABLE_ALL",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "basic": "ORT_ENABLE_BASIC",
+    "none": "ORT_DISABLE_ALL",
+}
 
 
 def onnxruntime(what: str = "running an ONNX graph"):
@@ -29,9 +33,17 @@ def onnxruntime(what: str = "running an ONNX graph"):
     return require("onnxruntime", "ort", what)
 
 
-def ort_session(model: Any, *, what: str = "running an ONNX graph", providers: Sequence[Any] | None = None,
-                threads: int | None = None, inter_threads: int | None = None, optimization: str | None = None,
-                profile_prefix: str | Path | None = None, **options: Any):
+def ort_session(
+    model: Any,
+    *,
+    what: str = "running an ONNX graph",
+    providers: Sequence[Any] | None = None,
+    threads: int | None = None,
+    inter_threads: int | None = None,
+    optimization: str | None = None,
+    profile_prefix: str | Path | None = None,
+    **options: Any,
+):
     """An ``onnxruntime.InferenceSession`` for ``model`` (bytes, path or ``ModelProto``).
 
     ``providers``: ONNX Runtime's ``providers`` list (names or ``(name, options)`` pairs; default
@@ -62,8 +74,14 @@ def ort_session(model: Any, *, what: str = "running an ONNX graph", providers: S
     return ort.InferenceSession(model, sess_options=opts, providers=list(providers) if providers else [CPU])
 
 
-def cpu_session(model: Any, *, what: str = "running an ONNX graph", threads: int | None = None,
-                inter_threads: int | None = None, **options: Any):
+def cpu_session(
+    model: Any,
+    *,
+    what: str = "running an ONNX graph",
+    threads: int | None = None,
+    inter_threads: int | None = None,
+    **options: Any,
+):
     """:func:`ort_session` on the CPU execution provider."""
     return ort_session(model, what=what, providers=[CPU], threads=threads, inter_threads=inter_threads, **options)
 

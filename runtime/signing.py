@@ -38,7 +38,9 @@ SECRET_TAG = "mind-edge-ed25519-secret"
 PUBLIC_TAG = "mind-edge-ed25519-public"
 DOMAIN = b"mind-edge-patch-v1\0"
 SIGNATURE_BYTES = 64
-TRUSTED_KEYS_FILE = "TRUSTED_KEYS"  #: the bundle's pinned keys, beside CURRENT (one definition; bundle/deploy import it)
+TRUSTED_KEYS_FILE = (
+    "TRUSTED_KEYS"  #: the bundle's pinned keys, beside CURRENT (one definition; bundle/deploy import it)
+)
 MAX_KEY_FILE_BYTES = 4096
 MAX_KEYRING_BYTES = 64 << 10
 
@@ -91,8 +93,10 @@ def _read_key(path: str | os.PathLike, tag: str, what: str) -> bytes:
     if tag == SECRET_TAG:
         mode = os.stat(path).st_mode
         if mode & 0o077:
-            raise SignatureError(f"the permissions {stat.S_IMODE(mode):04o} of the secret key {path} are too open: others "
-                                 f"can read it. Make it private with: chmod 600 {path} (ssh refuses such keys too)")
+            raise SignatureError(
+                f"the permissions {stat.S_IMODE(mode):04o} of the secret key {path} are too open: others "
+                f"can read it. Make it private with: chmod 600 {path} (ssh refuses such keys too)"
+            )
     try:
         text = data.decode("ascii").strip()
     except UnicodeDecodeError:
@@ -161,8 +165,10 @@ def read_trusted_keys(root: str | os.PathLike) -> list[tuple[str, bytes]]:
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
-        raise SignatureError(f"{path} is not a mind-edge trusted keys file (not ASCII text); remove it and add the keys "
-                             "again with 'mind-edge patch trust'") from None
+        raise SignatureError(
+            f"{path} is not a mind-edge trusted keys file (not ASCII text); remove it and add the keys "
+            "again with 'mind-edge patch trust'"
+        ) from None
     keys: dict[str, bytes] = {}
     for line in text.splitlines():
         line = line.strip()
@@ -171,8 +177,10 @@ def read_trusted_keys(root: str | os.PathLike) -> list[tuple[str, bytes]]:
         pub = _parse_key_line(line, PUBLIC_TAG, "trusted public key", path)
         keys[key_id(pub)] = pub
     if not keys:
-        raise SignatureError(f"{path} lists no key; a bundle that pins trust needs at least one key — add one with "
-                             "'mind-edge patch trust BUNDLE KEY.pub' or remove the file")
+        raise SignatureError(
+            f"{path} lists no key; a bundle that pins trust needs at least one key — add one with "
+            "'mind-edge patch trust BUNDLE KEY.pub' or remove the file"
+        )
     return list(keys.items())
 
 
@@ -200,7 +208,9 @@ def untrust_key(root: str | os.PathLike, kid: str) -> list[str]:
     keys = read_trusted_keys(root)
     left = [(k, p) for k, p in keys if k != kid]
     if len(left) == len(keys):
-        raise SignatureError(f"bundle {root} does not trust key {kid[:16]} (trusted: {', '.join(k for k, _ in keys) or 'none'})")
+        raise SignatureError(
+            f"bundle {root} does not trust key {kid[:16]} (trusted: {', '.join(k for k, _ in keys) or 'none'})"
+        )
     if left:
         _write_trusted_keys(root, left)
     else:
@@ -220,9 +230,11 @@ def trusted_keys(root: str | os.PathLike, verify_key: str | os.PathLike | None) 
         pub = load_public_key(verify_key)
         kid = key_id(pub)
         if pinned and kid not in {k for k, _ in pinned}:
-            raise SignatureError(f"--verify-key {verify_key} (key {kid}) is not one of {where}: "
-                                 f"{', '.join(k for k, _ in pinned)}; add it with 'mind-edge patch trust {root} "
-                                 f"{verify_key}' or verify with a trusted key")
+            raise SignatureError(
+                f"--verify-key {verify_key} (key {kid}) is not one of {where}: "
+                f"{', '.join(k for k, _ in pinned)}; add it with 'mind-edge patch trust {root} "
+                f"{verify_key}' or verify with a trusted key"
+            )
         if not pinned:
             return [(kid, pub, f"--verify-key {verify_key}")]
     return [(k, p, where) for k, p in pinned]

@@ -120,13 +120,17 @@ class CudaPythonApi(CudaApi):
 
     def memcpy_htod_async(self, dst: int, src: np.ndarray, stream: int) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self.rt.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes, kind, self._streams.get(stream, stream)),
-                    "cudaMemcpyAsync host->device")
+        self._check(
+            self.rt.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes, kind, self._streams.get(stream, stream)),
+            "cudaMemcpyAsync host->device",
+        )
 
     def memcpy_dtoh_async(self, dst: np.ndarray, src: int, stream: int) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self.rt.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes, kind, self._streams.get(stream, stream)),
-                    "cudaMemcpyAsync device->host")
+        self._check(
+            self.rt.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes, kind, self._streams.get(stream, stream)),
+            "cudaMemcpyAsync device->host",
+        )
 
 
 class CtypesCudartApi(CudaApi):
@@ -179,8 +183,16 @@ class CtypesCudartApi(CudaApi):
         self._check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
 
     def _copy(self, dst: int, src: int, n: int, kind: int, stream: int, what: str) -> None:
-        self._check(self.lib.cudaMemcpyAsync(ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(n),
-                                             ctypes.c_int(kind), ctypes.c_void_p(stream)), what)
+        self._check(
+            self.lib.cudaMemcpyAsync(
+                ctypes.c_void_p(dst),
+                ctypes.c_void_p(src),
+                ctypes.c_size_t(n),
+                ctypes.c_int(kind),
+                ctypes.c_void_p(stream),
+            ),
+            what,
+        )
 
     def memcpy_htod_async(self, dst: int, src: np.ndarray, stream: int) -> None:
         self._copy(dst, src.ctypes.data, src.nbytes, HOST_TO_DEVICE, stream, "cudaMemcpyAsync host->device")
@@ -216,9 +228,16 @@ class TrtRunner(Runner):
 
     name = "trt"
 
-    def __init__(self, bundle_dir: str | os.PathLike, *, precision: str | None = None,
-                 dla_core: int | None | str = "any", trt: Any = None, cuda: CudaApi | None = None,
-                 gpu: GpuInfo | Callable[[], GpuInfo] | None = None) -> None:
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike,
+        *,
+        precision: str | None = None,
+        dla_core: int | None | str = "any",
+        trt: Any = None,
+        cuda: CudaApi | None = None,
+        gpu: GpuInfo | Callable[[], GpuInfo] | None = None,
+    ) -> None:
         super().__init__()
         path = Path(bundle_dir)
         self.bundle_dir = path.parent if path.is_file() else path
@@ -243,8 +262,9 @@ class TrtRunner(Runner):
         trt = self._trt if self._trt is not None else import_tensorrt("running a bundle with TensorRT (--backend trt)")
         bundle = Bundle.load(self.bundle_dir, verify=False)  # Runtime verified it; we need model.onnx's sha256
         machine = machine_info(trt, self._gpu)
-        rec = select_engine(self.bundle_dir, machine, bundle.model_sha256, precision=self.precision,
-                            dla_core=self.dla_core)
+        rec = select_engine(
+            self.bundle_dir, machine, bundle.model_sha256, precision=self.precision, dla_core=self.dla_core
+        )
         plan = (self.bundle_dir / rec.file).read_bytes()
         self.runtime = trt.Runtime(trt_logger(trt))
         engine = self.runtime.deserialize_cuda_engine(plan)
@@ -290,8 +310,9 @@ class TrtRunner(Runner):
             self._release()
             raise
         self.record = rec
-        self.providers_used = [f"TensorRT {machine.tensorrt_version} ({rec.fingerprint.precision}, {rec.file}, "
-                               f"{cuda.name})"]
+        self.providers_used = [
+            f"TensorRT {machine.tensorrt_version} ({rec.fingerprint.precision}, {rec.file}, {cuda.name})"
+        ]
         log.info("TensorRT engine %s on %s (batch %d..%d)", rec.file, machine.gpu_name, self.min_batch, self.max_batch)
 
     def _release(self) -> None:
@@ -318,8 +339,10 @@ class TrtRunner(Runner):
             x = np.concatenate([x, np.zeros((self.min_batch - n,) + x.shape[1:], dtype=x.dtype)])
         x = np.ascontiguousarray(x, dtype=self.input_dtype)
         if not self.context.set_input_shape(self.input_name, tuple(x.shape)):
-            raise BackendError(f"TensorRT refused the input shape {list(x.shape)} (profile batch "
-                               f"{self.min_batch}..{self.max_batch}, image {list(self.image_shape)})")
+            raise BackendError(
+                f"TensorRT refused the input shape {list(x.shape)} (profile batch "
+                f"{self.min_batch}..{self.max_batch}, image {list(self.image_shape)})"
+            )
         self.cuda.memcpy_htod_async(self.buffers[self.input_name], x, self.stream)
         if not self.context.execute_async_v3(self.stream):
             raise BackendError(f"TensorRT failed to run {self.record.file if self.record else 'the engine'}")

@@ -51,15 +51,15 @@ log = logging.getLogger(__name__)
 
 CRASH_ENV = "MIND_EDGE_CRASH_AT"
 CRASH_POINTS = (
-    "verified",          # patch and bundle verified, new graph built and validated; nothing written
-    "cleaned",           # leftovers of an interrupted apply removed
-    "base_copied",       # first apply: the plain bundle copied into versions/v0001
-    "version_written",   # the new version renamed into versions/
-    "pointer_tmp",       # the new CURRENT written to a temporary file, not yet renamed
+    "verified",  # patch and bundle verified, new graph built and validated; nothing written
+    "cleaned",  # leftovers of an interrupted apply removed
+    "base_copied",  # first apply: the plain bundle copied into versions/v0001
+    "version_written",  # the new version renamed into versions/
+    "pointer_tmp",  # the new CURRENT written to a temporary file, not yet renamed
     "pointer_replaced",  # CURRENT replaced (committed), folder not yet fsync'ed
-    "committed",         # CURRENT durable
-    "root_cleanup",      # first apply: some of the plain bundle's old top-level files removed
-    "pruned",            # versions older than the previous one removed
+    "committed",  # CURRENT durable
+    "root_cleanup",  # first apply: some of the plain bundle's old top-level files removed
+    "pruned",  # versions older than the previous one removed
 )
 PLAIN_FILES = (MODEL_FILE, PROBE_FILE, VALIDATION_FILE, BUNDLE_JSON)  # BUNDLE_JSON last
 POINTER_TMP_RE = re.compile(r"^\.CURRENT\.[0-9]+\.tmp$")
@@ -83,7 +83,9 @@ def locked(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BundleError(f"bundle {root} is being updated by another process (patch apply/rollback); try again when it finishes") from None
+            raise BundleError(
+                f"bundle {root} is being updated by another process (patch apply/rollback); try again when it finishes"
+            ) from None
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -101,8 +103,10 @@ def versions_dir(root: Path) -> Path:
     """``root/versions``; refused when it is a symbolic link (never followed out of the bundle)."""
     vdir = root / VERSIONS_DIR
     if vdir.is_symlink():
-        raise BundleError(f"{vdir} is a symbolic link; mind-edge keeps a bundle's versions inside the bundle folder and "
-                          "never follows a link out of it — replace it with the real folder (or re-copy the bundle)")
+        raise BundleError(
+            f"{vdir} is a symbolic link; mind-edge keeps a bundle's versions inside the bundle folder and "
+            "never follows a link out of it — replace it with the real folder (or re-copy the bundle)"
+        )
     return vdir
 
 
@@ -302,9 +306,11 @@ def check_free_space(root: Path, need: int, what: str) -> None:
         return
     free = st.f_bavail * st.f_frsize
     if free < need + SPACE_MARGIN:
-        raise BundleError(f"{what} needs {_mb(need + SPACE_MARGIN)} free next to bundle {root}, but only {_mb(free)} "
-                          "are free there; free some space (old bundles, engines, logs) and try again — the bundle is "
-                          "unchanged")
+        raise BundleError(
+            f"{what} needs {_mb(need + SPACE_MARGIN)} free next to bundle {root}, but only {_mb(free)} "
+            "are free there; free some space (old bundles, engines, logs) and try again — the bundle is "
+            "unchanged"
+        )
 
 
 def _mb(n: int) -> str:
@@ -323,6 +329,23 @@ def undo_uncommitted(root: Path, created: Sequence[Path]) -> None:
         fsync_dir(root)
 
 
-__all__ = ["CRASH_ENV", "CRASH_POINTS", "PLAIN_FILES", "cleanup", "list_versions", "previous_version", "locked",
-           "write_pointer", "versions_dir", "check_free_space", "copy_plain_to_version", "adopt_machine_local",
-           "carry_timing_cache", "crash_point", "remove", "version_name", "version_num", "undo_uncommitted"]
+__all__ = [
+    "CRASH_ENV",
+    "CRASH_POINTS",
+    "PLAIN_FILES",
+    "cleanup",
+    "list_versions",
+    "previous_version",
+    "locked",
+    "write_pointer",
+    "versions_dir",
+    "check_free_space",
+    "copy_plain_to_version",
+    "adopt_machine_local",
+    "carry_timing_cache",
+    "crash_point",
+    "remove",
+    "version_name",
+    "version_num",
+    "undo_uncommitted",
+]

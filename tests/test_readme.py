@@ -65,15 +65,31 @@ BUDGETS = {
     "train": {"epochs": 1, "distill_epochs": 0, "width": 0.25, "batch_size": 128},
     "export": {"samples": 32},
     "learn": {"epochs": 1, "distill_epochs": 0},
-    "bench": {"min_seconds": 0.02, "warmup_seconds": 0.01, "min_iters": 2, "isolate": False, "gemm": False,
-              "width": 0.25, "threads": 1},
+    "bench": {
+        "min_seconds": 0.02,
+        "warmup_seconds": 0.01,
+        "min_iters": 2,
+        "isolate": False,
+        "gemm": False,
+        "width": 0.25,
+        "threads": 1,
+    },
     "on_device_update": {"quick": True},
 }
 
 #: Commands the README must keep (and this test must run): the path a newcomer follows.
-MUST_RUN = ("mind-edge demo", "mind-edge train", "mind-edge export", "mind-edge predict", "mind-edge bench",
-            "mind-edge learn", "mind-edge keygen", "mind-edge patch create", "mind-edge patch apply",
-            "python examples/on_device_update.py")
+MUST_RUN = (
+    "mind-edge demo",
+    "mind-edge train",
+    "mind-edge export",
+    "mind-edge predict",
+    "mind-edge bench",
+    "mind-edge learn",
+    "mind-edge keygen",
+    "mind-edge patch create",
+    "mind-edge patch apply",
+    "python examples/on_device_update.py",
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,9 @@ def readme_commands(text: str) -> list[Command]:
                     block_skip = "not a bash block"
                 elif tags:
                     unknown = [t for t in tags if t not in BLOCK_TAGS]
-                    assert not unknown, f"README.md:{n}: unknown block tag(s) {unknown}; use one of {sorted(BLOCK_TAGS)}"
+                    assert not unknown, (
+                        f"README.md:{n}: unknown block tag(s) {unknown}; use one of {sorted(BLOCK_TAGS)}"
+                    )
                     block_skip = "; ".join(BLOCK_TAGS[t] for t in tags)
             continue
         if raw.startswith("```"):
@@ -225,8 +243,14 @@ def test_readme_commands_run_in_order_on_a_fresh_copy(tmp_path, monkeypatch, cap
         torch.set_num_threads(1)
         prog = Path(c.argv[0]).name if c.argv[0].startswith(".venv/") else c.argv[0]
         if c.shell or prog not in ("mind-edge", "python", "python3"):
-            p = subprocess.run(["bash", "-c", c.text], cwd=work, capture_output=True, text=True, timeout=300,
-                               env={**__import__("os").environ, "PATH": env_path})
+            p = subprocess.run(
+                ["bash", "-c", c.text],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env={**__import__("os").environ, "PATH": env_path},
+            )
             code, out = p.returncode, p.stdout + p.stderr
         elif prog == "mind-edge":
             code, out = _run_cli(list(c.argv[1:]))
@@ -239,7 +263,12 @@ def test_readme_commands_run_in_order_on_a_fresh_copy(tmp_path, monkeypatch, cap
         assert code == 0, "\n".join(log) + f"\n--- output of README.md:{c.line} ---\n{out[-6000:]}"
     print("\n".join(log))
     if git:
-        status = subprocess.run([git, "status", "--porcelain", "--untracked-files=all"], cwd=work,
-                                capture_output=True, text=True, check=True).stdout
+        status = subprocess.run(
+            [git, "status", "--porcelain", "--untracked-files=all"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         untracked = [ln[3:] for ln in status.splitlines() if ln.startswith("??")]
         assert not untracked, f"README commands left files that .gitignore does not cover: {untracked[:20]}"

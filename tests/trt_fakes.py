@@ -44,8 +44,15 @@ class DataType(enum.Enum):
     BOOL = "bool"
 
 
-_ONNX_TO_DT = {1: DataType.FLOAT, 10: DataType.HALF, 6: DataType.INT32, 7: DataType.INT64, 3: DataType.INT8, 9: DataType.BOOL,
-               2: DataType.UINT8}
+_ONNX_TO_DT = {
+    1: DataType.FLOAT,
+    10: DataType.HALF,
+    6: DataType.INT32,
+    7: DataType.INT64,
+    3: DataType.INT8,
+    9: DataType.BOOL,
+    2: DataType.UINT8,
+}
 
 
 class FakeTensor:
@@ -122,8 +129,10 @@ class FakeParser:
             self.errors.append(f"In node -1 (parseGraph): INVALID_GRAPH: {exc}")
             return False
         g = inferred.graph
-        dtypes = {v.name: _ONNX_TO_DT.get(v.type.tensor_type.elem_type, DataType.FLOAT)
-                  for v in list(g.value_info) + list(g.input) + list(g.output)}
+        dtypes = {
+            v.name: _ONNX_TO_DT.get(v.type.tensor_type.elem_type, DataType.FLOAT)
+            for v in list(g.value_info) + list(g.input) + list(g.output)
+        }
         for init in g.initializer:
             dtypes[init.name] = _ONNX_TO_DT[init.data_type]
         tensors: dict[str, FakeTensor] = {}
@@ -229,7 +238,8 @@ class FakeBuilder:
             return None
         m = self.module
         header = {
-            "version": m.__version__, "strongly_typed": network.strongly_typed,
+            "version": m.__version__,
+            "strongly_typed": network.strongly_typed,
             "fp16": m.BuilderFlag.FP16 in config.flags if hasattr(m.BuilderFlag, "FP16") else False,
             "int8": m.BuilderFlag.INT8 in config.flags if hasattr(m.BuilderFlag, "INT8") else False,
             "workspace": config.pools.get(m.MemoryPoolType.WORKSPACE),
@@ -329,23 +339,35 @@ class FakeRuntime:
         plan = bytes(plan)
         if not plan.startswith(PLAN_MAGIC):
             return None
-        header, onnx_bytes = plan[len(PLAN_MAGIC):].split(b"\n", 1)
+        header, onnx_bytes = plan[len(PLAN_MAGIC) :].split(b"\n", 1)
         header = json.loads(header)
         if header["version"] != self.module.__version__:
             return None  # like TensorRT: a plan of another version does not deserialize
         return FakeEngine(self.module, header, onnx_bytes)
 
 
-def make_plan(onnx_bytes: bytes, *, version: str = "10.3.0", profile=((1, 3, 13, 9), (4, 3, 13, 9), (8, 3, 13, 9)),
-              input_name: str = "image") -> bytes:
+def make_plan(
+    onnx_bytes: bytes,
+    *,
+    version: str = "10.3.0",
+    profile=((1, 3, 13, 9), (4, 3, 13, 9), (8, 3, 13, 9)),
+    input_name: str = "image",
+) -> bytes:
     """A plan the fake runtime accepts, without going through the fake builder."""
-    header = {"version": version, "strongly_typed": False, "fp16": False, "workspace": 256 << 20, "dla": None,
-              "profile": {input_name: [list(s) for s in profile]}}
+    header = {
+        "version": version,
+        "strongly_typed": False,
+        "fp16": False,
+        "workspace": 256 << 20,
+        "dla": None,
+        "profile": {input_name: [list(s) for s in profile]},
+    }
     return PLAN_MAGIC + json.dumps(header).encode() + b"\n" + onnx_bytes
 
 
-def fake_tensorrt(version: str = "10.3.0", *, dla_cores: int = 0, fail_build: bool = False,
-                  cuda: "FakeCuda | None" = None) -> types.ModuleType:
+def fake_tensorrt(
+    version: str = "10.3.0", *, dla_cores: int = 0, fail_build: bool = False, cuda: "FakeCuda | None" = None
+) -> types.ModuleType:
     """A fresh fake ``tensorrt`` module of ``version`` (10.x: weak + strong typing; 11.x: strong only)."""
     m = types.ModuleType("tensorrt")
     m.__version__ = version
@@ -356,8 +378,14 @@ def fake_tensorrt(version: str = "10.3.0", *, dla_cores: int = 0, fail_build: bo
     m._builders = []
     m._cuda = cuda
     m.DataType = DataType
-    m.float32, m.float16, m.int32, m.int64, m.int8, m.bool = (DataType.FLOAT, DataType.HALF, DataType.INT32,
-                                                              DataType.INT64, DataType.INT8, DataType.BOOL)
+    m.float32, m.float16, m.int32, m.int64, m.int8, m.bool = (
+        DataType.FLOAT,
+        DataType.HALF,
+        DataType.INT32,
+        DataType.INT64,
+        DataType.INT8,
+        DataType.BOOL,
+    )
     m.nptype = lambda dt: np.dtype(dt.value).type
 
     class Logger:

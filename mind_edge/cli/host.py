@@ -319,14 +319,16 @@ def info(
         text(
             f"{net.arch} width {net.width} input {net.in_channels}x{net.input_size[0]}x"
             f"{net.input_size[1]} capacity {net.capacity}"
-            if not isinstance(net, MindEdgeError) else f"not usable: {net}"
+            if not isinstance(net, MindEdgeError)
+            else f"not usable: {net}"
         ),
     )
     table.add_row(
         "scenario",
         text(
             f"{sc.dataset}: {record.num_learned} of {len(sc.tasks)} tasks learned, order {sc.order} (seed {sc.seed})"
-            if not isinstance(sc, MindEdgeError) else f"not usable: {sc}"
+            if not isinstance(sc, MindEdgeError)
+            else f"not usable: {sc}"
         ),
     )
     table.add_row(
@@ -334,7 +336,8 @@ def info(
         text(
             f"{tr.method}-distillation, {tr.epochs}+{tr.distill_epochs} epochs, T={tr.temperature}, "
             f"routing {tr.routing}"
-            if not isinstance(tr, MindEdgeError) else f"not usable: {tr}"
+            if not isinstance(tr, MindEdgeError)
+            else f"not usable: {tr}"
         ),
     )
     table.add_row("checkpoint", f"{ck.stat().st_size / 1e6:.2f} MB, sha256 {'verified' if ok else '[red]MISMATCH[/]'}")

@@ -51,11 +51,16 @@ class FlopCount:
         return sum(self.per_task) + self.routing
 
     def to_json(self) -> dict:
-        return {"convention": "2 FLOPs per multiply-accumulate; convs + linear heads + routing; BN/ReLU/add/pool "
-                              "excluded",
-                "per_image": self.total, "num_tasks": self.num_tasks, "per_task": list(self.per_task),
-                "convs_per_task": self.convs_per_task, "heads": list(self.heads), "routing": self.routing,
-                "note": "the model at N tasks runs all N sub-networks: N x one sub-network + routing"}
+        return {
+            "convention": "2 FLOPs per multiply-accumulate; convs + linear heads + routing; BN/ReLU/add/pool excluded",
+            "per_image": self.total,
+            "num_tasks": self.num_tasks,
+            "per_task": list(self.per_task),
+            "convs_per_task": self.convs_per_task,
+            "heads": list(self.heads),
+            "routing": self.routing,
+            "note": "the model at N tasks runs all N sub-networks: N x one sub-network + routing",
+        }
 
 
 def conv_flops(in_ch: int, out_ch: int, kernel: int | tuple[int, int], out_hw: tuple[int, int], groups: int = 1) -> int:

@@ -97,8 +97,10 @@ class ConvPlan:
 
     def out_size(self, hw: tuple[int, int]) -> tuple[int, int]:
         """Spatial output size for an input of ``hw``."""
-        return (conv_out(hw[0], self.kernel, self.stride, self.padding),
-                conv_out(hw[1], self.kernel, self.stride, self.padding))
+        return (
+            conv_out(hw[0], self.kernel, self.stride, self.padding),
+            conv_out(hw[1], self.kernel, self.stride, self.padding),
+        )
 
 
 @dataclass(frozen=True)

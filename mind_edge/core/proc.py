@@ -207,16 +207,23 @@ def _last_line(path: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def spawn_call(target: Callable[..., Any], *args: Any, timeout: float | None = None,
-               env: Mapping[str, str] | None = None, fast_exit: bool = False, **kwargs: Any) -> Any:
+def spawn_call(
+    target: Callable[..., Any],
+    *args: Any,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    fast_exit: bool = False,
+    **kwargs: Any,
+) -> Any:
     """``target(*args, **kwargs)`` in a fresh ``spawn`` interpreter; its return value, or :class:`WorkerError`."""
     ctx = multiprocessing.get_context("spawn")
     name = getattr(target, "__qualname__", repr(target))
     fd, stderr_path = tempfile.mkstemp(prefix="mind-edge-worker-", suffix=".stderr")
     os.close(fd)
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, stderr_path, fast_exit, target, args, kwargs),
-                       name=f"mind-edge:{name}")
+    proc = ctx.Process(
+        target=_worker, args=(send, stderr_path, fast_exit, target, args, kwargs), name=f"mind-edge:{name}"
+    )
     try:
         with _ENV_LOCK, _environ(env), _main_hidden(target):
             proc.start()
@@ -229,16 +236,20 @@ def spawn_call(target: Callable[..., Any], *args: Any, timeout: float | None = N
         if msg is None and not ready:
             proc.kill()
             proc.join()
-            raise WorkerError(f"the worker {name} did not finish within {timeout:g} s and was stopped",
-                              exitcode=proc.exitcode)
+            raise WorkerError(
+                f"the worker {name} did not finish within {timeout:g} s and was stopped", exitcode=proc.exitcode
+            )
         proc.join()
         if msg is None:
             code = proc.exitcode
             why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             last = _last_line(stderr_path)
             hint = " (out of memory?)" if code is not None and (code < 0 or code == 137) else ""
-            raise WorkerError(f"the worker {name} died without a result ({why}{hint})" + (f": {last}" if last else ""),
-                              exitcode=code, detail=Path(stderr_path).read_text(errors="replace") if last else "")
+            raise WorkerError(
+                f"the worker {name} died without a result ({why}{hint})" + (f": {last}" if last else ""),
+                exitcode=code,
+                detail=Path(stderr_path).read_text(errors="replace") if last else "",
+            )
         if msg[0] == "error":
             raise WorkerError(f"the worker {name} failed: {msg[1]}", exitcode=proc.exitcode, detail=msg[2])
         return msg[1]

@@ -102,18 +102,36 @@ class Policy:
         return bool(self.weights[3])
 
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (
-    Policy("maxprob", 1, False, False, "MIND's rule: the sub-network with the highest max softmax(z/T)"),
-    Policy("entropy", 1, False, False, "maxprob, then the lower normalised entropy of the top two tasks"),
-    Policy("maxlogit", 1, True, False, "max-logit, z-normalised by each task's own training data",
-           (0.0, 1.0, 0.0, 0.0)),
-    Policy("energy", 1, True, False, "energy (logsumexp of the logits), z-normalised likewise", (0.0, 0.0, 1.0, 0.0)),
-    Policy("mahalanobis", 1, True, True, "multi-depth Mahalanobis distance to the task's class means, z-normalised",
-           (1.0, 0.0, 0.0, 0.0)),
-    Policy("shared", 1, True, True, "mahalanobis measured in sub-network 0's feature space (shared by all tasks)",
-           (0.0, 0.0, 0.0, 1.0)),
-    Policy("combined", 2, True, True, "mahalanobis + shared + maxlogit", (1.0, 1.0, 0.0, 1.0)),
-)}
+POLICIES: dict[str, Policy] = {
+    p.name: p
+    for p in (
+        Policy("maxprob", 1, False, False, "MIND's rule: the sub-network with the highest max softmax(z/T)"),
+        Policy("entropy", 1, False, False, "maxprob, then the lower normalised entropy of the top two tasks"),
+        Policy(
+            "maxlogit", 1, True, False, "max-logit, z-normalised by each task's own training data", (0.0, 1.0, 0.0, 0.0)
+        ),
+        Policy(
+            "energy", 1, True, False, "energy (logsumexp of the logits), z-normalised likewise", (0.0, 0.0, 1.0, 0.0)
+        ),
+        Policy(
+            "mahalanobis",
+            1,
+            True,
+            True,
+            "multi-depth Mahalanobis distance to the task's class means, z-normalised",
+            (1.0, 0.0, 0.0, 0.0),
+        ),
+        Policy(
+            "shared",
+            1,
+            True,
+            True,
+            "mahalanobis measured in sub-network 0's feature space (shared by all tasks)",
+            (0.0, 0.0, 0.0, 1.0),
+        ),
+        Policy("combined", 2, True, True, "mahalanobis + shared + maxlogit", (1.0, 1.0, 0.0, 1.0)),
+    )
+}
 
 #: The policy new runs, exports and the demo use (chosen by benchmarks/routing.py; README "Routing").
 DEFAULT_POLICY = "combined"
@@ -216,16 +234,22 @@ class RoutingStats:
         the network's taps (layout 2 holds them twice)."""
         at = f" of {where}" if where else ""
         if len(self.means) != len(self.whiten) or self.num_taps == 0:
-            raise ConfigError(f"routing statistics{at}: {len(self.whiten)} whitening matrices but {len(self.means)} mean sets")
+            raise ConfigError(
+                f"routing statistics{at}: {len(self.whiten)} whitening matrices but {len(self.means)} mean sets"
+            )
         own = self.own_taps
         if self.shared_taps not in (0, own) or own < 1:
             raise ConfigError(f"routing statistics{at}: {self.shared_taps} shared-space taps for {own} own taps")
         if self.shared_taps and self.tap_dims[own:] != self.tap_dims[:own]:
-            raise ConfigError(f"routing statistics{at}: shared-space taps {list(self.tap_dims[own:])} differ from "
-                              f"the own taps {list(self.tap_dims[:own])}")
+            raise ConfigError(
+                f"routing statistics{at}: shared-space taps {list(self.tap_dims[own:])} differ from "
+                f"the own taps {list(self.tap_dims[:own])}"
+            )
         if tap_dims is not None and tuple(tap_dims) != self.tap_dims[:own]:
-            raise ConfigError(f"routing statistics{at} have taps of {list(self.tap_dims[:own])} channels; "
-                              f"the network has {list(tap_dims)}")
+            raise ConfigError(
+                f"routing statistics{at} have taps of {list(self.tap_dims[:own])} channels; "
+                f"the network has {list(tap_dims)}"
+            )
         c = self.num_classes
         if num_classes is not None and c != num_classes:
             raise ConfigError(f"routing statistics{at} hold {c} class means; the head has {num_classes} classes")
@@ -233,9 +257,13 @@ class RoutingStats:
         for w, m in zip(self.whiten, self.means):
             f = w.shape[0]
             if w.shape != (f, f) or m.shape != (c, f):
-                raise ConfigError(f"routing statistics{at}: whitening {list(w.shape)} / means {list(m.shape)} do not fit")
+                raise ConfigError(
+                    f"routing statistics{at}: whitening {list(w.shape)} / means {list(m.shape)} do not fit"
+                )
         if self.score_mean.shape != (k + len(EXTRA_SCORES),) or self.score_std.shape != self.score_mean.shape:
-            raise ConfigError(f"routing statistics{at}: score statistics {list(self.score_mean.shape)}, expected [{k + 2}]")
+            raise ConfigError(
+                f"routing statistics{at}: score statistics {list(self.score_mean.shape)}, expected [{k + 2}]"
+            )
         arrays = (*self.whiten, *self.means, self.score_mean, self.score_std)
         if any(a.dtype != np.float32 or not np.all(np.isfinite(a)) for a in arrays):
             raise ConfigError(f"routing statistics{at} are not finite float32 arrays")
@@ -295,8 +323,13 @@ def logit_scores(logits: np.ndarray) -> np.ndarray:
     return np.stack([m, energy], axis=1)
 
 
-def fit_routing_stats(taps: Sequence[np.ndarray], labels: np.ndarray, num_classes: int, logits: np.ndarray,
-                      shared: Sequence[np.ndarray] | None = None) -> RoutingStats:
+def fit_routing_stats(
+    taps: Sequence[np.ndarray],
+    labels: np.ndarray,
+    num_classes: int,
+    logits: np.ndarray,
+    shared: Sequence[np.ndarray] | None = None,
+) -> RoutingStats:
     """Routing statistics of one task from its own training images.
 
     ``taps[k]``: ``[n, F_k]`` pooled features of the task's sub-network at tap k, ``labels``:
@@ -329,10 +362,12 @@ def fit_routing_stats(taps: Sequence[np.ndarray], labels: np.ndarray, num_classe
         dists.append(tap_distance(f, w32, m32).astype(np.float64))
     scores = np.concatenate([np.stack(dists, axis=1), logit_scores(logits).astype(np.float64)], axis=1)
     return RoutingStats(
-        whiten=tuple(whiten), means=tuple(means),
+        whiten=tuple(whiten),
+        means=tuple(means),
         score_mean=scores.mean(axis=0).astype(np.float32),
         score_std=np.maximum(scores.std(axis=0), MIN_SPREAD).astype(np.float32),
-        count=int(n), shared_taps=len(shared) if shared is not None else 0,
+        count=int(n),
+        shared_taps=len(shared) if shared is not None else 0,
     )
 
 
@@ -346,8 +381,10 @@ def check_stats_for(policy: Policy, stats: Sequence[RoutingStats | None] | None,
         )
     layouts = {(s.num_taps, s.shared_taps) for s in stats}
     if len(layouts) > 1:
-        raise ConfigError(f"the tasks' routing statistics have different layouts {sorted(layouts)}; "
-                          "run 'mind-edge calibrate RUN' on the training run (then export again)")
+        raise ConfigError(
+            f"the tasks' routing statistics have different layouts {sorted(layouts)}; "
+            "run 'mind-edge calibrate RUN' on the training run (then export again)"
+        )
     if policy.needs_shared and not stats[0].shared_taps:
         raise ConfigError(
             f"routing policy {policy.name!r} (version {policy.version}) needs shared-space statistics, which these "
@@ -427,7 +464,9 @@ def policy_scores(
     score = z_ml * w_ml + z_en * w_en
     if w_tap or w_shared:
         if taps is None or len(taps) != own:
-            raise ConfigError(f"routing policy {policy!r} needs the pooled features of {own} taps (graph output task_features)")
+            raise ConfigError(
+                f"routing policy {policy!r} needs the pooled features of {own} taps (graph output task_features)"
+            )
     for j in range(k):
         w = w_tap if j < own else w_shared
         if not w:

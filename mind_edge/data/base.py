@@ -57,9 +57,7 @@ class DatasetSpec:
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
         if self.augment not in AUGMENTS:
-            raise ConfigError(
-                f"DatasetSpec {self.name!r}: augment must be one of {AUGMENTS}; got {self.augment!r}."
-            )
+            raise ConfigError(f"DatasetSpec {self.name!r}: augment must be one of {AUGMENTS}; got {self.augment!r}.")
         if isinstance(self.padding, bool) or not isinstance(self.padding, (int, np.integer)) or self.padding < 0:
             raise ConfigError(f"DatasetSpec {self.name!r}: padding must be an int >= 0; got {self.padding!r}.")
         object.__setattr__(self, "padding", int(self.padding))
@@ -123,8 +121,7 @@ class ImageArrays:
         object.__setattr__(self, "class_names", names)
         if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
             raise DataError(
-                f"ImageArrays: labels range {int(labels.min())}..{int(labels.max())} but only "
-                f"{len(names)} class names."
+                f"ImageArrays: labels range {int(labels.min())}..{int(labels.max())} but only {len(names)} class names."
             )
 
     def __len__(self) -> int:
@@ -133,7 +130,6 @@ class ImageArrays:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
 
 
 def default_data_dir() -> Path:

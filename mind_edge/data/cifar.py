@@ -73,12 +73,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _PICKLE_ALLOWED:
-            raise pickle.UnpicklingError(
-                f"global '{module}.{name}' is not allowed in a CIFAR data file"
-            )
+            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a CIFAR data file")
         if module.startswith("numpy.core"):
             try:  # numpy >= 2 moved numpy.core to numpy._core
-                return getattr(importlib.import_module("numpy._core" + module[len("numpy.core"):]), name)
+                return getattr(importlib.import_module("numpy._core" + module[len("numpy.core") :]), name)
             except ImportError:  # pragma: no cover - numpy 1.x
                 pass
         return getattr(importlib.import_module(module), name)
@@ -90,8 +88,18 @@ def _read_cifar_pickle(path: Path) -> dict[str, Any]:
             obj = _RestrictedUnpickler(fh, encoding="latin1").load()
     except FileNotFoundError as exc:
         raise DataError(f"CIFAR file {str(path)!r} does not exist.") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError, OSError, struct.error) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        OSError,
+        struct.error,
+    ) as exc:
         raise DataError(
             f"cannot read CIFAR file {str(path)!r}: {type(exc).__name__}: {exc}. The file is "
             "corrupt, truncated or not a CIFAR python-pickle batch; extract the official "
@@ -181,8 +189,11 @@ def load_cifar(name: str, root: str | Path | None, download: bool) -> tuple[Imag
     official = _torchvision_reader(folder, info)
     if official is not None:
         return _read_with_torchvision(official, folder, info)
-    log.info("%s in %s: not the official files (md5) or no torchvision; reading them with the restricted "
-             "unpickler", info["title"], folder)
+    log.info(
+        "%s in %s: not the official files (md5) or no torchvision; reading them with the restricted unpickler",
+        info["title"],
+        folder,
+    )
     meta = _read_cifar_pickle(folder / info["meta"])
     if info["names_key"] not in meta:
         raise DataError(

@@ -22,9 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def scan_split(split_dir: Path) -> dict[str, list[Path]]:
-    classes = sorted(
-        e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")
-    )
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
     out: dict[str, list[Path]] = {}
     for c in classes:
         files: list[Path] = []
@@ -39,8 +37,9 @@ def scan_split(split_dir: Path) -> dict[str, list[Path]]:
     return out
 
 
-def decode_images(paths: list[Path], size: tuple[int, int], channels: int, progress: bool | None,
-                what: str) -> np.ndarray:
+def decode_images(
+    paths: list[Path], size: tuple[int, int], channels: int, progress: bool | None, what: str
+) -> np.ndarray:
     n = len(paths)
     out = np.empty((n, size[0], size[1], channels), dtype=np.uint8)
     show = progress if progress is not None else (n >= 2000 and sys.stderr.isatty())
@@ -50,8 +49,9 @@ def decode_images(paths: list[Path], size: tuple[int, int], channels: int, progr
         return out
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    ) as bar:
         task = bar.add_task(f"decoding {what}", total=n)
         for i, p in enumerate(paths):
             out[i] = imageio.load_image(p, size, channels)
@@ -60,12 +60,12 @@ def decode_images(paths: list[Path], size: tuple[int, int], channels: int, progr
     return out
 
 
-def load_imagefolder(root: str | Path | None, image_size: tuple[int, int] | None, channels: int | None,
-                      progress: bool | None) -> tuple[ImageArrays, ImageArrays, tuple[int, int], int]:
+def load_imagefolder(
+    root: str | Path | None, image_size: tuple[int, int] | None, channels: int | None, progress: bool | None
+) -> tuple[ImageArrays, ImageArrays, tuple[int, int], int]:
     if root is None:
         raise ConfigError(
-            "the imagefolder dataset needs root=<folder with train/<class>/ and test/<class>/> "
-            "(CLI: --data-root)."
+            "the imagefolder dataset needs root=<folder with train/<class>/ and test/<class>/> (CLI: --data-root)."
         )
     root_p = Path(root).expanduser()
     train_dir = root_p / "train"
@@ -105,8 +105,12 @@ def load_imagefolder(root: str | Path | None, image_size: tuple[int, int] | None
             f"only in {train_dir.name}/: {only_train}; only in {test_dir.name}/: {only_test}. "
             "Both splits need the same class folders."
         )
-    empty = [f"{d.name}/{c}" for d, files in ((train_dir, train_files), (test_dir, test_files))
-             for c, fs in files.items() if not fs]
+    empty = [
+        f"{d.name}/{c}"
+        for d, files in ((train_dir, train_files), (test_dir, test_files))
+        for c, fs in files.items()
+        if not fs
+    ]
     if empty:
         raise DataError(
             f"imagefolder in {str(root_p)!r}: no images with extensions {imageio.IMAGE_EXTENSIONS} "
@@ -136,7 +140,6 @@ def load_imagefolder(root: str | Path | None, image_size: tuple[int, int] | None
         images = decode_images(paths, image_size, channels, progress, f"{split_dir.name}/")
         out.append(ImageArrays(images, labels, classes))
     return out[0], out[1], image_size, channels
-
 
 
 __all__ = ["scan_split", "decode_images", "load_imagefolder"]

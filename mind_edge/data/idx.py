@@ -24,8 +24,16 @@ log = logging.getLogger(__name__)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 _IDX_DTYPES = {
@@ -55,8 +63,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(
-                f"idx file {str(p)!r} is a corrupt or truncated gzip file ({exc}); "
-                "download or copy it again."
+                f"idx file {str(p)!r} is a corrupt or truncated gzip file ({exc}); download or copy it again."
             ) from exc
     if len(raw) < 4:
         raise DataError(f"idx file {str(p)!r} is truncated: {len(raw)} bytes, not even a header.")
@@ -178,7 +185,6 @@ def load_idx_dataset(name: str, root: str | Path | None, download: bool) -> tupl
             raise DataError(f"{str(lpath)!r}: label {int(labels.max())} out of range 0..{len(classes) - 1}.")
         splits.append(ImageArrays(np.ascontiguousarray(images[..., None]), labels.astype(np.int64), classes))
     return splits[0], splits[1]
-
 
 
 __all__ = ["DEBIAN_FASHION_MNIST", "MNIST_CLASSES", "FASHION_MNIST_CLASSES", "read_idx", "load_idx_dataset"]

@@ -139,5 +139,4 @@ class BatchLoader:
             yield self.normalize(x), self._labels[idx]
 
 
-
 __all__ = ["BatchLoader"]

@@ -91,7 +91,9 @@ class Scenario:
     def from_json(cls, d: Any) -> Scenario:
         keys = ("dataset", "order", "seed", "tasks", "class_names")
         if not isinstance(d, dict):
-            raise DataError(f"malformed scenario: expected a JSON object with keys {list(keys)}; got {type(d).__name__}.")
+            raise DataError(
+                f"malformed scenario: expected a JSON object with keys {list(keys)}; got {type(d).__name__}."
+            )
         missing = [k for k in keys if k not in d]
         if missing:
             raise DataError(f"malformed scenario: missing keys {missing} (found {sorted(d)}).")
@@ -169,9 +171,7 @@ def make_scenario(
     else:
         ordered = [int(c) for c in order]
         if sorted(ordered) != list(range(k)):
-            raise ConfigError(
-                f"an explicit class order must be a permutation of 0..{k - 1}; got {list(order)}."
-            )
+            raise ConfigError(f"an explicit class order must be a permutation of 0..{k - 1}; got {list(order)}.")
         order_name = "custom"
     if first_task_classes is None:
         sizes = [k // num_tasks] * num_tasks
@@ -185,9 +185,7 @@ def make_scenario(
                 f"1 <= first_task_classes <= {k - (num_tasks - 1)}."
             )
         if num_tasks == 1 and f != k:
-            raise ConfigError(
-                f"first_task_classes={f} with a single task: the only task holds all {k} classes."
-            )
+            raise ConfigError(f"first_task_classes={f} with a single task: the only task holds all {k} classes.")
         rest = k - f
         sizes = [int(f)]
         if num_tasks > 1:
@@ -225,7 +223,6 @@ def task_arrays(arrays: ImageArrays, scenario: Scenario, task: int) -> tuple[np.
     if not mask.any():
         log.warning("task %d (classes %s) has no samples in this split", task, list(classes))
     return np.ascontiguousarray(arrays.images[mask]), local_all[mask], arrays.labels[mask].copy()
-
 
 
 __all__ = ["ORDERS", "ICARL_SEED", "Scenario", "class_order", "make_scenario", "task_arrays"]

@@ -60,9 +60,7 @@ DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefol
 
 REFERENCE_SPECS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec("digits", 1, (8, 8), (0.3053,), (0.3759,), "none", 0),
-    "cifar10": DatasetSpec(
-        "cifar10", 3, (32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "crop_flip", 4
-    ),
+    "cifar10": DatasetSpec("cifar10", 3, (32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "crop_flip", 4),
     "cifar100": DatasetSpec(
         "cifar100", 3, (32, 32), (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762), "crop_flip", 4
     ),
@@ -73,8 +71,12 @@ REFERENCE_SPECS: dict[str, DatasetSpec] = {
 
 def canonical_name(name: str) -> str:
     n = str(name).strip().lower().replace("_", "-")
-    n = {"fashionmnist": "fashion-mnist", "image-folder": "imagefolder", "cifar-10": "cifar10",
-         "cifar-100": "cifar100"}.get(n, n)
+    n = {
+        "fashionmnist": "fashion-mnist",
+        "image-folder": "imagefolder",
+        "cifar-10": "cifar10",
+        "cifar-100": "cifar100",
+    }.get(n, n)
     if n not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
     return n
@@ -131,8 +133,14 @@ def load_dataset(
         train, test, size, ch = load_imagefolder(root, image_size, channels, progress)
         mean, std = compute_mean_std(train.images)
         spec = DatasetSpec("imagefolder", ch, size, mean, std, "crop_flip", min(size) // 8)
-        log.info("imagefolder: %d train / %d test images, %d classes, mean=%s std=%s",
-                 len(train), len(test), train.num_classes, mean, std)
+        log.info(
+            "imagefolder: %d train / %d test images, %d classes, mean=%s std=%s",
+            len(train),
+            len(test),
+            train.num_classes,
+            mean,
+            std,
+        )
         return train, test, spec
     if n == "digits":
         if root is not None:
@@ -171,9 +179,21 @@ def load_run_dataset(record: Any, root: str | Path | None = None) -> tuple[Image
     data = record.data
     if data is None:
         raise KeyError("data")
-    return load_dataset(record.scenario.dataset, root if root is not None else data.root,
-                        image_size=data.input_size, channels=data.in_channels, seed=record.seed)
+    return load_dataset(
+        record.scenario.dataset,
+        root if root is not None else data.root,
+        image_size=data.input_size,
+        channels=data.in_channels,
+        seed=record.seed,
+    )
 
 
-__all__ = ["DATASETS", "REFERENCE_SPECS", "canonical_name", "convert_split", "load_digits", "load_dataset",
-           "load_run_dataset"]
+__all__ = [
+    "DATASETS",
+    "REFERENCE_SPECS",
+    "canonical_name",
+    "convert_split",
+    "load_digits",
+    "load_dataset",
+    "load_run_dataset",
+]

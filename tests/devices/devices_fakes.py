@@ -60,10 +60,18 @@ def make_root(
     return root
 
 
-R36_4_0 = "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, DATE: Fri Sep 13 04:36:44 UTC 2024"
-R35_2_1 = "# R35 (release), REVISION: 2.1, GCID: 32413640, BOARD: t186ref, EABI: aarch64, DATE: Tue Jan 24 23:38:33 UTC 2023"
-R35_4_1 = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023"
-R32_7_1 = "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref, EABI: aarch64, DATE: Sat Feb 19 17:07:00 UTC 2022"
+R36_4_0 = (
+    "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, DATE: Fri Sep 13 04:36:44 UTC 2024"
+)
+R35_2_1 = (
+    "# R35 (release), REVISION: 2.1, GCID: 32413640, BOARD: t186ref, EABI: aarch64, DATE: Tue Jan 24 23:38:33 UTC 2023"
+)
+R35_4_1 = (
+    "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023"
+)
+R32_7_1 = (
+    "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref, EABI: aarch64, DATE: Sat Feb 19 17:07:00 UTC 2022"
+)
 
 
 def fake_tegrastats(
@@ -85,8 +93,8 @@ def fake_tegrastats(
         f"""#!{sys.executable}
 import sys, time
 args = sys.argv[1:]
-if {str(argv_log) if argv_log else ''!r}:
-    open({str(argv_log) if argv_log else ''!r}, "w").write(" ".join(args))
+if {str(argv_log) if argv_log else ""!r}:
+    open({str(argv_log) if argv_log else ""!r}, "w").write(" ".join(args))
 if {exit_code!r} is not None:
     sys.stderr.write({stderr!r} + "\\n")
     sys.stderr.flush()

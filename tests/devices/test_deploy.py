@@ -45,10 +45,20 @@ from mind_edge.runtime.bundle import assemble_bundle
 from mind_edge.runtime.graph import random_arrays
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
-TOOLS_MISSING = [t for t, p in (("sshd", SSHD), ("ssh", shutil.which("ssh")), ("ssh-keygen", shutil.which("ssh-keygen")),
-                                ("rsync", shutil.which("rsync"))) if p is None]
-needs_ssh = pytest.mark.skipif(bool(TOOLS_MISSING), reason=f"needs {', '.join(TOOLS_MISSING)} (apt-get install "
-                                                           "openssh-server rsync; .ci/run installs them)")
+TOOLS_MISSING = [
+    t
+    for t, p in (
+        ("sshd", SSHD),
+        ("ssh", shutil.which("ssh")),
+        ("ssh-keygen", shutil.which("ssh-keygen")),
+        ("rsync", shutil.which("rsync")),
+    )
+    if p is None
+]
+needs_ssh = pytest.mark.skipif(
+    bool(TOOLS_MISSING),
+    reason=f"needs {', '.join(TOOLS_MISSING)} (apt-get install openssh-server rsync; .ci/run installs them)",
+)
 MIND_EDGE = Path(sys.executable).parent / "mind-edge"
 NET = {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 3}
 
@@ -75,12 +85,27 @@ def sshd(tmp_path_factory):
     user = getpass.getuser()
     port = free_port()
     cfg = d / "sshd_config"
-    cfg.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {d / 'sshd.pid'}",
-        f"AuthorizedKeysFile {d / 'authorized_keys'}", "PubkeyAuthentication yes", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", "PermitRootLogin prohibit-password", "StrictModes no",
-        f"AllowUsers {user}", "AcceptEnv LANG LC_*", "LogLevel VERBOSE", "",
-    ]))
+    cfg.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {host_key}",
+                f"PidFile {d / 'sshd.pid'}",
+                f"AuthorizedKeysFile {d / 'authorized_keys'}",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "PermitRootLogin prohibit-password",
+                "StrictModes no",
+                f"AllowUsers {user}",
+                "AcceptEnv LANG LC_*",
+                "LogLevel VERBOSE",
+                "",
+            ]
+        )
+    )
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
     log = open(d / "sshd.log", "w")
@@ -110,10 +135,18 @@ def sshd(tmp_path_factory):
 
 
 def target(sshd, **kw) -> SshTarget:
-    base = dict(host=f"{sshd['user']}@127.0.0.1", port=sshd["port"], identity=sshd["key"], connect_timeout=5,
-                config_file=sshd["dir"] / "ssh_config",
-                options=(f"UserKnownHostsFile={sshd['dir'] / 'known_hosts'}", "GlobalKnownHostsFile=/dev/null",
-                         "LogLevel=ERROR"))
+    base = dict(
+        host=f"{sshd['user']}@127.0.0.1",
+        port=sshd["port"],
+        identity=sshd["key"],
+        connect_timeout=5,
+        config_file=sshd["dir"] / "ssh_config",
+        options=(
+            f"UserKnownHostsFile={sshd['dir'] / 'known_hosts'}",
+            "GlobalKnownHostsFile=/dev/null",
+            "LogLevel=ERROR",
+        ),
+    )
     base.update(kw)
     return SshTarget(**base)
 
@@ -121,8 +154,15 @@ def target(sshd, **kw) -> SshTarget:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     arrays = random_arrays(NET, [[0, 1], [2, 3]], seed=1)
-    return assemble_bundle(tmp_path_factory.mktemp("local") / "digits", arrays, layout="shared", temperature=1.0,
-                           class_names=[str(i) for i in range(4)], mean=[0.5], std=[0.25])
+    return assemble_bundle(
+        tmp_path_factory.mktemp("local") / "digits",
+        arrays,
+        layout="shared",
+        temperature=1.0,
+        class_names=[str(i) for i in range(4)],
+        mean=[0.5],
+        std=[0.25],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +196,9 @@ def files_of(folder: Path) -> dict[str, str]:
 @needs_ssh
 def test_deploy_copies_and_benchmarks(sshd, bundle, fake_bench, tmp_path):
     remote_dir = tmp_path / "device" / "bundles"
-    opts = DeployOptions(remote_dir=str(remote_dir), remote_cmd=str(fake_bench),
-                         bench_args=("--min-seconds", "0.05", "--batch", "1"))
+    opts = DeployOptions(
+        remote_dir=str(remote_dir), remote_cmd=str(fake_bench), bench_args=("--min-seconds", "0.05", "--batch", "1")
+    )
     res = deploy(bundle, target(sshd), opts, out=tmp_path / "bench.json")
     remote = remote_dir / "digits"
     assert res.remote_bundle == str(remote)
@@ -168,8 +209,16 @@ def test_deploy_copies_and_benchmarks(sshd, bundle, fake_bench, tmp_path):
     assert res.engine is None and "no TensorRT on the device" in res.engine_note and res.backend == "ort"
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved == res.bench and saved["bundle"] == str(remote)
-    assert saved["argv"] == ["bench", str(remote), "--json", f"{remote}.bench.json", "--min-seconds", "0.05",
-                             "--batch", "1"]
+    assert saved["argv"] == [
+        "bench",
+        str(remote),
+        "--json",
+        f"{remote}.bench.json",
+        "--min-seconds",
+        "0.05",
+        "--batch",
+        "1",
+    ]
     assert sorted(p.name for p in remote_dir.iterdir()) == ["digits", "digits.bench.json"]  # no temp folders left
     assert set(res.seconds) == {"probe", "copy", "bench", "total"}
 
@@ -209,9 +258,24 @@ def test_cli_deploy_table_and_json(sshd, bundle, fake_bench, tmp_path):
     from mind_edge.cli import app
 
     t = target(sshd)
-    base = ["deploy", str(bundle), "--host", t.host, "--port", str(t.port), "--identity", str(t.identity),
-            "--dir", str(tmp_path / "dev"), "--remote-cmd", str(fake_bench), "--ssh-config", str(t.config_file),
-            "--out", str(tmp_path / "b.json")]
+    base = [
+        "deploy",
+        str(bundle),
+        "--host",
+        t.host,
+        "--port",
+        str(t.port),
+        "--identity",
+        str(t.identity),
+        "--dir",
+        str(tmp_path / "dev"),
+        "--remote-cmd",
+        str(fake_bench),
+        "--ssh-config",
+        str(t.config_file),
+        "--out",
+        str(tmp_path / "b.json"),
+    ]
     for opt in t.options:
         base += ["-o", opt]
     r = CliRunner().invoke(app, base + ["--bench-args", "--min-iters 2"], env={"COLUMNS": "200"})
@@ -222,8 +286,21 @@ def test_cli_deploy_table_and_json(sshd, bundle, fake_bench, tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["remote_bundle"] == str(tmp_path / "dev" / "digits") and out["bench"]["results"][1]["batch"] == 8
-    r = CliRunner().invoke(app, ["deploy", str(bundle), "--host", t.host, "--port", str(free_port()),
-                                 "--ssh-config", str(t.config_file), "--identity", str(t.identity)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "deploy",
+            str(bundle),
+            "--host",
+            t.host,
+            "--port",
+            str(free_port()),
+            "--ssh-config",
+            str(t.config_file),
+            "--identity",
+            str(t.identity),
+        ],
+    )
     assert r.exit_code == 2 and "connection refused" in r.stderr
 
 
@@ -256,8 +333,11 @@ def test_remote_mind_edge_missing(sshd, bundle, tmp_path):
     with pytest.raises(DeployError, match="'/nowhere/mind-edge' is not found"):
         deploy(bundle, target(sshd), DeployOptions(remote_dir=str(tmp_path / "d"), remote_cmd="/nowhere/mind-edge"))
     # nothing to run there: copying alone needs no mind-edge on the device
-    res = deploy(bundle, target(sshd), DeployOptions(remote_dir=str(tmp_path / "d"), remote_cmd="mind-edge-not-here",
-                                                     bench=False))
+    res = deploy(
+        bundle,
+        target(sshd),
+        DeployOptions(remote_dir=str(tmp_path / "d"), remote_cmd="mind-edge-not-here", bench=False),
+    )
     assert res.bench is None and (tmp_path / "d" / "digits" / "bundle.json").is_file()
 
 
@@ -292,8 +372,11 @@ def test_full_remote_disk(sshd, bundle, fake_bench, small_disk, tmp_path, capsys
         assert f"KiB free of 64 KiB on {small_disk}" in msg
         # 2. copy anyway: rsync's ENOSPC is recognised, the partial copy removed, df reported
         with pytest.raises(DiskFullError) as err:
-            deploy(bundle, target(sshd), DeployOptions(remote_dir=str(remote_dir), remote_cmd=str(fake_bench),
-                                                      check_space=False))
+            deploy(
+                bundle,
+                target(sshd),
+                DeployOptions(remote_dir=str(remote_dir), remote_cmd=str(fake_bench), check_space=False),
+            )
         msg = str(err.value)
         # rsync's "No space left on device" when it gets through; when the receiver dies first the message is
         # lost (exit 11, empty stderr) and df decides
@@ -309,15 +392,24 @@ def test_full_remote_disk(sshd, bundle, fake_bench, small_disk, tmp_path, capsys
 
 def check_enospc_wrapper(sshd, bundle, fake_bench, tmp_path):
     wrapper = tmp_path / "rsync-enospc"
-    wrapper.write_text('#!/bin/sh\necho \'rsync: [receiver] write failed on "/x/model.onnx": No space left on '
-                       'device (28)\' >&2\necho "rsync error: error in file IO (code 11)" >&2\nexit 11\n')
+    wrapper.write_text(
+        '#!/bin/sh\necho \'rsync: [receiver] write failed on "/x/model.onnx": No space left on '
+        'device (28)\' >&2\necho "rsync error: error in file IO (code 11)" >&2\nexit 11\n'
+    )
     wrapper.chmod(0o755)
     with pytest.raises(DiskFullError) as err:
-        deploy(bundle, target(sshd, rsync=str(wrapper)),
-               DeployOptions(remote_dir=str(tmp_path / "d"), remote_cmd=str(fake_bench)))
+        deploy(
+            bundle,
+            target(sshd, rsync=str(wrapper)),
+            DeployOptions(remote_dir=str(tmp_path / "d"), remote_cmd=str(fake_bench)),
+        )
     msg = str(err.value)
-    assert 'ran out of disk space while copying (rsync: [receiver] write failed on "/x/model.onnx": No space left on ' \
-           "device (28))" in msg and "free of" in msg, msg
+    assert (
+        'ran out of disk space while copying (rsync: [receiver] write failed on "/x/model.onnx": No space left on '
+        "device (28))"
+        in msg
+        and "free of" in msg
+    ), msg
 
 
 @needs_ssh
@@ -329,7 +421,11 @@ def test_rsync_enospc_message_is_recognised(sshd, bundle, fake_bench, tmp_path):
 def real_bench_command(folder: Path) -> str | None:
     """The real 'mind-edge bench': the installed command, else a launcher of the CLI's app (mind_edge.cli)
     in this interpreter; None without it."""
-    proc = subprocess.run([str(MIND_EDGE), "bench", "--help"], capture_output=True, text=True) if MIND_EDGE.exists() else None
+    proc = (
+        subprocess.run([str(MIND_EDGE), "bench", "--help"], capture_output=True, text=True)
+        if MIND_EDGE.exists()
+        else None
+    )
     if proc is not None and proc.returncode == 0 and "--json" in proc.stdout:
         return str(MIND_EDGE)
     import importlib.util
@@ -350,9 +446,22 @@ def real_bench_options(tmp_path: Path) -> DeployOptions:
     cmd = real_bench_command(tmp_path)
     if cmd is None:
         pytest.skip("no 'mind-edge bench' in this mind-edge")
-    return DeployOptions(remote_dir=str(tmp_path / "dev"), remote_cmd=cmd,
-                         bench_args=("--min-seconds", "0.05", "--min-iters", "2", "--batch", "1",
-                                     "--warmup-seconds", "0.01", "--no-gemm", "--no-isolate"))
+    return DeployOptions(
+        remote_dir=str(tmp_path / "dev"),
+        remote_cmd=cmd,
+        bench_args=(
+            "--min-seconds",
+            "0.05",
+            "--min-iters",
+            "2",
+            "--batch",
+            "1",
+            "--warmup-seconds",
+            "0.01",
+            "--no-gemm",
+            "--no-isolate",
+        ),
+    )
 
 
 @needs_ssh
@@ -375,9 +484,26 @@ def test_cli_deploy_renders_a_real_bench_report_like_bench(sshd, bundle, tmp_pat
 
     opts = real_bench_options(tmp_path)
     t = target(sshd)
-    args = ["deploy", str(bundle), "--host", t.host, "--port", str(t.port), "--identity", str(t.identity),
-            "--dir", opts.remote_dir, "--remote-cmd", opts.remote_cmd, "--ssh-config", str(t.config_file),
-            "--out", str(tmp_path / "b.json"), "--bench-args", " ".join(opts.bench_args)]
+    args = [
+        "deploy",
+        str(bundle),
+        "--host",
+        t.host,
+        "--port",
+        str(t.port),
+        "--identity",
+        str(t.identity),
+        "--dir",
+        opts.remote_dir,
+        "--remote-cmd",
+        opts.remote_cmd,
+        "--ssh-config",
+        str(t.config_file),
+        "--out",
+        str(tmp_path / "b.json"),
+        "--bench-args",
+        " ".join(opts.bench_args),
+    ]
     for opt in t.options:
         args += ["-o", opt]
     r = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
@@ -423,17 +549,37 @@ def test_versioned_bundle_deploys_and_runs_its_current_version(sshd, tmp_path):
 
 def test_ssh_arguments():
     t = SshTarget("jetson@orin.local", port=2222, identity=Path("/k/id"), options=("ProxyJump=gw",))
-    assert t.ssh_args() == ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o",
-                            "ConnectTimeout=10", "-p", "2222", "-i", "/k/id", "-o", "IdentitiesOnly=yes", "-o",
-                            "ProxyJump=gw"]
+    assert t.ssh_args() == [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        "ConnectTimeout=10",
+        "-p",
+        "2222",
+        "-i",
+        "/k/id",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ProxyJump=gw",
+    ]
     assert t.ssh_command("uname -m")[-2:] == ["jetson@orin.local", "uname -m"]
     assert t.rsync_shell().startswith("ssh -o BatchMode=yes")
     assert SshTarget("orin", strict_host_key_checking="yes").ssh_args()[4] == "StrictHostKeyChecking=yes"
     assert "-F" in SshTarget("orin", config_file=Path("/c")).ssh_args()
     assert (t.user, t.hostname, t.describe()) == ("jetson", "orin.local", "jetson@orin.local port 2222")
-    for bad in (dict(host="-oProxyCommand=x"), dict(host="a b"), dict(host="h", port=0), dict(host="h", port=70000),
-                dict(host="h", strict_host_key_checking="maybe"), dict(host="h", options=("ProxyJump",)),
-                dict(host="h", connect_timeout=0)):
+    for bad in (
+        dict(host="-oProxyCommand=x"),
+        dict(host="a b"),
+        dict(host="h", port=0),
+        dict(host="h", port=70000),
+        dict(host="h", strict_host_key_checking="maybe"),
+        dict(host="h", options=("ProxyJump",)),
+        dict(host="h", connect_timeout=0),
+    ):
         with pytest.raises(DeployError):
             SshTarget(**bad)
     with pytest.raises(DeployError, match="engine must be"):
@@ -449,13 +595,16 @@ class Proc:
         self.returncode, self.stdout, self.stderr = rc, out, err
 
 
-@pytest.mark.parametrize("stderr,expected", [
-    ("ssh: Could not resolve hostname orin.local: Name or service not known", "does not resolve"),
-    ("ssh: connect to host 10.0.0.9 port 22: Connection timed out", "no answer within 10 s"),
-    ("Host key verification failed.", "ssh-keygen -R orin.local"),
-    ("@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @", "has CHANGED"),
-    ("ssh: connect to host 10.0.0.9 port 22: No route to host", "no route to host"),
-])
+@pytest.mark.parametrize(
+    "stderr,expected",
+    [
+        ("ssh: Could not resolve hostname orin.local: Name or service not known", "does not resolve"),
+        ("ssh: connect to host 10.0.0.9 port 22: Connection timed out", "no answer within 10 s"),
+        ("Host key verification failed.", "ssh-keygen -R orin.local"),
+        ("@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @", "has CHANGED"),
+        ("ssh: connect to host 10.0.0.9 port 22: No route to host", "no route to host"),
+    ],
+)
 def test_ssh_failures_are_named(stderr, expected, bundle):
     d = Deployer(SshTarget("jetson@orin.local"), runner=lambda args, **kw: Proc(255, err=stderr), check_tools=False)
     with pytest.raises(DeployError) as err:
@@ -484,8 +633,14 @@ def test_bundle_bytes_skips_machine_local_files(tmp_path, bundle):
 
 
 def test_bench_rows_for_any_json():
-    cols, rows = bench_rows({"results": [{"backend": "ort", "batch": 1, "latency_ms": {"p50": 1.2345678}, "junk": 1},
-                                         {"backend": "trt", "batch": 8, "latency_ms": {"p50": 0.5}}]})
+    cols, rows = bench_rows(
+        {
+            "results": [
+                {"backend": "ort", "batch": 1, "latency_ms": {"p50": 1.2345678}, "junk": 1},
+                {"backend": "trt", "batch": 8, "latency_ms": {"p50": 0.5}},
+            ]
+        }
+    )
     assert cols == ["backend", "batch", "latency_ms.p50"]
     assert rows == [["ort", "1", "1.235"], ["trt", "8", "0.5"]]
     cols, rows = bench_rows({"p50_ms": 1.0, "context": {"cpu": "x86", "threads": 2}})

@@ -20,6 +20,7 @@ def test_dash_o_belongs_to_ssh_only(tmp_path):
     assert list(owners) == ["ssh_option"], owners
     assert "--out" in [o for p in deploy.params for o in p.opts]
     # '-o results.json' (meant as --out) is refused as an ssh option before anything is contacted
-    line = one_error_line(CliRunner().invoke(app, ["deploy", str(tmp_path), "--host", "jetson@orin.local",
-                                                   "-o", "results.json"]))
+    line = one_error_line(
+        CliRunner().invoke(app, ["deploy", str(tmp_path), "--host", "jetson@orin.local", "-o", "results.json"])
+    )
     assert "KEY=VALUE" in line and "results.json" in line

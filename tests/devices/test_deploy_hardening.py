@@ -24,8 +24,9 @@ PROBE = "mind-edge-probe=1\nhome=/h\npath=/bin\nmachine=x86_64\nrsync=1\ncmd=\nt
 
 def _bundle(folder: Path) -> Path:
     arrays = random_arrays(NET, [[0, 1], [2, 3]], seed=1)
-    return assemble_bundle(folder, arrays, layout="shared", temperature=1.0, class_names=[str(i) for i in range(4)],
-                           mean=[0.5], std=[0.25])
+    return assemble_bundle(
+        folder, arrays, layout="shared", temperature=1.0, class_names=[str(i) for i in range(4)], mean=[0.5], std=[0.25]
+    )
 
 
 @pytest.mark.skipif(shutil.which("rsync") is None, reason="needs rsync (apt-get install rsync)")
@@ -38,7 +39,7 @@ def test_a_bundle_folder_named_like_an_option_is_never_an_option(tmp_path, evil,
     _bundle(work / evil)
     before = files_of(work / evil)
     stub = tmp_path / "ssh-stub"
-    stub.write_text("#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/ssh-calls\"\nexit 255\n")
+    stub.write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/ssh-calls"\nexit 255\n')
     stub.chmod(0o755)
     calls = []
 
@@ -49,9 +50,12 @@ def test_a_bundle_folder_named_like_an_option_is_never_an_option(tmp_path, evil,
         return subprocess.run(list(args), capture_output=True, text=True, cwd=work, stdin=subprocess.DEVNULL)
 
     monkeypatch.chdir(work)
-    d = Deployer(SshTarget("dev@device", ssh=str(stub)), DeployOptions(remote_dir="/srv/b", name="b", bench=False,
-                                                                          engine="never"),
-                 runner=runner, check_tools=False)
+    d = Deployer(
+        SshTarget("dev@device", ssh=str(stub)),
+        DeployOptions(remote_dir="/srv/b", name="b", bench=False, engine="never"),
+        runner=runner,
+        check_tools=False,
+    )
     with pytest.raises(DeployError):
         d.run(Path(f"./{evil}"))
     rsync = next(c for c in calls if c[0] == "rsync")

@@ -38,8 +38,13 @@ def _no_benchmark(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("benchmarking started although --monitor cannot work")
 
-    for module, name in ((bench, "synthetic_sources"), (bench, "bundle_sources"), (bench.peaks, "gemm_peak"),
-                         (bench.worker, "run_worker"), (bench.worker, "spawn_worker")):
+    for module, name in (
+        (bench, "synthetic_sources"),
+        (bench, "bundle_sources"),
+        (bench.peaks, "gemm_peak"),
+        (bench.worker, "run_worker"),
+        (bench.worker, "spawn_worker"),
+    ):
         monkeypatch.setattr(module, name, boom)
 
 
@@ -89,13 +94,21 @@ def test_window_keeps_the_samples_that_arrived_inside_it():
 def test_run_benchmark_varying_power_is_the_mean_of_the_samples_inside_each_timed_loop(tmp_path):
     lines = recording("xavier-nx.txt")  # VDD_IN changes from line to line
     script = fake_tegrastats(tmp_path, lines)
-    sources, info = bench.synthetic_sources(tmp_path / "work", arch="resnet32", input_shape=(3, 8, 8), tasks=[1],
-                                            width=0.25, classes_per_task=2)
-    spec = bench.BenchSpec(backends=("ort",), batches=(1, 2), threads=1, isolate=False, gemm=False,
-                           timing=bench.TimingConfig(warmup_seconds=0.05, min_iters=2, min_seconds=0.3))
+    sources, info = bench.synthetic_sources(
+        tmp_path / "work", arch="resnet32", input_shape=(3, 8, 8), tasks=[1], width=0.25, classes_per_task=2
+    )
+    spec = bench.BenchSpec(
+        backends=("ort",),
+        batches=(1, 2),
+        threads=1,
+        isolate=False,
+        gemm=False,
+        timing=bench.TimingConfig(warmup_seconds=0.05, min_iters=2, min_seconds=0.3),
+    )
     mon = TegrastatsMonitor(interval_ms=10, tegrastats_path=script)
-    report = bench.run_benchmark(spec, sources, workdir=tmp_path / "work", model_info=info, monitor=mon,
-                                 idle_seconds=0.2)
+    report = bench.run_benchmark(
+        spec, sources, workdir=tmp_path / "work", model_info=info, monitor=mon, idle_seconds=0.2
+    )
     json.dumps(report)
     all_samples = mon.result.samples
     assert len({s.total_power_mw for s in all_samples}) > 1
@@ -114,8 +127,9 @@ def test_run_benchmark_varying_power_is_the_mean_of_the_samples_inside_each_time
         assert t["images"] == images and t["timed_s"] == r["timed_s"]
         assert r["energy_mj_per_image"] == pytest.approx(mean_mw * r["timed_s"] / images, rel=1e-12)
         idle_mw = tele["idle"]["power_w"] * 1000
-        assert t["energy_mj_per_image_above_idle"] == pytest.approx((mean_mw - idle_mw) * r["timed_s"] / images,
-                                                                    rel=1e-9, abs=1e-12)
+        assert t["energy_mj_per_image_above_idle"] == pytest.approx(
+            (mean_mw - idle_mw) * r["timed_s"] / images, rel=1e-9, abs=1e-12
+        )
         temps = {k: v for k, v in t["max_temperatures_c"].items() if k != "pmic"}
         assert r["max_temp_c"] == max(temps.values()) and t["max_temp_sensor"] != "pmic"  # no tj: the hottest
     # the idle baseline came before the first timed loop
@@ -131,8 +145,21 @@ def test_run_benchmark_varying_power_is_the_mean_of_the_samples_inside_each_time
 def test_cli_monitor_constant_power_in_isolated_workers(app, tmp_path):
     script = fake_tegrastats(tmp_path, [ORIN_IDLE])
     out = tmp_path / "r.json"
-    res = _invoke(app, *TINY, *FAST, "--min-seconds", "0.3", "--batch", "1,2", "--monitor",
-                  "--tegrastats-path", str(script), *MONITOR, "--json", str(out))
+    res = _invoke(
+        app,
+        *TINY,
+        *FAST,
+        "--min-seconds",
+        "0.3",
+        "--batch",
+        "1,2",
+        "--monitor",
+        "--tegrastats-path",
+        str(script),
+        *MONITOR,
+        "--json",
+        str(out),
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["context"]["isolated_processes"] is True and report["settings"]["monitor"] is True
@@ -156,8 +183,20 @@ def test_cli_monitor_constant_power_in_isolated_workers(app, tmp_path):
 
 def test_cli_without_monitor_has_null_fields_and_no_power_columns(app, tmp_path):
     out = tmp_path / "r.json"
-    res = _invoke(app, *TINY, *FAST, "--min-seconds", "0.02", "--batch", "1", "--backend", "ort,trt", "--no-isolate",
-                  "--json", str(out))
+    res = _invoke(
+        app,
+        *TINY,
+        *FAST,
+        "--min-seconds",
+        "0.02",
+        "--batch",
+        "1",
+        "--backend",
+        "ort,trt",
+        "--no-isolate",
+        "--json",
+        str(out),
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["telemetry"] is None and report["settings"]["monitor"] is False
@@ -195,7 +234,9 @@ def test_cli_monitor_bad_path_and_options_without_monitor(app, tmp_path, monkeyp
 
 
 def test_cli_failing_tegrastats_stops_before_the_first_row(app, tmp_path, monkeypatch):
-    script = fake_tegrastats(tmp_path, [], exit_code=1, stderr="Error: could not open /sys/kernel/debug: Permission denied")
+    script = fake_tegrastats(
+        tmp_path, [], exit_code=1, stderr="Error: could not open /sys/kernel/debug: Permission denied"
+    )
     calls = []
     monkeypatch.setattr(bench.worker, "run_worker", lambda job: calls.append(job))
     res = _invoke(app, *TINY, *FAST, "--no-isolate", "--monitor", "--tegrastats-path", str(script), *MONITOR)

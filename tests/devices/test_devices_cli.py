@@ -80,7 +80,9 @@ def test_detect_shows_warnings(tmp_path):
 
 
 def test_detect_fake_x86(tmp_path):
-    res = runner.invoke(app, ["devices", "detect", "--json", "--root", str(make_root(tmp_path, cpuinfo=x86_cpuinfo(4)))])
+    res = runner.invoke(
+        app, ["devices", "detect", "--json", "--root", str(make_root(tmp_path, cpuinfo=x86_cpuinfo(4)))]
+    )
     assert res.exit_code == 0
     assert json.loads(res.stdout)["profile"] == "generic-x86-64"
 

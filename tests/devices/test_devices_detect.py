@@ -118,7 +118,9 @@ def test_x86_cpu(tmp_path):
 
 
 def test_aarch64_cpu_raspberry_pi(tmp_path):
-    root = make_root(tmp_path, model="Raspberry Pi 4 Model B Rev 1.4", cpuinfo=arm_cpuinfo(4, part="0xd08"), mem_kb=3_880_000)
+    root = make_root(
+        tmp_path, model="Raspberry Pi 4 Model B Rev 1.4", cpuinfo=arm_cpuinfo(4, part="0xd08"), mem_kb=3_880_000
+    )
     d = detect(root)
     assert d.profile.name == "generic-aarch64"
     assert d.cpu_model == "Arm Cortex-A72" and d.cpu_count == 4 and d.machine == "aarch64"

@@ -77,7 +77,9 @@ def test_not_executable(tmp_path):
 
 
 def test_failing_tegrastats_reports_its_stderr(tmp_path):
-    script = fake_tegrastats(tmp_path, [], exit_code=3, stderr="Error: could not open /sys/kernel/debug: Permission denied")
+    script = fake_tegrastats(
+        tmp_path, [], exit_code=3, stderr="Error: could not open /sys/kernel/debug: Permission denied"
+    )
     mon = TegrastatsMonitor(interval_ms=20, tegrastats_path=script).start()
     assert mon.wait_for_samples(1, timeout_s=5) is False
     with pytest.raises(DeviceError) as info:

@@ -52,7 +52,12 @@ def test_profile_files_are_in_the_package_data_folder():
 def test_jetson_profile_numbers(name, jetpack, l4t_major, trt, cuda, cc, dla, mem):
     p = get_profile(name)
     assert (p.jetpack, p.l4t_major, p.cuda, p.gpu.compute_capability, p.dla_cores, p.memory_gb) == (
-        jetpack, l4t_major, cuda, cc, dla, mem,
+        jetpack,
+        l4t_major,
+        cuda,
+        cc,
+        dla,
+        mem,
     )
     assert p.tensorrt.startswith(trt)
     if p.l4t_major == 36:

@@ -138,7 +138,9 @@ def test_off_cores_negative_rails_and_old_cpu_format():
     assert s.cpu_load_pct == (0.0, 3.0, None, None) and s.cpu_freq_mhz == (729, 729, None, None)
     assert s.cpu_load_mean_pct == 1.5
     assert s.rails["VDD_CPU_CV"].current_mw == -398.0
-    old = parse_line("RAM 3468/3983MB (lfb 48x4MB) SWAP 873/8192MB (cached 295MB) cpu [17%,13%,29%,5%]@408 EMC 1%@408 APE 25 GR3D 3%@76")
+    old = parse_line(
+        "RAM 3468/3983MB (lfb 48x4MB) SWAP 873/8192MB (cached 295MB) cpu [17%,13%,29%,5%]@408 EMC 1%@408 APE 25 GR3D 3%@76"
+    )
     assert old.cpu_load_pct == (17.0, 13.0, 29.0, 5.0) and old.cpu_freq_mhz == (408,) * 4
     assert old.total_power_mw is None and old.gpu_load_pct is None
 

@@ -32,8 +32,7 @@ def make_model(
     capacity: int | None = None,
     classes: list[list[int]] | None = None,
 ) -> MindNet:
-    config = NetConfig(arch=arch, in_channels=in_channels, input_size=size, width=width,
-                       capacity=capacity or max(n_tasks, 2))
+    config = NetConfig(
+        arch=arch, in_channels=in_channels, input_size=size, width=width, capacity=capacity or max(n_tasks, 2)
+    )
     return random_model(config, classes or task_classes(n_tasks, sizes), seed=seed)
-
-

@@ -50,8 +50,9 @@ def no_jetson():
 
 def make_bundle(out: Path, layout: str = "shared") -> Path:
     arrays = random_arrays(NET, CLASSES, seed=2)
-    return assemble_bundle(out, arrays, layout=layout, temperature=1.5, class_names=NAMES, mean=[0.5] * 3,
-                           std=[0.25] * 3)
+    return assemble_bundle(
+        out, arrays, layout=layout, temperature=1.5, class_names=NAMES, mean=[0.5] * 3, std=[0.25] * 3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,9 @@ def test_fp16_graph_keeps_the_routing_head_fp32(shared_bundle):
     taps = {i for n in half.graph.node if n.name.startswith("route.") for i in n.input}
     assert all(out in taps for inp, out in pairs[1:] if inp != boundary)
     inferred = onnx.shape_inference.infer_shapes(half)
-    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)
+    }
     FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
     assert types[boundary] == FLOAT16 and types[f"{boundary}.fp32"] == FLOAT
     for node in half.graph.node:  # every float tensor of the head/routing part is float32
@@ -182,12 +185,28 @@ def test_trt10_fp16_pins_the_routing_head_to_fp32(bundle):
     assert not any(layer.type == "CAST" for layer in net.layers)
     pinned = {layer.name for layer in net.layers if layer.precision is not None}
     assert pinned == set(res.pinned_fp32_layers)
-    expected = {"pool", "features", "heads.matmul", "heads.logits", "task_logits", "route.scaled", "route.probs",
-                "task_confidence", "confidence", "heads.weight_const", "heads.bias_const", "route.temperature_const"}
+    expected = {
+        "pool",
+        "features",
+        "heads.matmul",
+        "heads.logits",
+        "task_logits",
+        "route.scaled",
+        "route.probs",
+        "task_confidence",
+        "confidence",
+        "heads.weight_const",
+        "heads.bias_const",
+        "route.temperature_const",
+    }
     assert expected <= pinned
     # every float route.* layer is pinned, also the routing taps that pool intermediate backbone tensors
-    route_float = {layer.name for layer in net.layers if layer.name.startswith("route.")
-                   and any(layer.get_output(k).dtype in (trt.float32, trt.float16) for k in range(layer.num_outputs))}
+    route_float = {
+        layer.name
+        for layer in net.layers
+        if layer.name.startswith("route.")
+        and any(layer.get_output(k).dtype in (trt.float32, trt.float16) for k in range(layer.num_outputs))
+    }
     assert route_float <= pinned
     for layer in net.layers:
         if layer.name in pinned:
@@ -206,8 +225,9 @@ def test_strongly_typed_fp16_puts_precision_in_the_graph(bundle, version, strong
     import onnx
 
     trt, cuda = fake_stack(version)
-    res = build_engine(bundle, EngineBuildOptions(fp16=True, strongly_typed=strongly), trt=trt, gpu=FAKE_GPU,
-                       detect=no_jetson)
+    res = build_engine(
+        bundle, EngineBuildOptions(fp16=True, strongly_typed=strongly), trt=trt, gpu=FAKE_GPU, detect=no_jetson
+    )
     _, net, cfg = builder_of(trt)
     assert res.fingerprint.typing == "strong" and res.fingerprint.precision == "fp16"
     assert net.flags == 1 << 5 and net.strongly_typed  # NetworkDefinitionCreationFlag.STRONGLY_TYPED
@@ -235,8 +255,13 @@ def test_trt11_strong_fp32_and_refusals(bundle):
     res = build_engine(bundle, EngineBuildOptions(), trt=trt, gpu=FAKE_GPU, detect=no_jetson)
     assert (res.fingerprint.typing, res.fingerprint.precision) == ("strong", "fp32")
     with pytest.raises(EngineError, match="strongly typed networks only"):
-        build_engine(bundle, EngineBuildOptions(strongly_typed=False), trt=fake_tensorrt("11.1.0"), gpu=FAKE_GPU,
-                     detect=no_jetson)
+        build_engine(
+            bundle,
+            EngineBuildOptions(strongly_typed=False),
+            trt=fake_tensorrt("11.1.0"),
+            gpu=FAKE_GPU,
+            detect=no_jetson,
+        )
     with pytest.raises(EngineError, match="TensorRT 8.6.1 is too old"):
         build_engine(bundle, EngineBuildOptions(), trt=fake_tensorrt("8.6.1"), gpu=FAKE_GPU, detect=no_jetson)
 
@@ -268,13 +293,25 @@ def test_dla_build(bundle):
     assert cfg.flags == {"FP16", "OBEY_PRECISION_CONSTRAINTS", "GPU_FALLBACK"}
     assert any("implies --fp16" in n for n in res.notes)
     with pytest.raises(EngineError, match="--dla 2 asked for, but this device has 2 DLA core"):
-        build_engine(bundle, EngineBuildOptions(dla_core=2), trt=fake_tensorrt("10.3.0", dla_cores=2), gpu=FAKE_GPU,
-                     detect=no_jetson)
+        build_engine(
+            bundle,
+            EngineBuildOptions(dla_core=2),
+            trt=fake_tensorrt("10.3.0", dla_cores=2),
+            gpu=FAKE_GPU,
+            detect=no_jetson,
+        )
     with pytest.raises(EngineError, match="has 0 DLA core.*Orin Nano has none"):
-        build_engine(bundle, EngineBuildOptions(dla_core=0), trt=fake_tensorrt("10.3.0"), gpu=FAKE_GPU, detect=no_jetson)
+        build_engine(
+            bundle, EngineBuildOptions(dla_core=0), trt=fake_tensorrt("10.3.0"), gpu=FAKE_GPU, detect=no_jetson
+        )
     with pytest.raises(EngineError, match="DLA engines are built with TensorRT 10's builder flags"):
-        build_engine(bundle, EngineBuildOptions(dla_core=0), trt=fake_tensorrt("11.0.0", dla_cores=2), gpu=FAKE_GPU,
-                     detect=no_jetson)
+        build_engine(
+            bundle,
+            EngineBuildOptions(dla_core=0),
+            trt=fake_tensorrt("11.0.0", dla_cores=2),
+            gpu=FAKE_GPU,
+            detect=no_jetson,
+        )
 
 
 def test_jetson_profile_defaults_and_explicit_values(bundle):
@@ -304,8 +341,11 @@ def test_jetson_profile_defaults_and_explicit_values(bundle):
     res = build_engine(bundle, EngineBuildOptions(), trt=trt, gpu=FAKE_GPU, detect=lambda: Detection())
     assert res.fingerprint.workspace_mb == orin.defaults.workspace_mb
     assert builder_of(trt)[2].pools["WORKSPACE"] == orin.defaults.workspace_mb << 20
-    for bad in (EngineBuildOptions(workspace_mb=0), EngineBuildOptions(opt_batch=4, max_batch=2),
-                EngineBuildOptions(dla_core=-1)):
+    for bad in (
+        EngineBuildOptions(workspace_mb=0),
+        EngineBuildOptions(opt_batch=4, max_batch=2),
+        EngineBuildOptions(dla_core=-1),
+    ):
         with pytest.raises(ConfigError):
             resolve_options(bad, detect=no_jetson)
 
@@ -330,20 +370,33 @@ def test_timing_cache_and_reuse(bundle, tmp_path):
     build_engine(bundle, EngineBuildOptions(fp16=True, timing_cache=own), trt=trt4, gpu=FAKE_GPU, detect=no_jetson)
     assert own.is_file()
     trt5, _ = fake_stack("10.3.0")
-    build_engine(bundle, EngineBuildOptions(fp16=True, force=True, use_timing_cache=False), trt=trt5, gpu=FAKE_GPU,
-                 detect=no_jetson)
+    build_engine(
+        bundle,
+        EngineBuildOptions(fp16=True, force=True, use_timing_cache=False),
+        trt=trt5,
+        gpu=FAKE_GPU,
+        detect=no_jetson,
+    )
     assert builder_of(trt5)[2].timing_cache is None
     assert len(read_index(bundle)) == 2  # fp32 + fp16
 
 
 def test_build_failures_are_clear(bundle):
     with pytest.raises(EngineError, match="could not build the fp32 engine.*--workspace \\(now 256 MB\\).*--max-batch"):
-        build_engine(bundle, EngineBuildOptions(), trt=fake_tensorrt("10.3.0", fail_build=True), gpu=FAKE_GPU,
-                     detect=no_jetson)
+        build_engine(
+            bundle, EngineBuildOptions(), trt=fake_tensorrt("10.3.0", fail_build=True), gpu=FAKE_GPU, detect=no_jetson
+        )
     assert read_index(bundle) == [] and not list(bundle.glob("engine-*.plan"))
     trt = fake_tensorrt("10.3.0")
-    trt.OnnxParser = type("BadParser", (trt.OnnxParser,), {"parse": lambda self, data: self.errors.append(
-        "In node 3 (importConv): UNSUPPORTED_NODE: Assertion failed") or False})
+    trt.OnnxParser = type(
+        "BadParser",
+        (trt.OnnxParser,),
+        {
+            "parse": lambda self, data: (
+                self.errors.append("In node 3 (importConv): UNSUPPORTED_NODE: Assertion failed") or False
+            )
+        },
+    )
     with pytest.raises(EngineError, match="ONNX parser rejected.*In node 3 \\(importConv\\): UNSUPPORTED_NODE"):
         build_engine(bundle, EngineBuildOptions(), trt=trt, gpu=FAKE_GPU, detect=no_jetson)
 
@@ -372,12 +425,15 @@ def test_stale_engines_of_this_machine_are_removed(bundle):
     trt, _ = fake_stack("10.3.0")
     first = build_engine(bundle, EngineBuildOptions(), trt=trt, gpu=FAKE_GPU, detect=no_jetson)
     # an engine for an earlier model, built here, and one of another machine, recorded beside it
-    for fp in (replace(first.fingerprint, model_sha256="00" * 32),
-               replace(first.fingerprint, model_sha256="00" * 32, gpu_name="Other GPU")):
+    for fp in (
+        replace(first.fingerprint, model_sha256="00" * 32),
+        replace(first.fingerprint, model_sha256="00" * 32, gpu_name="Other GPU"),
+    ):
         (bundle / fp.plan_name).write_bytes(b"old")
         add_record(bundle, EngineRecord(fp.plan_name, hashlib.sha256(b"old").hexdigest(), 3, fp, "2025-01-01", {}))
-    res = build_engine(bundle, EngineBuildOptions(fp16=True), trt=fake_tensorrt("10.3.0"), gpu=FAKE_GPU,
-                       detect=no_jetson)
+    res = build_engine(
+        bundle, EngineBuildOptions(fp16=True), trt=fake_tensorrt("10.3.0"), gpu=FAKE_GPU, detect=no_jetson
+    )
     names = {r.file for r in read_index(bundle)}
     stale = replace(first.fingerprint, model_sha256="00" * 32).plan_name
     assert stale not in names and not (bundle / stale).exists()
@@ -404,8 +460,9 @@ def test_engine_cli_build_and_list(bundle, monkeypatch):
     monkeypatch.setattr(fp_mod, "query_gpu", lambda device=0: FAKE_GPU)
     monkeypatch.setattr(engine_mod, "device_defaults", lambda detect=None: (None, None, None))
     app = cli_app()
-    r = CliRunner().invoke(app, ["engine", "build", str(bundle), "--fp16", "--workspace", "128", "--max-batch", "16",
-                                 "--json"])
+    r = CliRunner().invoke(
+        app, ["engine", "build", str(bundle), "--fp16", "--workspace", "128", "--max-batch", "16", "--json"]
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["fingerprint"]["precision"] == "fp16" and out["fingerprint"]["workspace_mb"] == 128

@@ -33,9 +33,17 @@ def no_jetson():
 def make(out: Path, precision: str) -> Path:
     arrays = random_arrays(NET, CLASSES, seed=2)
     images = np.random.default_rng(0).integers(0, 256, (24, 13, 9, 3)).astype(np.uint8)
-    return prec.write_precision_bundle(out, arrays, precision, temperature=1.5, class_names=NAMES, mean=[0.5] * 3,
-                                       std=[0.25] * 3, calibration_images=images if precision == "int8" else None,
-                                       policy="maxprob")
+    return prec.write_precision_bundle(
+        out,
+        arrays,
+        precision,
+        temperature=1.5,
+        class_names=NAMES,
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        calibration_images=images if precision == "int8" else None,
+        policy="maxprob",
+    )
 
 
 def builder_of(trt):

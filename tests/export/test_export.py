@@ -41,13 +41,27 @@ def test_export_run_dir(fake_run_dir, tmp_path, layout):
     meta = json.loads((out / "bundle.json").read_text())
     assert meta["format"] == "mind-edge-bundle" and meta["schema_version"] == 1
     assert meta["layout"] == layout and meta["opset"] == 17
-    assert meta["input"] == {**meta["input"], "name": "image", "shape": [-1, 1, 8, 8], "dtype": "float32",
-                             "channel_order": "L", "mean": [0.3053], "std": [0.3759], "resize": "bilinear"}
+    assert meta["input"] == {
+        **meta["input"],
+        "name": "image",
+        "shape": [-1, 1, 8, 8],
+        "dtype": "float32",
+        "channel_order": "L",
+        "mean": [0.3053],
+        "std": [0.3759],
+        "resize": "bilinear",
+    }
     assert meta["temperature"] == 2.0  # the run's
     assert [t["index"] for t in meta["tasks"]] == [0, 1, 2, 3, 4]
     assert all(t["class_names"] == [str(c) for c in t["classes"]] for t in meta["tasks"])
-    assert [o["name"] for o in meta["outputs"]] == ["label", "task", "confidence", "task_confidence", "task_logits",
-                                                    "task_features"]
+    assert [o["name"] for o in meta["outputs"]] == [
+        "label",
+        "task",
+        "confidence",
+        "task_confidence",
+        "task_logits",
+        "task_features",
+    ]
     assert meta["outputs"][4]["shape"] == [-1, 5, 2]
     assert meta["source"]["run_fingerprint"] == sha256_file(fake_run_dir / "checkpoint.safetensors")
     assert meta["source"]["net"]["arch"] == "resnet32"
@@ -94,8 +108,15 @@ def test_validation_failure_lists_every_failing_output_and_writes_nothing(tmp_pa
     monkeypatch.setattr(exporter, "build_graph", wrong_graph)
     out = tmp_path / "b"
     with pytest.raises(ExportValidationError) as err:
-        export_model(model, out, class_names=[str(i) for i in range(10)], mean=[0, 0, 0], std=[1, 1, 1],
-                     temperature=1.0, validation_inputs=np.random.default_rng(1).standard_normal((40, 3, 13, 9)).astype(np.float32))
+        export_model(
+            model,
+            out,
+            class_names=[str(i) for i in range(10)],
+            mean=[0, 0, 0],
+            std=[1, 1, 1],
+            temperature=1.0,
+            validation_inputs=np.random.default_rng(1).standard_normal((40, 3, 13, 9)).astype(np.float32),
+        )
     msg = str(err.value)
     failing = {f.split(":")[0] for f in err.value.failures}
     assert {"task_logits", "task_confidence", "confidence", "task", "label"} <= failing, failing
@@ -107,11 +128,22 @@ def test_validation_failure_lists_every_failing_output_and_writes_nothing(tmp_pa
 
 def test_tolerance_failure_is_reported(tmp_path):
     model = make_model(2)
-    with pytest.raises(ExportValidationError, match=r"task_logits: \d+ values outside atol 1e-12 / rtol 0 on test inputs "
-                                                    r"\(max \|Δ\| .*, max relative Δ .*, max \|reference\| .*\)"):
-        export_model(model, tmp_path / "b", class_names=[str(i) for i in range(10)], mean=[0, 0, 0], std=[1, 1, 1],
-                     temperature=1.0, atol=1e-12, rtol=0.0,
-                     validation_inputs=np.random.default_rng(1).standard_normal((8, 3, 13, 9)).astype(np.float32))
+    with pytest.raises(
+        ExportValidationError,
+        match=r"task_logits: \d+ values outside atol 1e-12 / rtol 0 on test inputs "
+        r"\(max \|Δ\| .*, max relative Δ .*, max \|reference\| .*\)",
+    ):
+        export_model(
+            model,
+            tmp_path / "b",
+            class_names=[str(i) for i in range(10)],
+            mean=[0, 0, 0],
+            std=[1, 1, 1],
+            temperature=1.0,
+            atol=1e-12,
+            rtol=0.0,
+            validation_inputs=np.random.default_rng(1).standard_normal((8, 3, 13, 9)).astype(np.float32),
+        )
     assert not (tmp_path / "b").exists()
 
 
@@ -167,9 +199,17 @@ def test_ten_task_resnet32_agrees_and_exports_fast(resnet32_10tasks, tmp_path, l
     x = np.random.default_rng(5).standard_normal((32, 3, 32, 32)).astype(np.float32)
     t0 = time.perf_counter()
     try:
-        res = export_model(resnet32_10tasks, tmp_path / "b", class_names=[f"c{i}" for i in range(100)],
-                           mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], temperature=6.5, layout=layout,
-                           validation_inputs=x, random_inputs=32)
+        res = export_model(
+            resnet32_10tasks,
+            tmp_path / "b",
+            class_names=[f"c{i}" for i in range(100)],
+            mean=[0.5, 0.5, 0.5],
+            std=[0.25, 0.25, 0.25],
+            temperature=6.5,
+            layout=layout,
+            validation_inputs=x,
+            random_inputs=32,
+        )
     finally:
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
@@ -190,9 +230,14 @@ def test_ten_task_resnet32_agrees_and_exports_fast(resnet32_10tasks, tmp_path, l
 def test_tolerance_rule_is_atol_or_rtol_per_element():
     from mind_edge.export.validate import compare
 
-    ref = {"task_logits": np.array([[[100.0, 0.5, -1e4]]], np.float32), "task_confidence": np.array([[0.5]], np.float32),
-           "confidence": np.array([0.5], np.float32), "label": np.array([3]), "task": np.array([0]),
-           "task_features": np.array([[[0.25, 1.5]]], np.float32)}
+    ref = {
+        "task_logits": np.array([[[100.0, 0.5, -1e4]]], np.float32),
+        "task_confidence": np.array([[0.5]], np.float32),
+        "confidence": np.array([0.5], np.float32),
+        "label": np.array([3]),
+        "task": np.array([0]),
+        "task_features": np.array([[[0.25, 1.5]]], np.float32),
+    }
     got = {**ref, "task_logits": np.array([[[100.0005, 0.50005, -1e4]]], np.float32)}
     # 100 -> 100.0005: |Δ| 5e-4 > atol but < 1e-5 * 100; 0.5 -> 0.50005: |Δ| 5e-5 <= atol
     c = compare(ref, got, atol=1e-4, rtol=1e-5)
@@ -210,13 +255,22 @@ def test_score_policies_compare_scores_relative_to_the_row():
     """Score policies: task_confidence within CONTRACT.score_rtol of the row's largest |score|, confidence within it."""
     from mind_edge.export.validate import compare
 
-    ref = {"task_logits": np.zeros((1, 2, 2), np.float32), "task_features": np.zeros((1, 2, 3), np.float32),
-           "task_confidence": np.array([[-800.0, 2.0]], np.float32), "confidence": np.array([0.9], np.float32),
-           "label": np.array([3]), "task": np.array([1])}
+    ref = {
+        "task_logits": np.zeros((1, 2, 2), np.float32),
+        "task_features": np.zeros((1, 2, 3), np.float32),
+        "task_confidence": np.array([[-800.0, 2.0]], np.float32),
+        "confidence": np.array([0.9], np.float32),
+        "label": np.array([3]),
+        "task": np.array([1]),
+    }
     got = {**ref, "task_confidence": np.array([[-805.0, 5.0]], np.float32), "confidence": np.array([0.905], np.float32)}
     assert compare(ref, got)["task_confidence"]["out_of_tolerance"] == 2  # maxprob graphs: the plain rule
     c = compare(ref, got, scores=True)  # |Δ| 5 and 3 <= 1e-2 * 800; |Δ confidence| 5e-3 <= 1e-2
     assert c["task_confidence"]["out_of_tolerance"] == 0 and c["confidence"]["out_of_tolerance"] == 0
-    worse = {**got, "task_confidence": np.array([[-800.0, 12.0]], np.float32), "confidence": np.array([0.92], np.float32)}
+    worse = {
+        **got,
+        "task_confidence": np.array([[-800.0, 12.0]], np.float32),
+        "confidence": np.array([0.92], np.float32),
+    }
     c = compare(ref, worse, scores=True)
     assert c["task_confidence"]["out_of_tolerance"] == 1 and c["confidence"]["out_of_tolerance"] == 1

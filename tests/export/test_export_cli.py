@@ -23,7 +23,20 @@ def _run(app, *args):
 
 def test_export_json_then_predict(app, fake_run_dir, tmp_path):
     out = tmp_path / "bundle"
-    r = _run(app, "export", fake_run_dir, "--out", out, "--layout", "folded", "--temperature", "3", "--samples", "40", "--json")
+    r = _run(
+        app,
+        "export",
+        fake_run_dir,
+        "--out",
+        out,
+        "--layout",
+        "folded",
+        "--temperature",
+        "3",
+        "--samples",
+        "40",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["layout"] == "folded" and doc["temperature"] == 3.0 and doc["num_tasks"] == 5
@@ -64,7 +77,9 @@ def test_export_errors_are_one_line(app, fake_run_dir, tmp_path):
     (tmp_path / "full" / "x").write_text("x")
     line = one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "full", "--no-validate"))
     assert "not empty" in line and "--overwrite" in line
-    line = one_error_line(_run(app, "export", fake_run_dir, "--out", tmp_path / "b", "--atol", "1e-12", "--rtol", "0", "--samples", "8"))
+    line = one_error_line(
+        _run(app, "export", fake_run_dir, "--out", tmp_path / "b", "--atol", "1e-12", "--rtol", "0", "--samples", "8")
+    )
     assert "export validation failed" in line and "task_logits" in line
     assert not (tmp_path / "b").exists()
 
@@ -79,8 +94,14 @@ def test_trained_digits_run_exports_faithfully(tmp_path_factory):
     from mind_edge.train import preset
 
     base = tmp_path_factory.mktemp("trained")
-    spec = RunSpec(dataset="digits", tasks=5, seed=0, width=0.125, device="cpu",
-                   train=preset("fast", epochs=4, distill_epochs=2, batch_size=128))
+    spec = RunSpec(
+        dataset="digits",
+        tasks=5,
+        seed=0,
+        width=0.125,
+        device="cpu",
+        train=preset("fast", epochs=4, distill_epochs=2, batch_size=128),
+    )
     train_run(spec, base / "run")
     for layout in ("shared", "folded"):
         res = export_bundle(base / "run", base / layout, layout=layout, max_test_samples=450)

@@ -64,7 +64,7 @@ def test_graph_matches_torch(arch, n, width, ch, size, layout, opset):
     assert got["label"].dtype == np.int64 and got["task"].dtype == np.int64
     # the padding of shorter heads is exactly PAD_LOGIT, as in mind_edge.routing.pad_logits
     for t, h in enumerate(arrays.heads):
-        assert (got["task_logits"][:, t, len(h.classes):] == CONTRACT.pad_logit).all()
+        assert (got["task_logits"][:, t, len(h.classes) :] == CONTRACT.pad_logit).all()
 
 
 def test_dynamic_batch_and_graph_contract():
@@ -75,9 +75,14 @@ def test_dynamic_batch_and_graph_contract():
     dims = inp.type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 13, 9]
     outs = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
-    assert outs == {"label": ["batch"], "task": ["batch"], "confidence": ["batch"],
-                    "task_confidence": ["batch", 2], "task_logits": ["batch", 2, 3],
-                    "task_features": ["batch", 2, sum(model.tap_dims)]}
+    assert outs == {
+        "label": ["batch"],
+        "task": ["batch"],
+        "confidence": ["batch"],
+        "task_confidence": ["batch", 2],
+        "task_logits": ["batch", 2, 3],
+        "task_features": ["batch", 2, sum(model.tap_dims)],
+    }
     assert proto.opset_import[0].version == 17
     sess = _ort(proto)
     for b in (1, 5):
@@ -96,8 +101,9 @@ def test_graph_uses_only_tensorrt_friendly_ops():
     arrays = arrays_from_model(model)
     rng = np.random.default_rng(0)
     plan = plan_net(arrays.net)
-    arrays = dataclasses.replace(arrays, heads=tuple(dataclasses.replace(h, stats=random_stats(plan, len(h.classes), rng))
-                                                    for h in arrays.heads))
+    arrays = dataclasses.replace(
+        arrays, heads=tuple(dataclasses.replace(h, stats=random_stats(plan, len(h.classes), rng)) for h in arrays.heads)
+    )
     ops = set()
     for layout in ("shared", "folded"):
         for policy in POLICIES:  # every routing head
@@ -107,11 +113,42 @@ def test_graph_uses_only_tensorrt_friendly_ops():
                 if n.op_type in ("ArgMax", "ArgMin"):
                     assert {a.name: a.i for a in n.attribute}["select_last_index"] == 0
     # TensorRT 10's ONNX parser supports each of these (onnx-tensorrt operators.md)
-    allowed = {"Conv", "BatchNormalization", "Relu", "Add", "Mul", "Div", "Slice", "Pad", "Reshape",
-               "GlobalAveragePool", "MatMul", "Softmax", "ReduceMax", "ArgMax", "Unsqueeze", "Squeeze",
-               "GatherElements", "Gather", "Cast", "And", "GreaterOrEqual", "LessOrEqual",
-               "Concat", "Identity", "Sub", "Exp", "Log", "Neg", "Max", "ReduceSum", "ReduceMin", "ReduceL2",
-               "TopK", "ArgMin"}
+    allowed = {
+        "Conv",
+        "BatchNormalization",
+        "Relu",
+        "Add",
+        "Mul",
+        "Div",
+        "Slice",
+        "Pad",
+        "Reshape",
+        "GlobalAveragePool",
+        "MatMul",
+        "Softmax",
+        "ReduceMax",
+        "ArgMax",
+        "Unsqueeze",
+        "Squeeze",
+        "GatherElements",
+        "Gather",
+        "Cast",
+        "And",
+        "GreaterOrEqual",
+        "LessOrEqual",
+        "Concat",
+        "Identity",
+        "Sub",
+        "Exp",
+        "Log",
+        "Neg",
+        "Max",
+        "ReduceSum",
+        "ReduceMin",
+        "ReduceL2",
+        "TopK",
+        "ArgMin",
+    }
     assert ops <= allowed, ops - allowed
 
 
@@ -124,8 +161,11 @@ def test_shared_layout_stores_each_weight_once_with_int8_owner():
         assert inits[f"{layer.name}.weight"].data_type == onnx.TensorProto.FLOAT
         assert list(inits[f"{layer.name}.weight"].dims) == list(layer.weight.shape)
         assert inits[f"{layer.name}.owner"].data_type == onnx.TensorProto.INT8
-    float_weights = sum(np.prod(i.dims) for i in proto.graph.initializer
-                        if i.data_type == onnx.TensorProto.FLOAT and i.name.endswith(".weight") and len(i.dims) == 4)
+    float_weights = sum(
+        np.prod(i.dims)
+        for i in proto.graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT and i.name.endswith(".weight") and len(i.dims) == 4
+    )
     assert float_weights == arrays.dense_weight_count()
     size = proto.ByteSize()
     assert expected_bytes(arrays, "shared") <= size <= expected_bytes(arrays, "shared") + 64 * 1024
@@ -133,9 +173,15 @@ def test_shared_layout_stores_each_weight_once_with_int8_owner():
 
 def test_node_count_does_not_grow_with_tasks():
     net = {"arch": "resnet32", "in_channels": 3, "input_size": [13, 9], "width": 0.125, "capacity": 5}
-    counts = {len(build_graph(random_arrays(net, [[2 * t, 2 * t + 1] for t in range(n)]), layout=layout,
-                              temperature=1.0).graph.node)
-              for n in (2, 3, 5) for layout in ("shared",)}
+    counts = {
+        len(
+            build_graph(
+                random_arrays(net, [[2 * t, 2 * t + 1] for t in range(n)]), layout=layout, temperature=1.0
+            ).graph.node
+        )
+        for n in (2, 3, 5)
+        for layout in ("shared",)
+    }
     assert len(counts) == 1
 
 
@@ -200,7 +246,9 @@ def test_check_arrays_names_the_problem():
     bad = type(arrays)(net={**arrays.net, "width": 0.5}, layers=arrays.layers, norms=arrays.norms, heads=arrays.heads)
     with pytest.raises(GraphError, match="expected a float32 weight of shape"):
         check_arrays(bad)
-    dup = type(arrays)(net=arrays.net, layers=arrays.layers, norms=arrays.norms, heads=(arrays.heads[0], arrays.heads[0]))
+    dup = type(arrays)(
+        net=arrays.net, layers=arrays.layers, norms=arrays.norms, heads=(arrays.heads[0], arrays.heads[0])
+    )
     with pytest.raises(GraphError, match="disjoint"):
         check_arrays(dup)
     with pytest.raises(GraphError, match="unknown architecture"):

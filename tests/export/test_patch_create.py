@@ -60,7 +60,9 @@ def test_patched_bundle_equals_the_fresh_export_of_the_run_that_learned_the_task
     shutil.copytree(e2e["b4"], device)
     res = create_patch(e2e["run5"], tmp_path / "t4.mepatch", sign_key=e2e["keys"].secret_path, base=device)
     assert res.task == 4 and res.signed and sorted(res.classes) == sorted(e2e["scenario"].tasks[4])
-    assert res.ratio <= 0.15, f"patch is {100 * res.ratio:.1f} % of model.onnx"  # capacity 10 (measured ~11 % at width 0.25)
+    assert res.ratio <= 0.15, (
+        f"patch is {100 * res.ratio:.1f} % of model.onnx"
+    )  # capacity 10 (measured ~11 % at width 0.25)
     applied = apply_patch(device, res.path, verify_key=e2e["keys"].public_path)
     assert applied.max_abs_diff <= 1e-6
     patched = Bundle.load(device)

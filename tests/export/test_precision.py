@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 
 from cli_helpers import one_error_line
 from mind_edge.export.exporter import export_bundle
-from mind_edge.export.quantize import (PrecisionRefused, PrecisionThresholds, accuracies, agreement,
-                                       check_thresholds)
+from mind_edge.export.quantize import PrecisionRefused, PrecisionThresholds, accuracies, agreement, check_thresholds
 from mind_edge.runtime import precision as prec
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.graph import build_graph, random_arrays
@@ -29,7 +28,9 @@ def _fp32_part_is_fp32(model) -> None:
     initializer is float32 or an integer table; no Q/DQ node touches them."""
     inferred = onnx.shape_inference.infer_shapes(model)
     TP = onnx.TensorProto
-    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)
+    }
     types.update({i.name: i.data_type for i in model.graph.initializer})
     back = prec.backbone_nodes(model)
     outside = [n for n in model.graph.node if n.name not in back]
@@ -41,14 +42,19 @@ def _fp32_part_is_fp32(model) -> None:
             continue
         for t in list(n.input) + list(n.output):
             if t in types:
-                assert types[t] not in (TP.FLOAT16, TP.INT8, TP.UINT8, TP.BFLOAT16) or n.op_type in ("Cast",), (n.name, t)
+                assert types[t] not in (TP.FLOAT16, TP.INT8, TP.UINT8, TP.BFLOAT16) or n.op_type in ("Cast",), (
+                    n.name,
+                    t,
+                )
     for i in model.graph.initializer:
         if i.name.startswith(prec.ROUTE_PREFIX):
             assert i.data_type in (TP.FLOAT, TP.INT64), i.name
     heads_in = {t for n in outside if n.name.startswith("heads.") for t in n.input}
     qdq_out = {t for n in model.graph.node if n.op_type in QDQ for t in n.output}
     assert not heads_in & qdq_out, "the heads read a dequantized tensor directly"
-    route_tensors = {t for n in model.graph.node if n.name.startswith(prec.ROUTE_PREFIX) for t in list(n.input) + list(n.output)}
+    route_tensors = {
+        t for n in model.graph.node if n.name.startswith(prec.ROUTE_PREFIX) for t in list(n.input) + list(n.output)
+    }
     assert not any(set(n.input) & route_tensors for n in model.graph.node if n.op_type in QDQ)
 
 
@@ -87,8 +93,14 @@ def test_int8_graph_is_qdq_per_channel_with_fp32_routing():
     assert QDQ <= ops
     # per-channel weights: DequantizeLinear of an int8 initializer with one scale per output channel
     inits = {i.name: i for i in m.graph.initializer}
-    per_channel = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-                   and inits[n.input[0]].data_type == onnx.TensorProto.INT8 and len(inits[n.input[1]].dims) == 1]
+    per_channel = [
+        n
+        for n in m.graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and inits[n.input[0]].data_type == onnx.TensorProto.INT8
+        and len(inits[n.input[1]].dims) == 1
+    ]
     assert len(per_channel) >= 3 * 31  # every conv of every task
     _fp32_part_is_fp32(m)
     prec.check_fp32_routing(m)
@@ -109,21 +121,38 @@ def test_route_prefix_nodes_stay_fp32_wherever_they_are():
 
 
 def test_agreement_and_accuracies():
-    ref = {"label": np.array([1, 2, 3, 4]), "task": np.array([0, 0, 1, 1]),
-           "task_logits": np.array([[[1.0, 0.0], [0.0, 0.0]]] * 4, np.float32)}
-    got = {"label": np.array([1, 2, 3, 5]), "task": np.array([0, 1, 1, 1]),
-           "task_logits": ref["task_logits"] + 0.5}
+    ref = {
+        "label": np.array([1, 2, 3, 4]),
+        "task": np.array([0, 0, 1, 1]),
+        "task_logits": np.array([[[1.0, 0.0], [0.0, 0.0]]] * 4, np.float32),
+    }
+    got = {"label": np.array([1, 2, 3, 5]), "task": np.array([0, 1, 1, 1]), "task_logits": ref["task_logits"] + 0.5}
     a = agreement(ref, got)
     assert a["label"] == 0.75 and a["task"] == 0.75 and a["max_abs_task_logits"] == pytest.approx(0.5)
-    acc = accuracies({"label": np.array([0, 3]), "task": np.array([0, 1]),
-                      "task_logits": np.array([[[5.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 2.0]]])},
-                     np.array([0, 3]), [[0, 1], [2, 3]])
+    acc = accuracies(
+        {
+            "label": np.array([0, 3]),
+            "task": np.array([0, 1]),
+            "task_logits": np.array([[[5.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 2.0]]]),
+        },
+        np.array([0, 3]),
+        [[0, 1], [2, 3]],
+    )
     assert acc == {"tag": 1.0, "taw": 1.0, "routing": 1.0}
 
 
 def test_thresholds_refuse_in_one_line():
-    rep = {"precision": "int8", "routing_agreement": 0.95, "label_agreement": 0.94, "tag": 0.50, "tag_fp32": 0.53,
-           "tag_drop_points": 3.0, "max_abs_task_logits": 1.5, "measured_on": "test", "inputs": {"test": {"count": 200}}}
+    rep = {
+        "precision": "int8",
+        "routing_agreement": 0.95,
+        "label_agreement": 0.94,
+        "tag": 0.50,
+        "tag_fp32": 0.53,
+        "tag_drop_points": 3.0,
+        "max_abs_task_logits": 1.5,
+        "measured_on": "test",
+        "inputs": {"test": {"count": 200}},
+    }
     with pytest.raises(PrecisionRefused) as exc:
         check_thresholds(rep, PrecisionThresholds())
     msg = str(exc.value)
@@ -159,8 +188,17 @@ def precision_bundles(run4, tmp_path_factory):
     root = tmp_path_factory.mktemp("precision")
     # a random (untrained) network has near-ties between tasks: looser thresholds than a trained one needs
     loose = PrecisionThresholds(min_routing_agreement=0.8, max_tag_drop=10.0)
-    out = {p: export_bundle(fake_run_dir, root / p, precision=p, calibration=64 if p == "int8" else None,
-                            max_test_samples=120, thresholds=loose) for p in ("fp32", "fp16", "int8")}
+    out = {
+        p: export_bundle(
+            fake_run_dir,
+            root / p,
+            precision=p,
+            calibration=64 if p == "int8" else None,
+            max_test_samples=120,
+            thresholds=loose,
+        )
+        for p in ("fp32", "fp16", "int8")
+    }
     return out
 
 
@@ -175,8 +213,9 @@ def test_precision_bundles_record_and_validate(precision_bundles):
         assert rep["measured_on"] == "test" and rep["inputs"]["test"]["count"] == 120
         for k in ("label_agreement", "routing_agreement", "tag", "tag_fp32", "taw", "taw_fp32", "max_abs_task_logits"):
             assert rep[k] is not None, k
-        assert rep["tag_fp32"] == pytest.approx(fp32.report["precision"]["tag_fp32"] if "precision" in fp32.report
-                                                else rep["tag_fp32"])
+        assert rep["tag_fp32"] == pytest.approx(
+            fp32.report["precision"]["tag_fp32"] if "precision" in fp32.report else rep["tag_fp32"]
+        )
         assert rep["passed"] and rep["routing_agreement"] >= 0.8
         _fp32_part_is_fp32(onnx.load(str(b.model_path)))
         # the bundle's arrays read back equal the run's (fp16 rounded)
@@ -190,7 +229,9 @@ def test_precision_bundles_record_and_validate(precision_bundles):
     assert prec.bundle_calibration(b8).shape == (64, 1, 8, 8)  # digits 8x8, one channel
     assert b8.layout == "folded"
     # the master is exactly the FP32 export's graph
-    assert (b8.path / prec.MASTER_FILE).read_bytes() == Bundle.load(precision_bundles["fp32"].bundle).model_path.read_bytes()
+    assert (b8.path / prec.MASTER_FILE).read_bytes() == Bundle.load(
+        precision_bundles["fp32"].bundle
+    ).model_path.read_bytes()
 
 
 def test_predict_runs_precision_bundles(precision_bundles):
@@ -219,16 +260,32 @@ def app():
 
 def test_cli_precision_json_and_refusal(app, run4, tmp_path, monkeypatch):
     fake_run_dir = run4
-    r = CliRunner().invoke(app, ["export", str(fake_run_dir), "--out", str(tmp_path / "b16"), "--precision", "fp16",
-                                 "--samples", "60", "--min-routing-agreement", "0.8", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(fake_run_dir),
+            "--out",
+            str(tmp_path / "b16"),
+            "--precision",
+            "fp16",
+            "--samples",
+            "60",
+            "--min-routing-agreement",
+            "0.8",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["precision"] == "fp16" and doc["precision_validation"]["passed"] is True
-    line = one_error_line(CliRunner().invoke(app, ["export", str(fake_run_dir), "--out", str(tmp_path / "x"),
-                                                   "--precision", "fp64"]))
+    line = one_error_line(
+        CliRunner().invoke(app, ["export", str(fake_run_dir), "--out", str(tmp_path / "x"), "--precision", "fp64"])
+    )
     assert "fp64" in line and "fp32, fp16, int8" in line
-    line = one_error_line(CliRunner().invoke(app, ["export", str(fake_run_dir), "--out", str(tmp_path / "x"),
-                                                   "--calibration", "10"]))
+    line = one_error_line(
+        CliRunner().invoke(app, ["export", str(fake_run_dir), "--out", str(tmp_path / "x"), "--calibration", "10"])
+    )
     assert "--calibration applies to --precision int8" in line
     # a graph that routes differently (even heads silenced, odd heads x50) is refused with the numbers, nothing written
     import dataclasses
@@ -236,12 +293,16 @@ def test_cli_precision_json_and_refusal(app, run4, tmp_path, monkeypatch):
     real = prec.precision_model
 
     def wrong(arrays, precision, **kw):
-        heads = tuple(dataclasses.replace(h, weight=h.weight * (0.0 if t % 2 == 0 else 50.0))
-                      for t, h in enumerate(arrays.heads))
+        heads = tuple(
+            dataclasses.replace(h, weight=h.weight * (0.0 if t % 2 == 0 else 50.0)) for t, h in enumerate(arrays.heads)
+        )
         return real(dataclasses.replace(arrays, heads=heads), precision, **kw)
 
     monkeypatch.setattr(prec, "precision_model", wrong)
-    line = one_error_line(CliRunner().invoke(app, ["export", str(fake_run_dir), "--out", str(tmp_path / "bad"),
-                                                   "--precision", "fp16", "--samples", "60"]))
+    line = one_error_line(
+        CliRunner().invoke(
+            app, ["export", str(fake_run_dir), "--out", str(tmp_path / "bad"), "--precision", "fp16", "--samples", "60"]
+        )
+    )
     assert "fp16 bundle refused: routing agreement" in line and "--min-routing-agreement" in line
     assert "nothing was written" in line and not (tmp_path / "bad").exists()

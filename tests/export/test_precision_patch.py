@@ -70,8 +70,14 @@ def _inputs(bundle: Bundle, n: int = 96) -> np.ndarray:
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision):
     root, run4, run5 = runs
-    base = export_bundle(run4, root / f"{precision}-4", precision=precision, max_test_samples=64, thresholds=LOOSE,
-                         calibration=48 if precision == "int8" else None).bundle
+    base = export_bundle(
+        run4,
+        root / f"{precision}-4",
+        precision=precision,
+        max_test_samples=64,
+        thresholds=LOOSE,
+        calibration=48 if precision == "int8" else None,
+    ).bundle
     old = Bundle.load(base)
     old_model = old.model_path.read_bytes()
     old_calib = prec.bundle_calibration(old)  # read before the apply moves the plain files into versions/v0001
@@ -88,10 +94,16 @@ def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision):
         assert np.array_equal(prec.bundle_calibration(patched), calib)  # the new version keeps the images
         fresh = prec.int8_model(arrays5, calib, temperature=patched.temperature, opset=patched.opset, policy=policy)
         # the new master holds exactly the fresh export's weights, owner maps, BN sets and heads
-        master = {i.name: i.SerializeToString() for i in onnx.load(str(patched.path / prec.MASTER_FILE)).graph.initializer}
-        fresh32 = {i.name: i.SerializeToString() for i in onnx.load(str(Bundle.load(fresh_fp32).model_path)).graph.initializer}
+        master = {
+            i.name: i.SerializeToString() for i in onnx.load(str(patched.path / prec.MASTER_FILE)).graph.initializer
+        }
+        fresh32 = {
+            i.name: i.SerializeToString() for i in onnx.load(str(Bundle.load(fresh_fp32).model_path)).graph.initializer
+        }
         assert master == fresh32
-        x = np.concatenate([calib, np.random.default_rng(5).standard_normal((48,) + calib.shape[1:]).astype(np.float32)])
+        x = np.concatenate(
+            [calib, np.random.default_rng(5).standard_normal((48,) + calib.shape[1:]).astype(np.float32)]
+        )
     else:
         fresh = prec.fp16_model(arrays5, temperature=patched.temperature, opset=patched.opset, policy=policy)
         x = np.random.default_rng(5).standard_normal((96,) + tuple(patched.input.shape)).astype(np.float32)
@@ -108,8 +120,9 @@ def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision):
 
 def test_int8_patch_refused_without_calibration(runs, tmp_path):
     root, run4, run5 = runs
-    base = export_bundle(run4, tmp_path / "b", precision="int8", calibration=16, max_test_samples=16,
-                         thresholds=LOOSE).bundle
+    base = export_bundle(
+        run4, tmp_path / "b", precision="int8", calibration=16, max_test_samples=16, thresholds=LOOSE
+    ).bundle
     b = Bundle.load(base)
     with pytest.raises(prec.PrecisionError, match="calibration"):
         prec.rebuild_for_patch(type(b)(**{**b.__dict__, "path": tmp_path}), prec.bundle_arrays(b))

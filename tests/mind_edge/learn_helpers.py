@@ -8,8 +8,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-TINY = {"epochs": 1, "distill_epochs": 1, "lr": 0.005, "distill_lr": 0.01, "milestones": [], "distill_milestones": [],
-        "batch_size": 64, "temperature": 1.0}
+TINY = {
+    "epochs": 1,
+    "distill_epochs": 1,
+    "lr": 0.005,
+    "distill_lr": 0.01,
+    "milestones": [],
+    "distill_milestones": [],
+    "batch_size": 64,
+    "temperature": 1.0,
+}
 
 
 def make_run(out: Path, *, learned: int = 4, capacity: int = 10, width: float = 0.25, seed: int = 0) -> Path:
@@ -30,9 +38,17 @@ def make_run(out: Path, *, learned: int = 4, capacity: int = 10, width: float = 
     meta = {
         "net": net,
         "scenario": scenario.to_json(),
-        "data": {"dataset": "digits", "in_channels": 1, "input_size": [8, 8], "mean": list(spec.mean),
-                 "std": list(spec.std), "augment": spec.augment, "padding": spec.padding, "channel_order": "L",
-                 "root": None},
+        "data": {
+            "dataset": "digits",
+            "in_channels": 1,
+            "input_size": [8, 8],
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "augment": spec.augment,
+            "padding": spec.padding,
+            "channel_order": "L",
+            "root": None,
+        },
         "train": TrainConfig(**TINY).to_json(),
         "seed": 0,
         "learned_tasks": classes,
@@ -45,8 +61,14 @@ def make_run(out: Path, *, learned: int = 4, capacity: int = 10, width: float = 
     return out
 
 
-def digits_folder(out: Path, classes: list[int], names: list[str] | None = None, *, test_split: bool = True,
-                  per_class: int | None = None) -> Path:
+def digits_folder(
+    out: Path,
+    classes: list[int],
+    names: list[str] | None = None,
+    *,
+    test_split: bool = True,
+    per_class: int | None = None,
+) -> Path:
     """PNG files of the given digits classes: ``out/train/<name>/`` (+ ``out/test/<name>/``)."""
     from mind_edge.data import load_dataset
 

@@ -21,7 +21,9 @@ def test_train_info_eval(tmp_path):
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["checkpoint_ok"] is True and len(info["learned_tasks"]) == 2
-    r = runner.invoke(app, ["eval", str(out), "--temperature", "3", "--routing", "entropy", "--json", "--device", "cpu"])
+    r = runner.invoke(
+        app, ["eval", str(out), "--temperature", "3", "--routing", "entropy", "--json", "--device", "cpu"]
+    )
     assert r.exit_code == 0, r.output
     ev = json.loads(r.output)
     assert ev["temperature"] == 3 and ev["policy"] == "entropy" and len(ev["tag"]) == 2
@@ -35,7 +37,10 @@ def _one_error_line(result):
 
 
 def test_missing_data_folder_is_one_clear_error(tmp_path):
-    r = runner.invoke(app, ["train", "--dataset", "imagefolder", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *TINY])
+    r = runner.invoke(
+        app,
+        ["train", "--dataset", "imagefolder", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *TINY],
+    )
     msg = _one_error_line(r)
     assert "nope" in msg
 

@@ -40,7 +40,9 @@ def test_version():
 def test_train_checks_before_loading(nothing_loads, tmp_path):
     assert "unknown dataset 'digitz'" in one_error_line(_run("train", "--dataset", "digitz", "--out", tmp_path / "a"))
     assert "needs --root" in one_error_line(_run("train", "--dataset", "imagefolder", "--out", tmp_path / "a"))
-    line = one_error_line(_run("train", "--dataset", "imagefolder", "--data-root", tmp_path / "nope", "--out", tmp_path / "a"))
+    line = one_error_line(
+        _run("train", "--dataset", "imagefolder", "--data-root", tmp_path / "nope", "--out", tmp_path / "a")
+    )
     assert "--root" in line and "does not exist" in line and "--data-root" not in line
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "checkpoint.safetensors").write_bytes(b"mine")
@@ -56,7 +58,9 @@ def test_export_checks_before_loading(nothing_loads, tmp_path):
     (tmp_path / "full" / "model.onnx").write_bytes(b"x")
     assert "does not exist" in one_error_line(_run("export", tmp_path / "missing", "--out", tmp_path / "b"))
     assert "opset 25 is not supported" in one_error_line(_run("export", run, "--out", tmp_path / "b", "--opset", "25"))
-    assert "unknown layout 'sparse'" in one_error_line(_run("export", run, "--out", tmp_path / "b", "--layout", "sparse"))
+    assert "unknown layout 'sparse'" in one_error_line(
+        _run("export", run, "--out", tmp_path / "b", "--layout", "sparse")
+    )
     assert "run.json" in one_error_line(_run("export", run, "--out", tmp_path / "b"))  # not a run directory
 
 

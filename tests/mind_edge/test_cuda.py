@@ -19,8 +19,16 @@ from mind_edge.train import TrainConfig, learn_task
 
 pytestmark = pytest.mark.needs_cuda
 
-TINY = TrainConfig(epochs=2, distill_epochs=1, lr=0.005, distill_lr=0.01, milestones=(1,),
-                   distill_milestones=(1,), batch_size=64, temperature=1.0)
+TINY = TrainConfig(
+    epochs=2,
+    distill_epochs=1,
+    lr=0.005,
+    distill_lr=0.01,
+    milestones=(1,),
+    distill_milestones=(1,),
+    batch_size=64,
+    temperature=1.0,
+)
 
 
 def _spec(**kw):
@@ -49,10 +57,12 @@ def test_cuda_training_keeps_earlier_tasks_bit_identical(method):
                     assert torch.equal(v, sd[k]), f"BN set {s} {k} moved on CUDA"
             for k, v in model.heads[s].state_dict().items():
                 assert torch.equal(v, head[k])
-        snaps[t] = ([(layer.owner == t).clone() for layer in model.masked_layers()],
-                    [layer.weight.detach().clone() for layer in model.masked_layers()],
-                    [{k: v.clone() for k, v in bn.sets[t].state_dict().items()} for bn in model.task_batchnorms()],
-                    {k: v.clone() for k, v in model.heads[t].state_dict().items()})
+        snaps[t] = (
+            [(layer.owner == t).clone() for layer in model.masked_layers()],
+            [layer.weight.detach().clone() for layer in model.masked_layers()],
+            [{k: v.clone() for k, v in bn.sets[t].state_dict().items()} for bn in model.task_batchnorms()],
+            {k: v.clone() for k, v in model.heads[t].state_dict().items()},
+        )
     assert all(bool((layer.weight[layer.owner == 0] != 0).any()) for layer in model.masked_layers())
 
 

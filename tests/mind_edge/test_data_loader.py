@@ -14,8 +14,15 @@ from mind_edge.errors import ConfigError, DataError
 
 
 def _spec(augment="crop_flip", padding=2, channels=3, size=(6, 5)):
-    return DatasetSpec("toy", channels, size, (0.4914, 0.4822, 0.4465)[:channels],
-                       (0.2470, 0.2435, 0.2616)[:channels], augment, padding)
+    return DatasetSpec(
+        "toy",
+        channels,
+        size,
+        (0.4914, 0.4822, 0.4465)[:channels],
+        (0.2470, 0.2435, 0.2616)[:channels],
+        augment,
+        padding,
+    )
 
 
 def _toy(n=23, size=(6, 5), channels=3, seed=0):
@@ -30,17 +37,24 @@ def _epoch(loader):
 def test_batchloader_deterministic_and_shapes():
     images, labels = _toy()
     spec = _spec()
-    a = _epoch(BatchLoader(images, labels, spec=spec, batch_size=5, train=True, generator=torch.Generator().manual_seed(3)))
-    b = _epoch(BatchLoader(images, labels, spec=spec, batch_size=5, train=True, generator=torch.Generator().manual_seed(3)))
-    c = _epoch(BatchLoader(images, labels, spec=spec, batch_size=5, train=True, generator=torch.Generator().manual_seed(4)))
+    a = _epoch(
+        BatchLoader(images, labels, spec=spec, batch_size=5, train=True, generator=torch.Generator().manual_seed(3))
+    )
+    b = _epoch(
+        BatchLoader(images, labels, spec=spec, batch_size=5, train=True, generator=torch.Generator().manual_seed(3))
+    )
+    c = _epoch(
+        BatchLoader(images, labels, spec=spec, batch_size=5, train=True, generator=torch.Generator().manual_seed(4))
+    )
     assert len(a) == 5 and [x.shape[0] for x, _ in a] == [5, 5, 5, 5, 3]
     assert all(x.shape[1:] == (3, 6, 5) and x.dtype == torch.float32 and y.dtype == torch.int64 for x, y in a)
     assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
     assert not all(torch.equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
     ys = torch.cat([y for _, y in a])
     assert sorted(ys.tolist()) == sorted(labels.tolist())  # an epoch visits each sample once
-    dl = BatchLoader(images, labels, spec=spec, batch_size=5, train=True, drop_last=True,
-                     generator=torch.Generator().manual_seed(0))
+    dl = BatchLoader(
+        images, labels, spec=spec, batch_size=5, train=True, drop_last=True, generator=torch.Generator().manual_seed(0)
+    )
     assert len(dl) == 4 and len(_epoch(dl)) == 4
 
 
@@ -90,8 +104,9 @@ def _denormalize_to_uint8(x: torch.Tensor, spec: DatasetSpec) -> np.ndarray:
 def test_batchloader_crop_is_shifted_copy_with_zero_padding():
     images, labels = _toy(n=30)
     spec = _spec(augment="crop", padding=2)
-    loader = BatchLoader(images, np.arange(30), spec=spec, batch_size=30, train=True,
-                         generator=torch.Generator().manual_seed(0))
+    loader = BatchLoader(
+        images, np.arange(30), spec=spec, batch_size=30, train=True, generator=torch.Generator().manual_seed(0)
+    )
     x, y = next(iter(loader))
     assert x.shape == (30, 3, 6, 5)
     out = _denormalize_to_uint8(x, spec)
@@ -107,8 +122,9 @@ def test_batchloader_crop_is_shifted_copy_with_zero_padding():
 def test_batchloader_crop_flip_flips_some():
     images, _ = _toy(n=40)
     spec = _spec(augment="crop_flip", padding=1)
-    loader = BatchLoader(images, np.arange(40), spec=spec, batch_size=40, train=True,
-                         generator=torch.Generator().manual_seed(1))
+    loader = BatchLoader(
+        images, np.arange(40), spec=spec, batch_size=40, train=True, generator=torch.Generator().manual_seed(1)
+    )
     x, y = next(iter(loader))
     out = _denormalize_to_uint8(x, spec)
     flips = []
@@ -123,8 +139,18 @@ def test_batchloader_crop_flip_flips_some():
 def test_batchloader_no_augment_when_none_and_grayscale():
     images, _ = _toy(channels=1)
     spec = _spec(augment="none", padding=0, channels=1)
-    x, y = next(iter(BatchLoader(images, np.arange(len(images)), spec=spec, batch_size=100, train=True,
-                                 generator=torch.Generator().manual_seed(0))))
+    x, y = next(
+        iter(
+            BatchLoader(
+                images,
+                np.arange(len(images)),
+                spec=spec,
+                batch_size=100,
+                train=True,
+                generator=torch.Generator().manual_seed(0),
+            )
+        )
+    )
     assert sorted(y.tolist()) == list(range(len(images))) and y.tolist() != sorted(y.tolist())  # shuffled
     ref = imageio.normalize(images[y.numpy()], spec.mean, spec.std)
     np.testing.assert_array_equal(x.numpy(), ref)  # but not augmented
@@ -146,9 +172,19 @@ def test_batchloader_validation():
 def test_batchloader_cuda_matches_cpu():
     images, labels = _toy()
     spec = _spec()
-    cpu = _epoch(BatchLoader(images, labels, spec=spec, batch_size=6, train=True,
-                             generator=torch.Generator().manual_seed(5)))
-    gpu = _epoch(BatchLoader(images, labels, spec=spec, batch_size=6, train=True,
-                             generator=torch.Generator().manual_seed(5), device="cuda"))
+    cpu = _epoch(
+        BatchLoader(images, labels, spec=spec, batch_size=6, train=True, generator=torch.Generator().manual_seed(5))
+    )
+    gpu = _epoch(
+        BatchLoader(
+            images,
+            labels,
+            spec=spec,
+            batch_size=6,
+            train=True,
+            generator=torch.Generator().manual_seed(5),
+            device="cuda",
+        )
+    )
     for (xc, yc), (xg, yg) in zip(cpu, gpu):
         assert torch.equal(xc, xg.cpu()) and torch.equal(yc, yg.cpu())

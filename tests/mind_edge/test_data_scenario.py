@@ -44,8 +44,13 @@ def test_make_scenario_partitions():
     sc3 = make_scenario("x", names, 2, order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
     assert sc3.order == "custom" and sc3.tasks[0] == (9, 8, 7, 6, 5)
     assert make_scenario("x", names, 10).classes_per_task() == [1] * 10
-    for bad in [dict(num_tasks=11), dict(num_tasks=0), dict(num_tasks=3, first_task_classes=9),
-                dict(num_tasks=1, first_task_classes=4), dict(num_tasks=2, order=[0, 0, 1, 2, 3, 4, 5, 6, 7, 8])]:
+    for bad in [
+        dict(num_tasks=11),
+        dict(num_tasks=0),
+        dict(num_tasks=3, first_task_classes=9),
+        dict(num_tasks=1, first_task_classes=4),
+        dict(num_tasks=2, order=[0, 0, 1, 2, 3, 4, 5, 6, 7, 8]),
+    ]:
         with pytest.raises(ConfigError):
             make_scenario("x", names, **bad)
 
@@ -57,17 +62,20 @@ def test_scenario_json_round_trip():
     assert Scenario.from_json(d).classes_per_task() == [50] + [6] * 5 + [5] * 4
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: d.pop("tasks"),
-    lambda d: d.__setitem__("tasks", [[0, 1], [1, 2]]),
-    lambda d: d.__setitem__("tasks", [[0, 99]]),
-    lambda d: d.__setitem__("tasks", [[]]),
-    lambda d: d.__setitem__("tasks", "0,1"),
-    lambda d: d.__setitem__("tasks", [[0, True]]),
-    lambda d: d.__setitem__("order", "sorted"),
-    lambda d: d.__setitem__("seed", "7"),
-    lambda d: d.__setitem__("class_names", "abc"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("tasks"),
+        lambda d: d.__setitem__("tasks", [[0, 1], [1, 2]]),
+        lambda d: d.__setitem__("tasks", [[0, 99]]),
+        lambda d: d.__setitem__("tasks", [[]]),
+        lambda d: d.__setitem__("tasks", "0,1"),
+        lambda d: d.__setitem__("tasks", [[0, True]]),
+        lambda d: d.__setitem__("order", "sorted"),
+        lambda d: d.__setitem__("seed", "7"),
+        lambda d: d.__setitem__("class_names", "abc"),
+    ],
+)
 def test_scenario_malformed_json(mutate):
     d = make_scenario("x", ["a", "b", "c", "d"], 2).to_json()
     mutate(d)

@@ -20,8 +20,14 @@ from mind_edge.errors import ConfigError, DataError, MindEdgeError
 
 
 def write_idx(path: Path, arr: np.ndarray, gz: bool = False) -> Path:
-    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
-             np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+    codes = {
+        np.dtype(np.uint8): 0x08,
+        np.dtype(np.int8): 0x09,
+        np.dtype(">i2"): 0x0B,
+        np.dtype(">i4"): 0x0C,
+        np.dtype(">f4"): 0x0D,
+        np.dtype(">f8"): 0x0E,
+    }
     be = arr.dtype.newbyteorder(">") if arr.dtype.itemsize > 1 else arr.dtype
     raw = bytes([0, 0, codes[np.dtype(be)], arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     raw += arr.astype(be).tobytes()
@@ -86,14 +92,25 @@ def make_cifar(root: Path, kind: str, per_batch=6, seed=0, py2_style=True):
         folder = root / "cifar-10-batches-py"
         names, k, key = [f"class{i}" for i in range(10)], 10, b"labels"
         files = {f"data_batch_{i}": True for i in range(1, 6)} | {"test_batch": False}
-        meta_name, meta = "batches.meta", {b"label_names": [n.encode() for n in [f"class{i}" for i in range(10)]],
-                                           b"num_cases_per_batch": per_batch, b"num_vis": 3072}
+        meta_name, meta = (
+            "batches.meta",
+            {
+                b"label_names": [n.encode() for n in [f"class{i}" for i in range(10)]],
+                b"num_cases_per_batch": per_batch,
+                b"num_vis": 3072,
+            },
+        )
     else:
         folder = root / "cifar-100-python"
         names, k, key = [f"fine{i:02d}" for i in range(100)], 100, b"fine_labels"
         files = {"train": True, "test": False}
-        meta_name, meta = "meta", {b"fine_label_names": [f"fine{i:02d}".encode() for i in range(100)],
-                                   b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}
+        meta_name, meta = (
+            "meta",
+            {
+                b"fine_label_names": [f"fine{i:02d}".encode() for i in range(100)],
+                b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+            },
+        )
     folder.mkdir(parents=True)
     xs = {True: [], False: []}
     ys = {True: [], False: []}
@@ -101,8 +118,7 @@ def make_cifar(root: Path, kind: str, per_batch=6, seed=0, py2_style=True):
         n = per_batch if kind == "cifar10" else 2 * k
         x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         y = [int(v) for v in rng.integers(0, k, n)]
-        d = {b"batch_label": fname.encode(), b"data": x, key: y,
-             b"filenames": [f"{i}.png".encode() for i in range(n)]}
+        d = {b"batch_label": fname.encode(), b"data": x, key: y, b"filenames": [f"{i}.png".encode() for i in range(n)]}
         if kind == "cifar100":
             d[b"coarse_labels"] = [v // 5 for v in y]
         write(d, folder / fname)
@@ -156,10 +172,13 @@ def test_idx_matches_torchvision_reader(tmp_path):
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     ref = make_mnist_folder(tmp_path, gz=False)
-    np.testing.assert_array_equal(read_idx(tmp_path / "train-images-idx3-ubyte"),
-                                  read_image_file(str(tmp_path / "train-images-idx3-ubyte")).numpy())
-    np.testing.assert_array_equal(read_idx(tmp_path / "t10k-labels-idx1-ubyte"),
-                                  read_label_file(str(tmp_path / "t10k-labels-idx1-ubyte")).numpy())
+    np.testing.assert_array_equal(
+        read_idx(tmp_path / "train-images-idx3-ubyte"),
+        read_image_file(str(tmp_path / "train-images-idx3-ubyte")).numpy(),
+    )
+    np.testing.assert_array_equal(
+        read_idx(tmp_path / "t10k-labels-idx1-ubyte"), read_label_file(str(tmp_path / "t10k-labels-idx1-ubyte")).numpy()
+    )
     np.testing.assert_array_equal(read_idx(tmp_path / "train-images-idx3-ubyte"), ref["train"][0])
 
 
@@ -226,8 +245,10 @@ def test_mnist_mismatched_files(tmp_path):
         load_dataset("mnist", tmp_path)
 
 
-@pytest.mark.skipif(not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
-                    reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
+    reason="Debian package dataset-fashion-mnist not installed",
+)
 def test_debian_fashion_mnist_default_root():
     train, test, spec = load_dataset("fashion-mnist")
     assert train.images.shape == (60000, 28, 28, 1) and test.images.shape == (10000, 28, 28, 1)
@@ -241,8 +262,9 @@ def test_mnist_converted_to_rgb_32(tmp_path):
     train, _, spec = load_dataset("mnist", tmp_path, image_size=(32, 32), channels=3)
     assert train.images.shape == (30, 32, 32, 3)
     assert spec.in_channels == 3 and spec.input_size == (32, 32) and spec.mean == (0.1307,) * 3
-    np.testing.assert_array_equal(train.images[0], imageio.convert_array(read_idx(
-        tmp_path / "train-images-idx3-ubyte")[0], (32, 32), 3))
+    np.testing.assert_array_equal(
+        train.images[0], imageio.convert_array(read_idx(tmp_path / "train-images-idx3-ubyte")[0], (32, 32), 3)
+    )
 
 
 # ------------------------------------------------------------------------------ cifar
@@ -488,8 +510,10 @@ def test_data_package_is_torch_free_until_the_loader():
     import subprocess
     import sys
 
-    code = ("import sys; from mind_edge.data import load_dataset, make_scenario, task_arrays; "
-            "tr, te, spec = load_dataset('digits'); sc = make_scenario('digits', tr.class_names, 5); "
-            "task_arrays(tr, sc, 0); print('torch' in sys.modules)")
+    code = (
+        "import sys; from mind_edge.data import load_dataset, make_scenario, task_arrays; "
+        "tr, te, spec = load_dataset('digits'); sc = make_scenario('digits', tr.class_names, 5); "
+        "task_arrays(tr, sc, 0); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split()[-1] == "False"

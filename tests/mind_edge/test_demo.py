@@ -20,8 +20,24 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.usefixtures("one_torch_thread")
 def test_demo_end_to_end_with_tiny_budget(tmp_path):
     out = tmp_path / "demo"
-    r = CliRunner().invoke(app, ["demo", "--out", str(out), "--epochs", "1", "--distill-epochs", "0", "--width", "0.25",
-                                 "--images-per-class", "1", "--bench-seconds", "0.05"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--distill-epochs",
+            "0",
+            "--width",
+            "0.25",
+            "--images-per-class",
+            "1",
+            "--bench-seconds",
+            "0.05",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "mind-edge demo summary" in r.output and "validation passed" in r.output
     assert "TAG accuracy R[k, j]" in r.output  # brackets in titles are text, not rich markup
@@ -71,8 +87,12 @@ def test_example_refuses_a_non_empty_out(tmp_path):
     out.mkdir()
     (out / "checkpoint.safetensors").write_bytes(b"a user's checkpoint")
     for extra in ([], ["--overwrite"]):
-        p = subprocess.run([sys.executable, str(ROOT / "examples" / "on_device_update.py"), "--out", str(out), *extra],
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "on_device_update.py"), "--out", str(out), *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
         assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --out"), p.stderr
     assert _tree(out) == {"checkpoint.safetensors": b"a user's checkpoint"}

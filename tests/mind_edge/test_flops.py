@@ -51,7 +51,9 @@ def test_heads_of_different_sizes_and_linear_growth_in_tasks():
 
 def test_resnet32_cifar_matches_the_known_figure():
     # CIFAR ResNet-32: ~69 M MACs (He et al. count 0.07 GFLOPs as multiply-adds)
-    f = network_flops({"arch": "resnet32", "in_channels": 3, "input_size": [32, 32], "width": 1.0, "capacity": 10}, [10] * 10)
+    f = network_flops(
+        {"arch": "resnet32", "in_channels": 3, "input_size": [32, 32], "width": 1.0, "capacity": 10}, [10] * 10
+    )
     assert f.convs_per_task == 137_723_904
     assert f.total == 10 * (137_723_904 + 1_280) + routing_flops(10, 10)
 

@@ -82,8 +82,24 @@ def test_learn_adds_one_task_and_leaves_earlier_tasks_bit_identical(learned):
 def test_learn_new_class_names_get_new_ids_and_a_holdout_split(tmp_path, app):
     run4 = make_run(tmp_path / "run4", capacity=5, seed=1)
     folder = digits_folder(tmp_path / "letters", [2, 7], ["alpha", "beta"], test_split=False, per_class=40)
-    r = CliRunner().invoke(app, ["learn", str(run4), "--data", str(folder), "--out", str(tmp_path / "run5"),
-                                 "--device", "cpu", "--epochs", "1", "--distill-epochs", "1", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "learn",
+            str(run4),
+            "--data",
+            str(folder),
+            "--out",
+            str(tmp_path / "run5"),
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            "--distill-epochs",
+            "1",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout.strip().splitlines()[-1])
     assert doc["classes"] == [10, 11] and doc["class_names"] == ["alpha", "beta"]  # after the 10 digits
@@ -97,8 +113,11 @@ def test_learn_new_class_names_get_new_ids_and_a_holdout_split(tmp_path, app):
     ev = evaluate_run(tmp_path / "run5", device="cpu")  # digits for tasks 0-3, the folder's held-out part for task 4
     assert len(ev["taw"]) == 5 and ev["taw"][4] == pytest.approx(doc["new_task"]["taw"])
     # capacity 5 is now exhausted
-    line = one_error_line(CliRunner().invoke(app, ["learn", str(tmp_path / "run5"), "--data", str(folder),
-                                                    "--out", str(tmp_path / "run6")]))
+    line = one_error_line(
+        CliRunner().invoke(
+            app, ["learn", str(tmp_path / "run5"), "--data", str(folder), "--out", str(tmp_path / "run6")]
+        )
+    )
     assert "capacity for 5 tasks and has learned 5" in line and "--capacity" in line
     assert not (tmp_path / "run6").exists()
 
@@ -127,8 +146,9 @@ def test_learn_refusals(learned, tmp_path, app):
         learn(run4, tmp_path / "nowhere", tmp_path / "y")
     with pytest.raises(CapacityError):
         learn(make_run(tmp_path / "fullrun", learned=3, capacity=3), folder, tmp_path / "z")
-    line = one_error_line(CliRunner().invoke(app, ["learn", str(res.out), "--data", str(folder), "--out",
-                                                    str(tmp_path / "w")]))
+    line = one_error_line(
+        CliRunner().invoke(app, ["learn", str(res.out), "--data", str(folder), "--out", str(tmp_path / "w")])
+    )
     assert "already knows" in line
     with pytest.raises(MemoryBudgetError, match="below what learn already uses"):
         learn(run4, folder, tmp_path / "m", memory_budget_mb=50)  # fails before any training
@@ -169,8 +189,23 @@ def test_train_resume_refuses_a_run_extended_by_learn(learned, tmp_path):
     _, folder, res, _, _ = learned
     run5 = res.out
     before = _tree(run5)
-    result = CliRunner().invoke(main_app, ["train", "--dataset", "digits", "--tasks", "5", "--width", "0.25",
-                                           "--capacity", "10", "--out", str(run5), "--resume"])
+    result = CliRunner().invoke(
+        main_app,
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--tasks",
+            "5",
+            "--width",
+            "0.25",
+            "--capacity",
+            "10",
+            "--out",
+            str(run5),
+            "--resume",
+        ],
+    )
     line = one_error_line(result)
     assert "added by 'mind-edge learn'" in line and str(folder.resolve()) in line and "[4]" in line, line
     assert _tree(run5) == before

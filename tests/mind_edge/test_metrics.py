@@ -27,8 +27,14 @@ def test_single_task_and_summary():
     R = [[0.75]]
     assert metrics.forgetting(R) == 0.0 and metrics.backward_transfer(R) == 0.0
     s = metrics.summarize(R, [[1.0]], 1.0)
-    assert s == {"tag": 0.75, "taw": 1.0, "routing": 1.0, "avg_incremental_tag": 0.75,
-                 "forgetting_tag": 0.0, "bwt_tag": 0.0}
+    assert s == {
+        "tag": 0.75,
+        "taw": 1.0,
+        "routing": 1.0,
+        "avg_incremental_tag": 0.75,
+        "forgetting_tag": 0.0,
+        "bwt_tag": 0.0,
+    }
     assert set(s) <= set(metrics.DEFINITIONS)
 
 

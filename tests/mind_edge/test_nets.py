@@ -61,8 +61,9 @@ class DenseResNet32(nn.Module):
 @pytest.mark.parametrize("arch,size,ch", [("resnet32", (13, 9), 3), ("resnet18", (11, 17), 1)])
 def test_subnetwork_equals_dense_network_from_masked_weights(arch, size, ch):
     gen = torch.Generator().manual_seed(0)
-    model = build_model(NetConfig(arch=arch, in_channels=ch, input_size=size, width=0.25, capacity=4),
-                        [[0, 1], [2, 3, 4], [5]])
+    model = build_model(
+        NetConfig(arch=arch, in_channels=ch, input_size=size, width=0.25, capacity=4), [[0, 1], [2, 3, 4], [5]]
+    )
     _random_owners(model, 3, gen)
     _randomize_bn(model, gen)
     model.eval()
@@ -85,7 +86,7 @@ def test_subnetwork_ignores_free_and_later_weights():
     with torch.no_grad():
         for layer in other.masked_layers():
             noise = torch.randn(layer.weight.shape, generator=gen)
-            keep = (layer.owner == 0)
+            keep = layer.owner == 0
             layer.weight.copy_(torch.where(keep, layer.weight, noise))
     torch.testing.assert_close(other(x, 0), before, rtol=0, atol=0)
     # ...but task 1 does see the changed weights it owns

@@ -35,8 +35,10 @@ def test_mindnet_conv_shapes_equal_the_plan(arch, width, ch, size, n_convs, feat
     assert sorted(c.norm for c in plan.convs()) == sorted(norms)
     # spatial sizes: the plan's out_size against what the module really produces
     seen: dict[str, tuple[int, int]] = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, tuple(o.shape[2:])))
-             for n, m in layers.items()]
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, tuple(o.shape[2:])))
+        for n, m in layers.items()
+    ]
     model.eval()
     with torch.no_grad():
         model(torch.zeros(2, ch, *size), 1)

@@ -49,14 +49,17 @@ def test_a_worker_does_not_run_the_parents_main_script(tmp_path):
     """spawn re-runs the parent's ``__main__`` script in the worker: from the ``mind-edge`` console script
     every bench/learn worker imported mind_edge.cli, typer and rich before it measured its peak."""
     (tmp_path / "heavy_marker.py").write_text("BALLAST = b'\\x01' * (300 * 2**20)  # written, so resident\n")
-    (tmp_path / "probe.py").write_text(textwrap.dedent("""
+    (tmp_path / "probe.py").write_text(
+        textwrap.dedent("""
         import sys
         from mind_edge.core.proc import peak_rss_mb
 
         def probe():
             return "heavy_marker" in sys.modules, peak_rss_mb()
-    """))
-    (tmp_path / "main_script.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "main_script.py").write_text(
+        textwrap.dedent("""
         import json
         import heavy_marker  # what the parent's script imports at its top, like mind-edge's mind_edge.cli
         from probe import probe
@@ -67,9 +70,11 @@ def test_a_worker_does_not_run_the_parents_main_script(tmp_path):
 
         if __name__ == "__main__":
             print(json.dumps([peak_rss_mb(), *spawn_call(probe), spawn_call(local)]))
-    """))
-    out = subprocess.run([sys.executable, str(tmp_path / "main_script.py")], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+    """)
+    )
+    out = subprocess.run(
+        [sys.executable, str(tmp_path / "main_script.py")], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     parent, imported, child_peak, local = json.loads(out.stdout)
     assert parent > 300

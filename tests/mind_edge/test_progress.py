@@ -72,8 +72,26 @@ def test_piped_train_prints_per_batch_progress_at_least_every_10_seconds(tmp_pat
     """`mind-edge train | cat`: a progress line at least every 10 s, with per-batch counts."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
     env.pop("MIND_EDGE_DEFAULTS", None)
-    cmd = [sys.executable, "-c", "from mind_edge.cli import main; main()", "train", "--dataset", "digits", "--tasks", "2",
-           "--width", "0.25", "--epochs", "2", "--distill-epochs", "2", "--out", str(tmp_path / "run"), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from mind_edge.cli import main; main()",
+        "train",
+        "--dataset",
+        "digits",
+        "--tasks",
+        "2",
+        "--width",
+        "0.25",
+        "--epochs",
+        "2",
+        "--distill-epochs",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     stamped = []
     for line in proc.stdout:
@@ -98,6 +116,7 @@ def test_piped_tables_are_wide_unless_columns_says_otherwise():
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert p.stdout.split() == ["160", "160"]  # rich's 80 columns split the bench table's numbers
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "COLUMNS": "100"},
-                       check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "COLUMNS": "100"}, check=True
+    )
     assert p.stdout.split() == ["100", "100"]

@@ -22,8 +22,16 @@ from mind_edge.train import TrainConfig, learn_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = TrainConfig(epochs=1, distill_epochs=1, lr=0.005, distill_lr=0.01, milestones=(), distill_milestones=(),
-                   batch_size=64, temperature=1.0)
+TINY = TrainConfig(
+    epochs=1,
+    distill_epochs=1,
+    lr=0.005,
+    distill_lr=0.01,
+    milestones=(),
+    distill_milestones=(),
+    batch_size=64,
+    temperature=1.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +92,19 @@ def _all_outputs(arrays, x, policy, temperature=2.0):
     """ORT, numpy (re-routed from ORT's task_logits/task_features) and torch outputs of one policy."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(build_graph(arrays, temperature=temperature, policy=policy).SerializeToString(),
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        build_graph(arrays, temperature=temperature, policy=policy).SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    )
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x})))
-    rn = route_numpy(got["task_logits"], class_table(arrays.task_classes), temperature, policy,
-                     stats=arrays.routing_stats(), task_features=got["task_features"])
+    rn = route_numpy(
+        got["task_logits"],
+        class_table(arrays.task_classes),
+        temperature,
+        policy,
+        stats=arrays.routing_stats(),
+        task_features=got["task_features"],
+    )
     model = model_from_arrays(arrays)
     with torch.no_grad():
         ref = {k: v.numpy() for k, v in model_outputs(model, torch.from_numpy(x), temperature, policy).items()}
@@ -185,8 +201,9 @@ def test_shared_space_statistics_are_task_data_seen_by_subnetwork_zero(digits, t
     x, y, _ = task_arrays(train, scenario, 1)
     from mind_edge.data import BatchLoader  # the loader's normalisation, as gather_routing_stats sees the images
 
-    xb = torch.cat([b for b, _ in BatchLoader(x, y, spec=spec, batch_size=len(y), train=False, generator=None,
-                                              device="cpu")])
+    xb = torch.cat(
+        [b for b, _ in BatchLoader(x, y, spec=spec, batch_size=len(y), train=False, generator=None, device="cpu")]
+    )
     with torch.no_grad():
         own = [f.numpy() for f in model.tap_features(xb, 1)]
         zero = [f.numpy() for f in model.tap_features(xb, 0)]
@@ -210,7 +227,7 @@ def test_statistics_of_the_older_layout_are_ignored_with_a_calibrate_hint(tmp_pa
             if int(name.rsplit("whiten" if "whiten" in name else "means", 1)[1]) >= k:
                 continue
         if name.endswith(".routing.score_mean") or name.endswith(".routing.score_std"):
-            v = torch.cat([v[:k], v[2 * k:]])
+            v = torch.cat([v[:k], v[2 * k :]])
         old_state[name] = v
     from safetensors.torch import save_file
 
@@ -224,8 +241,16 @@ def test_statistics_of_the_older_layout_are_ignored_with_a_calibrate_hint(tmp_pa
         model, _ = load_run(run)
     assert not any(h.routing.ready for h in model.heads) and "older layout" in caplog.text
     # numpy statistics of layout 1: the policies of the own space still route, the shared space names calibrate
-    old = [type(s)(whiten=s.whiten[:k], means=s.means[:k], score_mean=np.concatenate([s.score_mean[:k], s.score_mean[2 * k:]]),
-                   score_std=np.concatenate([s.score_std[:k], s.score_std[2 * k:]]), count=s.count) for s in stats]
+    old = [
+        type(s)(
+            whiten=s.whiten[:k],
+            means=s.means[:k],
+            score_mean=np.concatenate([s.score_mean[:k], s.score_mean[2 * k :]]),
+            score_std=np.concatenate([s.score_std[:k], s.score_std[2 * k :]]),
+            count=s.count,
+        )
+        for s in stats
+    ]
     check_stats_for(get_policy("mahalanobis"), old, len(old))
     for policy in ("combined", "shared"):
         with pytest.raises(ConfigError, match="older layout.*calibrate"):

@@ -19,8 +19,13 @@ T = 1.7
 @pytest.fixture(scope="module", params=[("resnet32", (11, 9)), ("resnet18", (12, 10))], ids=["resnet32", "resnet18"])
 def case(request, tmp_path_factory):
     arch, size = request.param
-    net = {"arch": arch, "in_channels": 3, "input_size": list(size), "width": 0.25 if arch == "resnet32" else 0.0625,
-           "capacity": 3}
+    net = {
+        "arch": arch,
+        "in_channels": 3,
+        "input_size": list(size),
+        "width": 0.25 if arch == "resnet32" else 0.0625,
+        "capacity": 3,
+    }
     arrays = random_arrays(net, CLASSES, seed=5)
     path = tmp_path_factory.mktemp("tb") / "shared.onnx"
     path.write_bytes(build_graph(arrays, layout="shared", temperature=T).SerializeToString())
@@ -31,14 +36,18 @@ def case(request, tmp_path_factory):
     return arrays, path, x, want
 
 
-@pytest.mark.parametrize("make", [
-    lambda a: TorchRunner(a, temperature=T, threads=1),
-    lambda a: TorchRunner(a, temperature=T, threads=1, mode="loop"),
-    lambda a: TorchRunner(a, temperature=T, threads=1, mode="stacked"),
-    lambda a: TorchRunner(a, temperature=T, threads=1, mode="loop", channels_last=False),
-    lambda a: TorchRunner(a, temperature=T, threads=1, mode="stacked", channels_last=True),
-    lambda a: ReferenceRunner(a, temperature=T, threads=1),
-], ids=["torch-auto", "torch-loop", "torch-stacked", "torch-loop-nchw", "torch-stacked-cl", "reference"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: TorchRunner(a, temperature=T, threads=1),
+        lambda a: TorchRunner(a, temperature=T, threads=1, mode="loop"),
+        lambda a: TorchRunner(a, temperature=T, threads=1, mode="stacked"),
+        lambda a: TorchRunner(a, temperature=T, threads=1, mode="loop", channels_last=False),
+        lambda a: TorchRunner(a, temperature=T, threads=1, mode="stacked", channels_last=True),
+        lambda a: ReferenceRunner(a, temperature=T, threads=1),
+    ],
+    ids=["torch-auto", "torch-loop", "torch-stacked", "torch-loop-nchw", "torch-stacked-cl", "reference"],
+)
 def test_baselines_agree_with_the_graph(case, make):
     arrays, _, x, want = case
     with make(arrays) as runner:
@@ -54,8 +63,12 @@ def test_baselines_agree_with_the_graph(case, make):
 
 def test_open_backend_reports_start_size_and_variant(case):
     _, path, x, want = case
-    for name, variant in (("torch", "auto: fastest of loop/stacked per batch"), ("torch-loop", "loop, channels_last"),
-                          ("torch-stacked", "stacked"), ("reference", "masks+BN per batch")):
+    for name, variant in (
+        ("torch", "auto: fastest of loop/stacked per batch"),
+        ("torch-loop", "loop, channels_last"),
+        ("torch-stacked", "stacked"),
+        ("reference", "masks+BN per batch"),
+    ):
         opened = open_backend(name, path, temperature=T, threads=1)
         try:
             assert isinstance(opened, bench.Opened) and opened.start_s > 0 and opened.model_bytes > 0
@@ -64,7 +77,10 @@ def test_open_backend_reports_start_size_and_variant(case):
         finally:
             opened.runner.deactivate()
     # the folded per-task weights of `torch` are N x the dense weights; the reference keeps one copy + owners
-    assert open_backend("torch-loop", path, temperature=T).model_bytes > open_backend("reference", path, temperature=T).model_bytes
+    assert (
+        open_backend("torch-loop", path, temperature=T).model_bytes
+        > open_backend("reference", path, temperature=T).model_bytes
+    )
 
 
 def test_auto_mode_tunes_once_per_batch_size(case):
@@ -81,7 +97,9 @@ def test_auto_mode_tunes_once_per_batch_size(case):
 def test_unknown_mode_and_backend():
     from mind_edge.errors import ConfigError, MindEdgeError
 
-    arrays = random_arrays({"arch": "resnet32", "in_channels": 1, "input_size": [4, 4], "width": 0.125, "capacity": 1}, [[0]])
+    arrays = random_arrays(
+        {"arch": "resnet32", "in_channels": 1, "input_size": [4, 4], "width": 0.125, "capacity": 1}, [[0]]
+    )
     with pytest.raises(ConfigError):
         TorchRunner(arrays, temperature=1.0, mode="compiled")
     with pytest.raises(MindEdgeError):
@@ -95,10 +113,23 @@ def test_bench_worker_opens_the_baselines_through_the_registry_plugin(case, tmp_
     assert plugins_for(["ort", "torch", "reference"]) == [TORCH_PLUGIN]
     assert get_backend("torch").open is not None  # this module imported mind_edge.torch_backends
     arrays, path, _, _ = case
-    src = ModelSource(num_tasks=arrays.num_tasks, onnx=str(path), layout="shared", variant="shared",
-                      input_shape=(3, *arrays.net["input_size"]), temperature=T, arrays_onnx=str(path))
-    job = {"backend": "torch-loop", "source": src.to_json(), "batches": [2], "threads": 1, "plugins": [TORCH_PLUGIN],
-           "timing": {"warmup_seconds": 0.0, "min_iters": 2, "min_seconds": 0.0}}
+    src = ModelSource(
+        num_tasks=arrays.num_tasks,
+        onnx=str(path),
+        layout="shared",
+        variant="shared",
+        input_shape=(3, *arrays.net["input_size"]),
+        temperature=T,
+        arrays_onnx=str(path),
+    )
+    job = {
+        "backend": "torch-loop",
+        "source": src.to_json(),
+        "batches": [2],
+        "threads": 1,
+        "plugins": [TORCH_PLUGIN],
+        "timing": {"warmup_seconds": 0.0, "min_iters": 2, "min_seconds": 0.0},
+    }
     res = bench.run_worker(job)
     assert res["status"] == "ok" and res["variant"] == "loop, channels_last" and len(res["rows"]) == 1
     folded = bench.run_worker({**job, "source": {**job["source"], "arrays_onnx": None}})

@@ -16,8 +16,16 @@ from mind_edge.train import TrainConfig, _claim, learn_task, mip_scores
 # tiny networks: one intra-op thread is 2x faster than two on a busy 2-core machine (issue 13, item 8)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = TrainConfig(epochs=2, distill_epochs=1, lr=0.005, distill_lr=0.01, milestones=(1,),
-                   distill_milestones=(1,), batch_size=64, temperature=1.0)
+TINY = TrainConfig(
+    epochs=2,
+    distill_epochs=1,
+    lr=0.005,
+    distill_lr=0.01,
+    milestones=(1,),
+    distill_milestones=(1,),
+    batch_size=64,
+    temperature=1.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +95,16 @@ def test_mip_claims_largest_magnitude_free_weights_of_the_trained_teacher(digits
     before = [layer.owner.clone() for layer in model.masked_layers()]
     seen = {}
     x, y, _ = task_arrays(train, scenario, 1)
-    learn_task(model, list(scenario.tasks[1]), x, y, spec,
-               TrainConfig(**{**TINY.to_json(), "distill_epochs": 0}), seed=0,
-               on_teacher=lambda t: seen.setdefault("teacher", copy.deepcopy(t)))
+    learn_task(
+        model,
+        list(scenario.tasks[1]),
+        x,
+        y,
+        spec,
+        TrainConfig(**{**TINY.to_json(), "distill_epochs": 0}),
+        seed=0,
+        on_teacher=lambda t: seen.setdefault("teacher", copy.deepcopy(t)),
+    )
     teacher = seen["teacher"]
     for layer, t_layer, owner0 in zip(model.masked_layers(), teacher.masked_layers(), before):
         free = owner0 == FREE

@@ -58,8 +58,10 @@ def zip_bomb_payload(base_payload: bytes, inflated_bytes: int = 2 << 30, member:
     """The .npz ``base_payload`` with ``member`` replaced by one that inflates to ``inflated_bytes`` of zeros
     (deflate: ~1/1000 of that), so the archive has exactly the members a patch holds."""
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(base_payload)) as src, \
-            zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    with (
+        zipfile.ZipFile(io.BytesIO(base_payload)) as src,
+        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf,
+    ):
         for name in src.namelist():
             if name != member:
                 zf.writestr(name, src.read(name))
@@ -75,23 +77,33 @@ def zip_bomb_payload(base_payload: bytes, inflated_bytes: int = 2 << 30, member:
     return out.getvalue()
 
 
-def run_cli(*args, timeout: float = 120, env: dict | None = None, cwd: Path | None = None,
-            hwm_file: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+def run_cli(
+    *args, timeout: float = 120, env: dict | None = None, cwd: Path | None = None, hwm_file: Path | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
     """``mind-edge ARGS`` in a fresh interpreter; returns the process and its wall time. With ``hwm_file``
     the child writes its /proc/self/status (VmHWM: peak RSS) there at exit."""
     import time
 
     code = (
         "import atexit, sys\n"
-        + (f"atexit.register(lambda: open({str(hwm_file)!r}, 'w').write(open('/proc/self/status').read()))\n"
-           if hwm_file else "")
+        + (
+            f"atexit.register(lambda: open({str(hwm_file)!r}, 'w').write(open('/proc/self/status').read()))\n"
+            if hwm_file
+            else ""
+        )
         + "sys.argv = ['mind-edge'] + sys.argv[1:]\n"
         "from mind_edge.cli import main\n"
         "main()\n"
     )
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *[str(a) for a in args]], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *[str(a) for a in args]],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=cwd,
+    )
     return proc, time.perf_counter() - t0
 
 
@@ -105,7 +117,10 @@ def vm_hwm_mb(status_file: Path) -> float:
 def one_line(proc: subprocess.CompletedProcess, code: int = 2, label: str = "error") -> str:
     """The subprocess printed exactly one ``label: …`` line on stderr, no traceback, and exited ``code``."""
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode == code and len(lines) == 1 and lines[0].startswith(f"{label}: "), (proc.returncode, proc.stderr)
+    assert proc.returncode == code and len(lines) == 1 and lines[0].startswith(f"{label}: "), (
+        proc.returncode,
+        proc.stderr,
+    )
     assert "Traceback" not in proc.stderr + proc.stdout
     return lines[0]
 

@@ -38,8 +38,16 @@ class World:
 
 
 def make_bundle(out: Path, arrays) -> Path:
-    return assemble_bundle(out, arrays, layout="shared", temperature=T, class_names=NAMES, mean=[0.5], std=[0.25],
-                           source={"note": "patch test network"})
+    return assemble_bundle(
+        out,
+        arrays,
+        layout="shared",
+        temperature=T,
+        class_names=NAMES,
+        mean=[0.5],
+        std=[0.25],
+        source={"note": "patch test network"},
+    )
 
 
 def world(folder: Path, seed: int = 0) -> World:

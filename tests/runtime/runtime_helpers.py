@@ -30,9 +30,16 @@ T = 1.5
 def make_bundle(out: Path, *, channels: int = 3, size=(13, 9), layout: str = "shared", seed: int = 2) -> Path:
     net = {"arch": "resnet32", "in_channels": channels, "input_size": list(size), "width": 0.25, "capacity": 4}
     arrays = random_arrays(net, CLASSES, seed=seed)
-    return assemble_bundle(out, arrays, layout=layout, temperature=T, class_names=NAMES,
-                           mean=[0.5] * channels, std=[0.25] * channels,
-                           source={"note": "random test network"})
+    return assemble_bundle(
+        out,
+        arrays,
+        layout=layout,
+        temperature=T,
+        class_names=NAMES,
+        mean=[0.5] * channels,
+        std=[0.25] * channels,
+        source={"note": "random test network"},
+    )
 
 
 def predict_app():
@@ -47,4 +54,3 @@ def run_cli(app, *args):
     from typer.testing import CliRunner
 
     return CliRunner().invoke(app, [str(a) for a in args])
-

@@ -84,7 +84,11 @@ def test_cv_warning_only_above_five_percent():
 
 def test_linear_fit():
     fit = linear_fit([1, 2, 5, 10], [3.0, 5.0, 11.0, 21.0])
-    assert fit["slope"] == pytest.approx(2.0) and fit["intercept"] == pytest.approx(1.0) and fit["r2"] == pytest.approx(1.0)
+    assert (
+        fit["slope"] == pytest.approx(2.0)
+        and fit["intercept"] == pytest.approx(1.0)
+        and fit["r2"] == pytest.approx(1.0)
+    )
     assert linear_fit([1, 2, 3], [1.0, 3.0, 2.0])["r2"] < 1.0
     with pytest.raises(ConfigError):
         linear_fit([2, 2], [1.0, 2.0])
@@ -162,9 +166,16 @@ def test_context_gemm_and_rss():
 @pytest.fixture(scope="module")
 def tiny_sources(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
-    sources, info = bench.synthetic_sources(work, arch="resnet32", input_shape=(3, 8, 8), tasks=(1, 3), width=0.25,
-                                            classes_per_task=2, variants=[GraphVariant("shared"), GraphVariant("folded")],
-                                            backends=("ort", "ort-split"))
+    sources, info = bench.synthetic_sources(
+        work,
+        arch="resnet32",
+        input_shape=(3, 8, 8),
+        tasks=(1, 3),
+        width=0.25,
+        classes_per_task=2,
+        variants=[GraphVariant("shared"), GraphVariant("folded")],
+        backends=("ort", "ort-split"),
+    )
     return work, sources, info
 
 
@@ -194,8 +205,14 @@ def test_worker_in_process_rows_probe_and_split_agreement(tiny_sources):
 
 def test_chunked_batches_give_the_same_rows_shape(tiny_sources):
     _, sources, _ = tiny_sources
-    job = {"backend": "ort", "source": sources[2].to_json(), "batches": [1, 5], "threads": 1, "timing": FAST.__dict__,
-           "chunk": 2}
+    job = {
+        "backend": "ort",
+        "source": sources[2].to_json(),
+        "batches": [1, 5],
+        "threads": 1,
+        "timing": FAST.__dict__,
+        "chunk": 2,
+    }
     res = bench.run_worker(job)
     assert res["variant"] == "shared, chunks of 2"
     assert [(r["batch"], r["chunk"]) for r in res["rows"]] == [(1, 2), (5, 2)]
@@ -206,11 +223,13 @@ def test_chunked_batches_give_the_same_rows_shape(tiny_sources):
 def test_trt_and_torch_unavailable_rows_are_reasons_not_crashes(tiny_sources, monkeypatch):
     _, sources, _ = tiny_sources
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("tensorrt", "torch") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("tensorrt", "torch") else real(name, *a)
+    )
     for name, why in (("trt", "tensorrt"), ("torch", "PyTorch"), ("reference", "PyTorch")):
-        res = bench.run_worker({"backend": name, "source": sources[0].to_json(), "batches": [1], "threads": 1,
-                                "timing": FAST.__dict__})
+        res = bench.run_worker(
+            {"backend": name, "source": sources[0].to_json(), "batches": [1], "threads": 1, "timing": FAST.__dict__}
+        )
         assert res["status"] == "unavailable" and why in res["reason"] and res["rows"] == []
 
 
@@ -225,14 +244,29 @@ def test_run_benchmark_report_schema(tiny_sources, monkeypatch):
     ok = [r for r in report["results"] if r["status"] == "ok"]
     assert len(ok) == 2 * 2 * 2  # 2 task counts x 2 variants x 2 batches
     for r in ok:
-        for k in ("backend", "batch", "tasks", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "peak_rss_mb", "roofline_fraction"):
+        for k in (
+            "backend",
+            "batch",
+            "tasks",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "throughput_ips",
+            "peak_rss_mb",
+            "roofline_fraction",
+        ):
             assert r[k] is not None, k
         assert r["roofline_fraction"] == pytest.approx(r["flops_per_image"] * r["throughput_ips"] / 1e9 / 10.0)
     trt = [r for r in report["results"] if r["backend"] == "trt"]
     assert {(r["tasks"], r["batch"]) for r in trt} == {(1, 1), (1, 2), (3, 1), (3, 2)}
     assert all(r["status"] == "unavailable" and r["p50_ms"] is None and r["reason"] for r in trt)
     assert report["gemm"]["peak_gflops"] == 10.0 and len(report["gemm"]["runs"]) == 2
-    assert {(f["variant"], f["batch"]) for f in report["linearity"]} == {("shared", 1), ("shared", 2), ("folded", 1), ("folded", 2)}
+    assert {(f["variant"], f["batch"]) for f in report["linearity"]} == {
+        ("shared", 1),
+        ("shared", 2),
+        ("folded", 1),
+        ("folded", 2),
+    }
     assert report["flops"]["3"]["num_tasks"] == 3
 
 
@@ -246,8 +280,10 @@ def test_isolated_worker_process_leaves_torch_out(tiny_sources):
 
 
 def test_import_is_torch_free():
-    code = ("import sys, mind_edge.runtime.bench, mind_edge.cli.runtime; "
-            "print('torch' in sys.modules, 'onnx' in sys.modules)")
+    code = (
+        "import sys, mind_edge.runtime.bench, mind_edge.cli.runtime; "
+        "print('torch' in sys.modules, 'onnx' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]

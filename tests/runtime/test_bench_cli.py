@@ -23,8 +23,22 @@ def _invoke(app, *args):
 
 def test_random_model_json_plot_and_trt_row(app, tmp_path):
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    res = _invoke(app, *TINY, *FAST, "--tasks", "1,2", "--batch", "1,2", "--backend", "ort,trt", "--no-isolate",
-                  "--json", str(out), "--plot", str(png))
+    res = _invoke(
+        app,
+        *TINY,
+        *FAST,
+        "--tasks",
+        "1,2",
+        "--batch",
+        "1,2",
+        "--backend",
+        "ort,trt",
+        "--no-isolate",
+        "--json",
+        str(out),
+        "--plot",
+        str(png),
+    )
     assert res.exit_code == 0, res.output
     assert "trt: unavailable" in res.output and "tensorrt" in res.output
     assert "roofline: peak" in res.output and "sub-network(s)" in res.output
@@ -33,8 +47,21 @@ def test_random_model_json_plot_and_trt_row(app, tmp_path):
     ok = [r for r in rows if r["status"] == "ok"]
     assert {(r["tasks"], r["batch"]) for r in ok} == {(1, 1), (1, 2), (2, 1), (2, 2)}
     for r in ok:
-        assert {"backend", "batch", "tasks", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "peak_rss_mb",
-                "roofline_fraction", "p95_ms", "start_ms", "model_bytes", "cv"} <= set(r)
+        assert {
+            "backend",
+            "batch",
+            "tasks",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "throughput_ips",
+            "peak_rss_mb",
+            "roofline_fraction",
+            "p95_ms",
+            "start_ms",
+            "model_bytes",
+            "cv",
+        } <= set(r)
         assert r["backend"] == "ort" and r["roofline_fraction"] > 0 and r["threads"] == 1
     trt = [r for r in rows if r["backend"] == "trt"]
     assert trt and all(r["status"] == "unavailable" and r["p50_ms"] is None for r in trt)
@@ -65,16 +92,19 @@ def test_folded_bundle_cannot_be_resized(app, tmp_path):
     assert "torch: unavailable" in res.output
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--batch", "0"], "--batch"),
-    (["--batch", "one"], "--batch"),
-    (["--backend", "tflite"], "unknown backend"),
-    (["--min-iters", "0"], "--min-iters"),
-    (["--input-shape", "3,32"], "--input-shape"),
-    (["--layout", "dense"], "graph variant"),
-    (["--arch", "vgg"], "unknown architecture"),
-    (["--sub-batch", "-1"], "--sub-batch"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--batch", "0"], "--batch"),
+        (["--batch", "one"], "--batch"),
+        (["--backend", "tflite"], "unknown backend"),
+        (["--min-iters", "0"], "--min-iters"),
+        (["--input-shape", "3,32"], "--input-shape"),
+        (["--layout", "dense"], "graph variant"),
+        (["--arch", "vgg"], "unknown architecture"),
+        (["--sub-batch", "-1"], "--sub-batch"),
+    ],
+)
 def test_bad_options_are_one_line_errors(app, args, needle):
     res = _invoke(app, *TINY, *FAST, "--no-gemm", "--no-isolate", *args)
     assert res.exit_code == 2, res.output
@@ -87,8 +117,20 @@ def test_ort_sub_batches_default_on_cpu_and_whole_batch_on_request(app, tmp_path
     rows = {}
     for flag in ([], ["--sub-batch", "0"], ["--sub-batch", "3"]):
         out = tmp_path / f"r{len(flag)}{flag[-1] if flag else ''}.json"
-        res = _invoke(app, *TINY, *FAST, "--tasks", "2", "--batch", "1,8,9", "--no-gemm", "--no-isolate",
-                      "--json", str(out), *flag)
+        res = _invoke(
+            app,
+            *TINY,
+            *FAST,
+            "--tasks",
+            "2",
+            "--batch",
+            "1,8,9",
+            "--no-gemm",
+            "--no-isolate",
+            "--json",
+            str(out),
+            *flag,
+        )
         assert res.exit_code == 0, res.output
         report = json.loads(out.read_text())
         rows[tuple(flag)] = {r["batch"]: r for r in report["results"]}
@@ -108,8 +150,21 @@ def test_narrow_terminals_keep_the_numbers_whole(app, tmp_path):
     from mind_edge.cli.runtime import render_bench as render
 
     out = tmp_path / "r.json"
-    res = _invoke(app, *TINY, *FAST, "--tasks", "2", "--batch", "1,8", "--backend", "ort", "--no-gemm", "--no-isolate",
-                  "--json", str(out))
+    res = _invoke(
+        app,
+        *TINY,
+        *FAST,
+        "--tasks",
+        "2",
+        "--batch",
+        "1,8",
+        "--backend",
+        "ort",
+        "--no-gemm",
+        "--no-isolate",
+        "--json",
+        str(out),
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     narrow, wide = Console(width=80, record=True), Console(width=220, record=True)

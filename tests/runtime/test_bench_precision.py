@@ -21,9 +21,16 @@ HAS_OV = importlib.util.find_spec("openvino") is not None
 @pytest.fixture(scope="module")
 def prec_sources(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench_prec")
-    sources, info = bench.synthetic_sources(work, arch="resnet32", input_shape=(3, 8, 8), tasks=(2,), width=0.25,
-                                            classes_per_task=2,
-                                            precisions=("fp32", "fp16", "bf16", "int8"), calibration_images=8)
+    sources, info = bench.synthetic_sources(
+        work,
+        arch="resnet32",
+        input_shape=(3, 8, 8),
+        tasks=(2,),
+        width=0.25,
+        classes_per_task=2,
+        precisions=("fp32", "fp16", "bf16", "int8"),
+        calibration_images=8,
+    )
     return work, sources, info
 
 
@@ -31,15 +38,28 @@ def _fake_peaks(monkeypatch):
     fake = {"engine": "fake", "gflops": 10.0, "size": 1, "per_size_gflops": {"1": 10.0}}
     monkeypatch.setattr(bench.peaks, "gemm_peak", lambda threads, **k: {**fake, "threads": threads})
     gflops = {"int8": 40.0, "bf16": 20.0}
-    monkeypatch.setattr(bench.peaks, "precision_peak", lambda threads, p, **k: {
-        "engine": f"fake {p}", "threads": threads, "gflops": gflops[p], "size": 1, "precision": p})
+    monkeypatch.setattr(
+        bench.peaks,
+        "precision_peak",
+        lambda threads, p, **k: {
+            "engine": f"fake {p}",
+            "threads": threads,
+            "gflops": gflops[p],
+            "size": 1,
+            "precision": p,
+        },
+    )
     monkeypatch.setattr(bench.machine, "cpu_has_bf16", lambda: True)
 
 
 def test_precision_sources_one_network(prec_sources):
     _, sources, info = prec_sources
     assert [(s.precision, s.variant) for s in sources] == [
-        ("fp32", "shared"), ("fp16", "shared fp16"), ("bf16", "shared"), ("int8", "int8 per-task QDQ")]
+        ("fp32", "shared"),
+        ("fp16", "shared fp16"),
+        ("bf16", "shared"),
+        ("int8", "int8 per-task QDQ"),
+    ]
     assert sources[2].onnx == sources[0].onnx  # bf16 is a compute precision on the FP32 graph
     assert len({s.flops["per_image"] for s in sources}) == 1
     assert "standard-normal" in info["calibration"]
@@ -49,8 +69,14 @@ def test_rows_per_precision_roofline_against_matching_peak_and_agreement(prec_so
     work, sources, info = prec_sources
     _fake_peaks(monkeypatch)
     backends = ("ort", "openvino") if HAS_OV else ("ort",)
-    spec = BenchSpec(backends=backends, batches=(1, 2), threads=1, timing=FAST, isolate=False,
-                     precisions=("fp32", "fp16", "bf16", "int8"))
+    spec = BenchSpec(
+        backends=backends,
+        batches=(1, 2),
+        threads=1,
+        timing=FAST,
+        isolate=False,
+        precisions=("fp32", "fp16", "bf16", "int8"),
+    )
     report = bench.run_benchmark(spec, sources, workdir=work, model_info=info)
     json.dumps(report)
     ok = [r for r in report["results"] if r["status"] == "ok"]
@@ -88,8 +114,10 @@ def test_int8_peak_is_measured_with_the_quantized_gemm():
 
 
 def test_two_task_counts_are_a_line_not_a_fit():
-    rows = [{"status": "ok", "backend": "ort", "variant": "shared", "batch": 1, "tasks": t, "p50_ms": 1.0 + t}
-            for t in (1, 2)]
+    rows = [
+        {"status": "ok", "backend": "ort", "variant": "shared", "batch": 1, "tasks": t, "p50_ms": 1.0 + t}
+        for t in (1, 2)
+    ]
     (fit,) = bench.linearity(rows)
     assert fit["r2"] is None and fit["is_fit"] is False and fit["ms_per_task"] == pytest.approx(1.0)
     rows.append({**rows[0], "tasks": 4, "p50_ms": 5.5})
@@ -100,11 +128,39 @@ def test_two_task_counts_are_a_line_not_a_fit():
 def test_cli_table_has_precision_and_agree_columns(bench_app, tmp_path, monkeypatch):
     _fake_peaks(monkeypatch)
     out = tmp_path / "p.json"
-    res = CliRunner().invoke(bench_app, ["bench", "--arch", "resnet32", "--input-shape", "3,8,8", "--width", "0.25",
-                                         "--classes-per-task", "2", "--tasks", "1,2", "--batch", "1",
-                                         "--min-seconds", "0.02", "--min-iters", "2", "--warmup-seconds", "0",
-                                         "--threads", "1", "--no-isolate", "--precision", "fp32,int8",
-                                         "--json", str(out)], catch_exceptions=False, env={"COLUMNS": "240"})
+    res = CliRunner().invoke(
+        bench_app,
+        [
+            "bench",
+            "--arch",
+            "resnet32",
+            "--input-shape",
+            "3,8,8",
+            "--width",
+            "0.25",
+            "--classes-per-task",
+            "2",
+            "--tasks",
+            "1,2",
+            "--batch",
+            "1",
+            "--min-seconds",
+            "0.02",
+            "--min-iters",
+            "2",
+            "--warmup-seconds",
+            "0",
+            "--threads",
+            "1",
+            "--no-isolate",
+            "--precision",
+            "fp32,int8",
+            "--json",
+            str(out),
+        ],
+        catch_exceptions=False,
+        env={"COLUMNS": "240"},
+    )
     assert res.exit_code == 0, res.output
     assert "agree" in res.output and "prec" in res.output and " ref " in res.output
     assert "not a fit" in res.output and "R² 1.000" not in res.output

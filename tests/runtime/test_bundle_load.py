@@ -57,7 +57,9 @@ def test_unknown_schema_version(bundle_copy):
     meta = json.loads(p.read_text())
     meta["schema_version"] = 99
     p.write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match=rf"schema version 99; this mind-edge .* reads schema version {BUNDLE_SCHEMA}"):
+    with pytest.raises(
+        BundleError, match=rf"schema version 99; this mind-edge .* reads schema version {BUNDLE_SCHEMA}"
+    ):
         Bundle.load(bundle_copy)
 
 
@@ -70,13 +72,17 @@ def test_foreign_or_broken_bundle_json(bundle_copy):
     with pytest.raises(BundleError, match="not valid JSON"):
         Bundle.load(bundle_copy)
     p.unlink()
-    with pytest.raises(BundleError, match=r"has no bundle.json \(the folder holds: model.onnx, probe.npz, validation.json\)"):
+    with pytest.raises(
+        BundleError, match=r"has no bundle.json \(the folder holds: model.onnx, probe.npz, validation.json\)"
+    ):
         Bundle.load(bundle_copy)
 
 
 def test_missing_file_lists_what_exists(bundle_copy):
     (bundle_copy / "model.onnx").unlink()
-    with pytest.raises(BundleError, match=r"missing model.onnx .*the folder holds: bundle.json, probe.npz, validation.json"):
+    with pytest.raises(
+        BundleError, match=r"missing model.onnx .*the folder holds: bundle.json, probe.npz, validation.json"
+    ):
         Bundle.load(bundle_copy)
 
 

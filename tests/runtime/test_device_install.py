@@ -27,13 +27,26 @@ from tree_helpers import copy_source_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_packages, pytest.mark.timeout(900)]
 
-NETWORK_TROUBLE = ("Could not find a version", "No matching distribution", "Failed to establish", "Temporary failure",
-                   "Name or service not known", "ConnectionError", "ReadTimeout", "Network is unreachable",
-                   "ProxyError", "SSLError")
+NETWORK_TROUBLE = (
+    "Could not find a version",
+    "No matching distribution",
+    "Failed to establish",
+    "Temporary failure",
+    "Name or service not known",
+    "ConnectionError",
+    "ReadTimeout",
+    "Network is unreachable",
+    "ProxyError",
+    "SSLError",
+)
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "MIND_EDGE_DEFAULTS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "MIND_EDGE_DEFAULTS")
+    }
     env["COLUMNS"] = "200"
     return env
 
@@ -44,17 +57,36 @@ def device_venv(tmp_path_factory) -> Path:
         pytest.skip("the 'build' package (dev extra) is not installed")
     base = tmp_path_factory.mktemp("device-install")
     src = copy_source_tree(base / "src")
-    p = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(base / "dist"), str(src)],
-                       capture_output=True, text=True, timeout=300, env=_env())
+    p = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(base / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     wheels = list((base / "dist").glob("mind_edge-*.whl"))
     assert len(wheels) == 1, wheels
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     # the host's pip installs into the new environment (pip --python): no pip bootstrap in it
-    p = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
-                        "--disable-pip-version-check", f"{wheels[0]}[device]"],
-                       capture_output=True, text=True, timeout=600, env=_env())
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"{wheels[0]}[device]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
     if p.returncode != 0:
         out = p.stdout + p.stderr
         if any(s in out for s in NETWORK_TROUBLE):
@@ -64,8 +96,14 @@ def device_venv(tmp_path_factory) -> Path:
 
 
 def _run(venv: Path, *args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(venv / "bin" / "mind-edge"), *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=_env(), cwd=cwd)
+    return subprocess.run(
+        [str(venv / "bin" / "mind-edge"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        cwd=cwd,
+    )
 
 
 def _one_error_line(p: subprocess.CompletedProcess) -> str:
@@ -76,9 +114,17 @@ def _one_error_line(p: subprocess.CompletedProcess) -> str:
 
 def test_the_device_install_has_no_torch(device_venv):
     py = str(device_venv / "bin" / "python")
-    p = subprocess.run([py, "-c", "import importlib.util as u; print([m for m in ('torch', 'torchvision', 'onnxruntime', "
-                        "'onnx', 'nacl', 'PIL', 'numpy', 'typer', 'rich') if u.find_spec(m) is None])"],
-                       capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [
+            py,
+            "-c",
+            "import importlib.util as u; print([m for m in ('torch', 'torchvision', 'onnxruntime', "
+            "'onnx', 'nacl', 'PIL', 'numpy', 'typer', 'rich') if u.find_spec(m) is None])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert p.stdout.strip() == "['torch', 'torchvision']"
     from mind_edge import __version__
 
@@ -88,8 +134,11 @@ def test_the_device_install_has_no_torch(device_venv):
 
 
 def test_torch_commands_name_the_extra(device_venv, tmp_path):
-    for args in (["train", "--out", tmp_path / "run"], ["demo", "--out", tmp_path / "demo"],
-                 ["export", tmp_path / "run", "--out", tmp_path / "bundle"]):
+    for args in (
+        ["train", "--out", tmp_path / "run"],
+        ["demo", "--out", tmp_path / "demo"],
+        ["export", tmp_path / "run", "--out", tmp_path / "bundle"],
+    ):
         line = _one_error_line(_run(device_venv, *args))
         assert "'torch'" in line and "pip install 'mind-edge[train]'" in line, line
     assert not any(tmp_path.iterdir())
@@ -122,8 +171,25 @@ def test_predict_signed_patch_apply_and_bench_on_the_device(device_venv, tmp_pat
     p = _run(device_venv, "keygen", device / "keys" / "k")  # pynacl is part of the device extra
     assert p.returncode == 0 and (device / "keys" / "k.pub").is_file(), p.stderr
 
-    p = _run(device_venv, "bench", bundle, "--backend", "ort", "--batch", "1,4", "--min-seconds", "0.05",
-             "--min-iters", "2", "--warmup-seconds", "0.01", "--no-gemm", "--no-isolate", "--json", device / "bench.json")
+    p = _run(
+        device_venv,
+        "bench",
+        bundle,
+        "--backend",
+        "ort",
+        "--batch",
+        "1,4",
+        "--min-seconds",
+        "0.05",
+        "--min-iters",
+        "2",
+        "--warmup-seconds",
+        "0.01",
+        "--no-gemm",
+        "--no-isolate",
+        "--json",
+        device / "bench.json",
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     rows = json.loads((device / "bench.json").read_text())["results"]
     assert {r["batch"] for r in rows} == {1, 4} and all(r["p50_ms"] > 0 for r in rows)

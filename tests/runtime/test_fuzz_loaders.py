@@ -24,14 +24,26 @@ from patch_helpers import world  # noqa: E402
 from mind_edge.errors import MindEdgeError  # noqa: E402
 from mind_edge.runtime.patch import apply_to_arrays, parse_patch  # noqa: E402
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                      st.text(max_size=12), st.sampled_from(["../x", "/etc/passwd", "[/bold]", "\x1b[2J", "a\nb"]))
-JSON = st.recursive(JSON_LEAF, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                    max_leaves=8)
+JSON_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["../x", "/etc/passwd", "[/bold]", "\x1b[2J", "a\nb"]),
+)
+JSON = st.recursive(
+    JSON_LEAF,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=8,
+)
 
 
 class _Quiet:
@@ -153,17 +165,40 @@ def test_bundle_json_mutations(bundle_template, data):
 
 @pytest.fixture(scope="module")
 def run_template():
-    meta = {"format": "mind-edge", "schema_version": 1,
-            "net": {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 5},
-            "scenario": {"dataset": "digits", "order": "seed", "seed": 0, "tasks": [[0, 1], [2, 3]],
-                         "class_names": ["a", "b", "c", "d"]},
-            "data": {"dataset": "digits", "in_channels": 1, "input_size": [8, 8], "mean": [0.5], "std": [0.25],
-                     "root": None},
-            "train": {"method": "self", "epochs": 1, "distill_epochs": 1, "temperature": 1.0, "routing": "maxprob",
-                      "milestones": [], "batch_size": 8},
-            "seed": 0, "learned_tasks": [[0, 1], [2, 3]],
-            "steps": [{"step": 1, "tag_matrix": [[0.5, None], [0.4, 0.6]], "taw_matrix": [[0.9, None], [0.8, 0.9]]}],
-            "final": {"tag": 0.5, "taw": 0.85, "routing": 0.5}, "checkpoint_sha256": "0" * 64}
+    meta = {
+        "format": "mind-edge",
+        "schema_version": 1,
+        "net": {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 5},
+        "scenario": {
+            "dataset": "digits",
+            "order": "seed",
+            "seed": 0,
+            "tasks": [[0, 1], [2, 3]],
+            "class_names": ["a", "b", "c", "d"],
+        },
+        "data": {
+            "dataset": "digits",
+            "in_channels": 1,
+            "input_size": [8, 8],
+            "mean": [0.5],
+            "std": [0.25],
+            "root": None,
+        },
+        "train": {
+            "method": "self",
+            "epochs": 1,
+            "distill_epochs": 1,
+            "temperature": 1.0,
+            "routing": "maxprob",
+            "milestones": [],
+            "batch_size": 8,
+        },
+        "seed": 0,
+        "learned_tasks": [[0, 1], [2, 3]],
+        "steps": [{"step": 1, "tag_matrix": [[0.5, None], [0.4, 0.6]], "taw_matrix": [[0.9, None], [0.8, 0.9]]}],
+        "final": {"tag": 0.5, "taw": 0.85, "routing": 0.5},
+        "checkpoint_sha256": "0" * 64,
+    }
     return meta
 
 

@@ -73,8 +73,23 @@ def patch_bytes(w, header_edit=None, payload=None, sign=False) -> bytes:
 # ----------------------------------------------------------------------------- 1. names that leave the bundle
 
 
-@pytest.mark.parametrize("name", ["../outside.txt", "../../far.txt", "/ABS", "sub/x", ".hidden", "-rf", "a\nb",
-                                  "..", "CURRENT", "versions", "TRUSTED_KEYS", ""])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../outside.txt",
+        "../../far.txt",
+        "/ABS",
+        "sub/x",
+        ".hidden",
+        "-rf",
+        "a\nb",
+        "..",
+        "CURRENT",
+        "versions",
+        "TRUSTED_KEYS",
+        "",
+    ],
+)
 def test_bundle_json_names_that_leave_the_bundle_are_refused_and_apply_deletes_nothing(w, deployed, app, name):
     site = deployed.parent
     outside = site / "outside.txt"
@@ -83,8 +98,10 @@ def test_bundle_json_names_that_leave_the_bundle_are_refused_and_apply_deletes_n
     meta = json.loads((deployed / "bundle.json").read_text())
     import hashlib
 
-    meta["files"][target] = {"sha256": hashlib.sha256(outside.read_bytes()).hexdigest(),
-                             "bytes": outside.stat().st_size}
+    meta["files"][target] = {
+        "sha256": hashlib.sha256(outside.read_bytes()).hexdigest(),
+        "bytes": outside.stat().st_size,
+    }
     (deployed / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError):
         Bundle.load(deployed)
@@ -131,8 +148,10 @@ def test_zip_bomb_with_verify_key_is_refused_before_decoding(w, deployed, bomb, 
     assert "not signed but a signature is required" in line
     peak = vm_hwm_mb(hwm)
     with capsys.disabled():
-        print(f"\n[zip bomb ({bomb.stat().st_size / 1e6:.2f} MB -> 2 GiB), patch apply --verify-key: refused in "
-              f"{seconds:.2f} s (process wall time, interpreter start included), peak RSS {peak:.0f} MB]")
+        print(
+            f"\n[zip bomb ({bomb.stat().st_size / 1e6:.2f} MB -> 2 GiB), patch apply --verify-key: refused in "
+            f"{seconds:.2f} s (process wall time, interpreter start included), peak RSS {peak:.0f} MB]"
+        )
     assert peak < 150 and seconds < 2.0, (peak, seconds)
     assert tree_hash(deployed.parent) == before
 
@@ -199,8 +218,9 @@ def test_a_bundle_pins_its_trusted_keys(w, deployed, app, tmp_path):
     other.write_bytes(frame_patch(header, body, sign_key=kp.secret_path))
     assert "not with the key" in one_error_line(cli(app, "patch", "apply", deployed, other))
     # --verify-key cannot swap in an untrusted key
-    assert "is not one of the trusted keys" in one_error_line(cli(app, "patch", "apply", deployed, other,
-                                                                  "--verify-key", kp.public_path))
+    assert "is not one of the trusted keys" in one_error_line(
+        cli(app, "patch", "apply", deployed, other, "--verify-key", kp.public_path)
+    )
     assert tree_hash(deployed.parent) == before
     # signed by the trusted key: applies without any flag; the pin survives the switch to versions/
     r = cli(app, "patch", "apply", deployed, w.p3_signed, "--json")
@@ -247,8 +267,15 @@ def test_a_symlinked_versions_folder_is_refused_and_never_followed(w, deployed, 
 
 # ----------------------------------------------------------------------------- 6. terminal injection
 
-EVIL = ["[/bold]", "[link=https://evil.example]click[/link]", f"{ESC}]8;;https://evil.example{ESC}\\hi{ESC}]8;;{ESC}\\",
-        "two\nerror: forged line", f"{ESC}[2J{ESC}[31mred", "\u202egnp.exe", "[bold red]x"]
+EVIL = [
+    "[/bold]",
+    "[link=https://evil.example]click[/link]",
+    f"{ESC}]8;;https://evil.example{ESC}\\hi{ESC}]8;;{ESC}\\",
+    "two\nerror: forged line",
+    f"{ESC}[2J{ESC}[31mred",
+    "\u202egnp.exe",
+    "[bold red]x",
+]
 
 
 @pytest.fixture(scope="module")
@@ -436,11 +463,17 @@ def test_bundle_json_of_the_wrong_types(bundle_copy, app, tmp_path):
 def test_run_json_of_the_wrong_types(app, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    good = {"format": "mind-edge", "schema_version": 1,
-            "net": {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 5},
-            "scenario": {"dataset": "digits", "order": "seed", "seed": 0, "tasks": [[0, 1]], "class_names": ["a", "b"]},
-            "train": {"method": "self", "epochs": 1, "distill_epochs": 1, "temperature": 1.0, "routing": "maxprob"},
-            "seed": 0, "learned_tasks": [[0, 1]], "steps": [], "routing": {"policy": "future", "stats": [1, 2]}}
+    good = {
+        "format": "mind-edge",
+        "schema_version": 1,
+        "net": {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 5},
+        "scenario": {"dataset": "digits", "order": "seed", "seed": 0, "tasks": [[0, 1]], "class_names": ["a", "b"]},
+        "train": {"method": "self", "epochs": 1, "distill_epochs": 1, "temperature": 1.0, "routing": "maxprob"},
+        "seed": 0,
+        "learned_tasks": [[0, 1]],
+        "steps": [],
+        "routing": {"policy": "future", "stats": [1, 2]},
+    }
     (run / "run.json").write_text(json.dumps(good))
     (run / "checkpoint.safetensors").write_bytes(b"x")
     assert cli(app, "info", run).exit_code == 0  # unknown extra keys (e.g. a 'routing' section) are allowed

@@ -154,8 +154,9 @@ FAILURES = {
 }
 
 
-@pytest.mark.parametrize("case,versioned", [(c, v) for c in FAILURES for v in (False, True)
-                                             if not (c == "out of order" and v)])
+@pytest.mark.parametrize(
+    "case,versioned", [(c, v) for c in FAILURES for v in (False, True) if not (c == "out of order" and v)]
+)
 def test_failures_give_one_error_line_and_leave_the_bundle_byte_identical(w, deployed, app, tmp_path, case, versioned):
     kind, message = FAILURES[case]
     if versioned:  # a bundle already updated once: the checks run against versions/v0002
@@ -197,8 +198,15 @@ def test_failures_give_one_error_line_and_leave_the_bundle_byte_identical(w, dep
 def test_folded_bundles_and_concurrent_updates_are_refused(w, tmp_path):
     from mind_edge.runtime.bundle import assemble_bundle
 
-    folded = assemble_bundle(tmp_path / "folded", w.full.first_tasks(3), layout="folded", temperature=T,
-                             class_names=[str(i) for i in range(10)], mean=[0.5], std=[0.25])
+    folded = assemble_bundle(
+        tmp_path / "folded",
+        w.full.first_tasks(3),
+        layout="folded",
+        temperature=T,
+        class_names=[str(i) for i in range(10)],
+        mean=[0.5],
+        std=[0.25],
+    )
     with pytest.raises(PatchError, match="'folded' layout"):
         apply_patch(folded, w.p3)
     plain = make_bundle(tmp_path / "plain", w.full.first_tasks(3))

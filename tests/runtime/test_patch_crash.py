@@ -46,8 +46,13 @@ def _start(bundle, patch, crash_at=None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash_at:
         env[CRASH_ENV] = crash_at
-    proc = subprocess.Popen([sys.executable, "-c", APPLY, str(bundle), str(patch)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", APPLY, str(bundle), str(patch)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
     return proc
 

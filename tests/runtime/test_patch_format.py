@@ -29,8 +29,10 @@ def w(tmp_path_factory):
     return world(tmp_path_factory.mktemp("patch_format"))
 
 
-@pytest.mark.parametrize("numel,free_frac,claim", [(4608, 0.6, 460), (4608, 0.9, 46), (100_000, 1.0, 100), (27, 1.0, 2),
-                                                   (70_000, 1.0, 3), (9, 1.0, 0)])
+@pytest.mark.parametrize(
+    "numel,free_frac,claim",
+    [(4608, 0.6, 460), (4608, 0.9, 46), (100_000, 1.0, 100), (27, 1.0, 2), (70_000, 1.0, 3), (9, 1.0, 0)],
+)
 def test_positions_round_trip_and_the_smaller_encoding_is_chosen(numel, free_frac, claim):
     rng = np.random.default_rng(numel + claim)
     owner = np.where(rng.random(numel) < free_frac, -1, 0).astype(np.int8)
@@ -107,8 +109,12 @@ def test_truncated_patch_is_rejected(w, cut):
 def test_tampered_patch_is_rejected(w, where):
     data = bytearray(w.p3.read_bytes())
     (hlen,) = struct.unpack_from("<I", data, len(MAGIC))
-    offsets = {"magic": 2, "header": len(MAGIC) + 4 + hlen // 2, "payload": len(MAGIC) + 4 + hlen + 8 + 50,
-               "digest": len(data) - 2 - 32 + 3}
+    offsets = {
+        "magic": 2,
+        "header": len(MAGIC) + 4 + hlen // 2,
+        "payload": len(MAGIC) + 4 + hlen + 8 + 50,
+        "digest": len(data) - 2 - 32 + 3,
+    }
     if where == "trailing":
         data += b"\0"
     else:

@@ -107,7 +107,9 @@ def test_grayscale_folded_bundle(gray_bundle, tmp_path):
     with Runtime(b) as rt:
         p = rt.predict([img])
         assert p.label.shape == (1,)
-        np.testing.assert_array_equal(p.task_logits, rt.predict(np.arange(64, dtype=np.uint8).reshape(8, 8, 1)).task_logits)
+        np.testing.assert_array_equal(
+            p.task_logits, rt.predict(np.arange(64, dtype=np.uint8).reshape(8, 8, 1)).task_logits
+        )
         probe = b.probe()
         np.testing.assert_allclose(rt.predict(probe["image"]).task_logits, probe["task_logits"], atol=1e-6)
 
@@ -115,9 +117,13 @@ def test_grayscale_folded_bundle(gray_bundle, tmp_path):
 def test_providers(rgb_bundle, caplog):
     available = ["CPUExecutionProvider"]
     assert resolve_providers(None, available) == ["CPUExecutionProvider"]
-    assert resolve_providers(None, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert resolve_providers(["tensorrt"], ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]) == [
-        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_providers(None, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    assert resolve_providers(
+        ["tensorrt"], ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    ) == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     with caplog.at_level(logging.WARNING):
         assert resolve_providers(["cuda"], available) == ["CPUExecutionProvider"]
     assert "CUDAExecutionProvider is not available" in caplog.text
@@ -126,7 +132,9 @@ def test_providers(rgb_bundle, caplog):
     rt = Runtime(rgb_bundle, providers=["cuda", "cpu"])  # a path works as well as a Bundle
     assert rt.providers_used[-1] == "CPUExecutionProvider"
     rt.close()
-    with pytest.raises(ConfigError, match="unknown backend 'tpu'"):  # trt exists since issue 6: tests/runtime/test_trt_*.py
+    with pytest.raises(
+        ConfigError, match="unknown backend 'tpu'"
+    ):  # trt exists since issue 6: tests/runtime/test_trt_*.py
         Runtime(rgb_bundle, backend="tpu")
     with pytest.raises(ConfigError, match="threads"):
         Runtime(rgb_bundle, threads=0)
@@ -154,14 +162,22 @@ def test_sub_batches_equal_the_whole_batch(rgb_bundle):
     """OrtRunner splits a batch into sub-batches (default 8 on the CPU) with the same outputs."""
     path = Bundle.load(rgb_bundle).model_path
     x = np.random.default_rng(11).standard_normal((19, 3, 13, 9)).astype(np.float32)
-    with OrtRunner(path, providers=["cpu"], sub_batch=0) as whole, OrtRunner(path, providers=["cpu"], sub_batch=5) as split, \
-            OrtRunner(path, providers=["cpu"]) as auto:
+    with (
+        OrtRunner(path, providers=["cpu"], sub_batch=0) as whole,
+        OrtRunner(path, providers=["cpu"], sub_batch=5) as split,
+        OrtRunner(path, providers=["cpu"]) as auto,
+    ):
         assert whole.sub_batch is None and split.sub_batch == 5 and auto.sub_batch == 8  # "auto" on the CPU EP
-        assert (whole.variant_for(64), split.variant_for(5), split.variant_for(6)) == \
-            ("whole batch", "whole batch", "sub-batches of 5")
+        assert (whole.variant_for(64), split.variant_for(5), split.variant_for(6)) == (
+            "whole batch",
+            "whole batch",
+            "sub-batches of 5",
+        )
         calls = []
         run = split.session.run
-        split.session = type("Spy", (), {"run": lambda self, names, feed: calls.append(len(feed["image"])) or run(names, feed)})()
+        split.session = type(
+            "Spy", (), {"run": lambda self, names, feed: calls.append(len(feed["image"])) or run(names, feed)}
+        )()
         ref, got, got_auto = whole.infer({"image": x}), split.infer({"image": x}), auto.infer({"image": x})
     assert calls == [5, 5, 5, 4]
     for out in (got, got_auto):

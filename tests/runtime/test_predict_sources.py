@@ -38,8 +38,16 @@ def image_tree(rgb_images, tmp_path):
 
 def test_collect_images_folders_globs_files(image_tree, tmp_path):
     found = collect_images([image_tree])
-    assert [p.relative_to(image_tree).as_posix() for p in found] == ["c0/img0.png", "c0/img2.png", "c1/img1.png", "c1/img3.png"]
-    assert collect_images([str(image_tree / "c1" / "*.png")]) == [image_tree / "c1" / "img1.png", image_tree / "c1" / "img3.png"]
+    assert [p.relative_to(image_tree).as_posix() for p in found] == [
+        "c0/img0.png",
+        "c0/img2.png",
+        "c1/img1.png",
+        "c1/img3.png",
+    ]
+    assert collect_images([str(image_tree / "c1" / "*.png")]) == [
+        image_tree / "c1" / "img1.png",
+        image_tree / "c1" / "img3.png",
+    ]
     assert collect_images([str(image_tree / "**" / "img0.png")]) == [image_tree / "c0" / "img0.png"]
     assert collect_images([image_tree / "c0" / "img2.png", image_tree / "c1"])[0] == image_tree / "c0" / "img2.png"
     (tmp_path / "empty").mkdir()

@@ -37,7 +37,9 @@ def test_import_and_full_predict_leave_torch_out(rgb_bundle, rgb_images):
 
 def test_predict_cli_and_graph_builder_work_with_torch_blocked(rgb_bundle, rgb_images, tmp_path):
     paths, _ = rgb_images
-    code = BLOCK_TORCH + f"""
+    code = (
+        BLOCK_TORCH
+        + f"""
 import json
 import typer
 from typer.testing import CliRunner
@@ -49,10 +51,11 @@ r = CliRunner().invoke(app, ["predict", {str(rgb_bundle)!r}, {str(paths[0])!r}, 
 net = {{"arch": "resnet18", "in_channels": 1, "input_size": [9, 9], "width": 0.0625, "capacity": 2}}
 arrays = random_arrays(net, [[0], [1, 2]])
 same = read_arrays(build_graph(arrays, layout="shared", temperature=1.0)).same_as(arrays)
-b = assemble_bundle({str(tmp_path / 'b')!r}, arrays, layout="folded", temperature=1.0, class_names=["a", "b", "c"],
+b = assemble_bundle({str(tmp_path / "b")!r}, arrays, layout="folded", temperature=1.0, class_names=["a", "b", "c"],
                     mean=[0.5], std=[0.5])
 print(json.dumps({{"exit": r.exit_code, "predictions": len(json.loads(r.stdout)["predictions"]), "round_trip": same}}))
 """
+    )
     assert _run(code) == {"exit": 0, "predictions": 1, "round_trip": True}
 
 
@@ -63,8 +66,22 @@ def test_device_side_commands_run_with_torch_blocked(bundle_copy, rgb_images, tm
     b = str(bundle_copy)
     commands = [
         ["predict", b, str(paths[0]), "--json"],
-        ["bench", b, "--backend", "ort", "--batch", "1", "--min-iters", "2", "--min-seconds", "0.01",
-         "--warmup-seconds", "0", "--no-gemm", "--no-isolate"],
+        [
+            "bench",
+            b,
+            "--backend",
+            "ort",
+            "--batch",
+            "1",
+            "--min-iters",
+            "2",
+            "--min-seconds",
+            "0.01",
+            "--warmup-seconds",
+            "0",
+            "--no-gemm",
+            "--no-isolate",
+        ],
         ["keygen", str(tmp_path / "k")],
         ["patch", "trust", b, str(tmp_path / "k.pub"), "--json"],
         ["patch", "inspect", b, "--json"],
@@ -73,7 +90,9 @@ def test_device_side_commands_run_with_torch_blocked(bundle_copy, rgb_images, tm
         ["devices", "detect", "--json"],
         ["deploy", "--help"],
     ]
-    code = BLOCK_TORCH + f"""
+    code = (
+        BLOCK_TORCH
+        + f"""
 import json
 from typer.testing import CliRunner
 from mind_edge.cli import app
@@ -81,4 +100,5 @@ runs = [(c[:2], CliRunner().invoke(app, c)) for c in {commands!r}]
 print(json.dumps({{"failed": [[c, r.exit_code, r.output[-300:]] for c, r in runs if r.exit_code != 0],
                   "torch": "torch" in sys.modules}}))
 """
+    )
     assert _run(code) == {"failed": [], "torch": False}

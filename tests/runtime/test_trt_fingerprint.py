@@ -40,9 +40,19 @@ ORIN = MachineInfo("10.3.0", "Orin (nvgpu)", "8.7")
 
 
 def fingerprint(**kw) -> EngineFingerprint:
-    base = dict(tensorrt_version="10.3.0", gpu_name="Orin (nvgpu)", compute_capability="8.7", precision="fp16",
-                typing="weak", dla_core=None, workspace_mb=256, model_sha256="ab" * 32, min_batch=1, opt_batch=8,
-                max_batch=32)
+    base = dict(
+        tensorrt_version="10.3.0",
+        gpu_name="Orin (nvgpu)",
+        compute_capability="8.7",
+        precision="fp16",
+        typing="weak",
+        dla_core=None,
+        workspace_mb=256,
+        model_sha256="ab" * 32,
+        min_batch=1,
+        opt_batch=8,
+        max_batch=32,
+    )
     base.update(kw)
     return EngineFingerprint(**base)
 
@@ -101,9 +111,19 @@ def test_fingerprint_key_covers_every_field():
     fp = fingerprint()
     assert fp.plan_name == f"engine-{fp.key()}.plan" and len(fp.key()) == 16
     assert fingerprint().key() == fp.key()  # deterministic
-    changes = dict(tensorrt_version="10.4.0", gpu_name="AGX", compute_capability="8.6", precision="fp32",
-                   typing="strong", dla_core=0, workspace_mb=512, model_sha256="cd" * 32, min_batch=2, opt_batch=9,
-                   max_batch=33)
+    changes = dict(
+        tensorrt_version="10.4.0",
+        gpu_name="AGX",
+        compute_capability="8.6",
+        precision="fp32",
+        typing="strong",
+        dla_core=0,
+        workspace_mb=512,
+        model_sha256="cd" * 32,
+        min_batch=2,
+        opt_batch=9,
+        max_batch=33,
+    )
     keys = {replace(fp, **{k: v}).key() for k, v in changes.items()}
     assert len(keys) == len(changes) and fp.key() not in keys
     assert EngineFingerprint.from_json(json.loads(json.dumps(fp.to_json()))) == fp
@@ -129,8 +149,19 @@ def test_engine_json_schema(tmp_path):
     assert data["format"] == ENGINE_FORMAT and data["schema_version"] == ENGINE_SCHEMA
     (entry,) = data["engines"]
     assert set(entry) == {"file", "sha256", "bytes", "fingerprint", "created", "info"}
-    assert set(entry["fingerprint"]) == {"tensorrt_version", "gpu_name", "compute_capability", "precision", "typing",
-                                         "dla_core", "workspace_mb", "model_sha256", "min_batch", "opt_batch", "max_batch"}
+    assert set(entry["fingerprint"]) == {
+        "tensorrt_version",
+        "gpu_name",
+        "compute_capability",
+        "precision",
+        "typing",
+        "dla_core",
+        "workspace_mb",
+        "model_sha256",
+        "min_batch",
+        "opt_batch",
+        "max_batch",
+    }
     assert entry["file"] == fp.plan_name and entry["bytes"] == len(b"plan-bytes")
     assert read_index(tmp_path) == [rec]
     # a second engine is added, the same file is replaced, and entries whose plan is gone are dropped
@@ -174,10 +205,15 @@ def test_select_engine_refuses_another_machine_naming_both(tmp_path):
     with pytest.raises(EngineMismatchError) as err:
         select_engine(tmp_path, here, "ab" * 32)
     msg = str(err.value)
-    for part in ("TensorRT 10.4.0 on 'NVIDIA H200' (compute capability 9.0)",  # this machine
-                 "for TensorRT 10.3.0 on 'Orin (nvgpu)' (compute capability 8.7)",  # the engine's
-                 "tensorrt version '10.3.0' vs '10.4.0' here", "gpu name 'Orin (nvgpu)' vs 'NVIDIA H200' here",
-                 "compute capability '8.7' vs '9.0' here", "not portable", f"mind-edge engine build {tmp_path}"):
+    for part in (
+        "TensorRT 10.4.0 on 'NVIDIA H200' (compute capability 9.0)",  # this machine
+        "for TensorRT 10.3.0 on 'Orin (nvgpu)' (compute capability 8.7)",  # the engine's
+        "tensorrt version '10.3.0' vs '10.4.0' here",
+        "gpu name 'Orin (nvgpu)' vs 'NVIDIA H200' here",
+        "compute capability '8.7' vs '9.0' here",
+        "not portable",
+        f"mind-edge engine build {tmp_path}",
+    ):
         assert part in msg
     # same machine, other model (the bundle was patched): refused too
     with pytest.raises(EngineMismatchError, match="model sha256 ababababab.*the bundle changed since the build"):
@@ -224,19 +260,47 @@ def test_engine_files_do_not_break_bundle_verification(bundle_copy):
 
 
 def test_provider_options_for_tensorrt_and_cuda(tmp_path):
-    opts = provider_options(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-                            cache_dir=tmp_path / "c", fp16=True, workspace_mb=128, dla_core=1)
+    opts = provider_options(
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        cache_dir=tmp_path / "c",
+        fp16=True,
+        workspace_mb=128,
+        dla_core=1,
+    )
     (trt_name, trt), (cuda_name, cuda), cpu = opts
-    assert trt_name == "TensorrtExecutionProvider" and cuda_name == "CUDAExecutionProvider" and cpu == "CPUExecutionProvider"
-    assert trt == {"device_id": 0, "trt_max_workspace_size": 128 << 20, "trt_fp16_enable": True,
-                   "trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path / "c"),
-                   "trt_timing_cache_enable": True, "trt_timing_cache_path": str(tmp_path / "c"),
-                   "trt_dla_enable": True, "trt_dla_core": 1}
+    assert (
+        trt_name == "TensorrtExecutionProvider"
+        and cuda_name == "CUDAExecutionProvider"
+        and cpu == "CPUExecutionProvider"
+    )
+    assert trt == {
+        "device_id": 0,
+        "trt_max_workspace_size": 128 << 20,
+        "trt_fp16_enable": True,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(tmp_path / "c"),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(tmp_path / "c"),
+        "trt_dla_enable": True,
+        "trt_dla_core": 1,
+    }
     assert cuda == {"device_id": 0, "arena_extend_strategy": "kSameAsRequested", "cudnn_conv_algo_search": "HEURISTIC"}
-    plain = provider_options(["TensorrtExecutionProvider"], cache_dir=None,
-                             overrides={"TensorrtExecutionProvider": {"trt_builder_optimization_level": 2}})
-    assert plain == [("TensorrtExecutionProvider", {"device_id": 0, "trt_max_workspace_size": 256 << 20,
-                                                    "trt_fp16_enable": False, "trt_builder_optimization_level": 2})]
+    plain = provider_options(
+        ["TensorrtExecutionProvider"],
+        cache_dir=None,
+        overrides={"TensorrtExecutionProvider": {"trt_builder_optimization_level": 2}},
+    )
+    assert plain == [
+        (
+            "TensorrtExecutionProvider",
+            {
+                "device_id": 0,
+                "trt_max_workspace_size": 256 << 20,
+                "trt_fp16_enable": False,
+                "trt_builder_optimization_level": 2,
+            },
+        )
+    ]
     assert provider_options(["CPUExecutionProvider"], cache_dir=tmp_path) == ["CPUExecutionProvider"]
 
 
@@ -274,9 +338,11 @@ def test_trt_modules_import_without_torch_tensorrt_or_cuda():
     import subprocess
     import sys
 
-    code = ("import sys, mind_edge.runtime.engine_fingerprint, mind_edge.runtime.trt_runner, mind_edge.devices.deploy; "
-            "bad = [m for m in ('torch', 'tensorrt', 'cuda', 'onnx', 'onnxruntime') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, mind_edge.runtime.engine_fingerprint, mind_edge.runtime.trt_runner, mind_edge.devices.deploy; "
+        "bad = [m for m in ('torch', 'tensorrt', 'cuda', 'onnx', 'onnxruntime') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -290,7 +356,9 @@ def test_engine_json_is_read_bounded(tmp_path, monkeypatch):
 
     index = tmp_path / ENGINE_JSON
     index.write_bytes(b" " * (ef.MAX_ENGINE_JSON_BYTES + 1))
-    with pytest.raises(EngineError, match=r"engine index .* more than the 1,048,576 this mind-edge reads.*rebuild") as e:
+    with pytest.raises(
+        EngineError, match=r"engine index .* more than the 1,048,576 this mind-edge reads.*rebuild"
+    ) as e:
         read_index(tmp_path)
     assert "\n" not in str(e.value)
     index.write_bytes(b"\xff\xfe\x00garbage")

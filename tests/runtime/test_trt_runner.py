@@ -32,12 +32,29 @@ from mind_edge.runtime.runners import OrtRunner
 from mind_edge.runtime.trt_runner import CtypesCudartApi, TrtRunner
 
 
-def install_fake_engine(bundle_dir, *, version="10.3.0", profile=((1, 3, 13, 9), (4, 3, 13, 9), (8, 3, 13, 9)),
-                        precision="fp32", plan: bytes | None = None) -> EngineRecord:
+def install_fake_engine(
+    bundle_dir,
+    *,
+    version="10.3.0",
+    profile=((1, 3, 13, 9), (4, 3, 13, 9), (8, 3, 13, 9)),
+    precision="fp32",
+    plan: bytes | None = None,
+) -> EngineRecord:
     b = Bundle.load(bundle_dir)
     data = plan if plan is not None else make_plan(b.model_path.read_bytes(), version=version, profile=profile)
-    fp = EngineFingerprint(version, FAKE_GPU.name, FAKE_GPU.compute_capability, precision, "weak", None, 256,
-                           b.model_sha256, profile[0][0], profile[1][0], profile[2][0])
+    fp = EngineFingerprint(
+        version,
+        FAKE_GPU.name,
+        FAKE_GPU.compute_capability,
+        precision,
+        "weak",
+        None,
+        256,
+        b.model_sha256,
+        profile[0][0],
+        profile[1][0],
+        profile[2][0],
+    )
     (b.path / fp.plan_name).write_bytes(data)
     rec = EngineRecord(fp.plan_name, hashlib.sha256(data).hexdigest(), len(data), fp, "2026-01-01T00:00:00+00:00", {})
     add_record(b.path, rec)
@@ -62,7 +79,10 @@ def test_runner_matches_onnxruntime_and_splits_large_batches(bundle_copy):
     with runner:
         assert (runner.min_batch, runner.max_batch) == (1, 8)
         # one device buffer per I/O tensor, sized for the profile's max batch
-        assert len(cuda.memory) == 1 + len(CONTRACT.outputs) and cuda.memory[runner.buffers["image"]].__len__() == 8 * 3 * 13 * 9 * 4
+        assert (
+            len(cuda.memory) == 1 + len(CONTRACT.outputs)
+            and cuda.memory[runner.buffers["image"]].__len__() == 8 * 3 * 13 * 9 * 4
+        )
         out = runner.infer({"image": x})
         assert runner.context.batches == [8, 8, 3]  # 19 = 8 + 8 + 3 (profile max 8)
         assert runner.providers_used == [f"TensorRT 10.3.0 (fp32, {rec.file}, fake-cuda)"]
