@@ -13,7 +13,6 @@ scenario (class order), seed, network and epoch budget (fine-tuning and joint tr
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -26,13 +25,13 @@ from rich.console import Console
 from rich.table import Table
 
 from mind_edge import __version__
-from mind_edge.runtime.bench import cpu_model
 from mind_edge.baselines import evaluate_joint, learn_task_finetune, train_joint
 from mind_edge.data import load_dataset, make_scenario, task_arrays
 from mind_edge.fileio import atomic_write_json
 from mind_edge.metrics import DEFINITIONS, empty_matrix, matrix_to_json, summarize
 from mind_edge.nets import NetConfig, build_model
 from mind_edge.run import RunSpec, train_run
+from mind_edge.runtime.bench import cpu_model
 from mind_edge.train import evaluate, preset, resolve_device
 
 console = Console()
@@ -142,7 +141,7 @@ def main(argv=None) -> int:
     )
     for col in ("method", "TAG", "TAW", "routing", "avg inc. TAG", "forgetting", "time s"):
         table.add_column(col, justify="right")
-    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"
     for m, r in results.items():
         f = r["final"]
         table.add_row(

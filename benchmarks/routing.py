@@ -16,7 +16,6 @@ confidence, per-task rows).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -28,7 +27,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mind_edge import __version__
-from mind_edge.runtime.bench import cpu_model
 from mind_edge.calibrate import calibrate_run
 from mind_edge.checkpoint import read_run_json
 from mind_edge.core.routing import DEFAULT_POLICY, POLICIES
@@ -36,6 +34,7 @@ from mind_edge.errors import MindEdgeError
 from mind_edge.fileio import atomic_write_json
 from mind_edge.run import RunSpec, evaluate_run, parse_policies, train_run
 from mind_edge.run_record import RunRecord
+from mind_edge.runtime.bench import cpu_model
 from mind_edge.train import preset
 
 console = Console()

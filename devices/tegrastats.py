@@ -35,10 +35,10 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from mind_edge.devices.errors import DeviceError, TegrastatsParseError
 
@@ -327,7 +327,7 @@ class TelemetryResult:
     @classmethod
     def from_samples(
         cls, samples: Sequence[TegrastatsSample], duration_s: float, interval_ms: int = 0
-    ) -> "TelemetryResult":
+    ) -> TelemetryResult:
         powers = [s.total_power_mw for s in samples if s.total_power_mw is not None]
         sources = collections.Counter(s.total_power_source for s in samples if s.total_power_source)
         rails: dict[str, list[float]] = {}
@@ -359,7 +359,7 @@ class TelemetryResult:
         *,
         duration_s: float | None = None,
         interval_ms: int = 0,
-    ) -> "TelemetryResult":
+    ) -> TelemetryResult:
         """The samples that arrived (``received_s``, a ``time.monotonic()`` value) in ``[start_s, end_s]``.
 
         ``duration_s`` (default ``end_s - start_s``) is the window's length used for energy: pass the
@@ -490,7 +490,7 @@ class TegrastatsMonitor:
             raise DeviceError(f"tegrastats at {found!r} is not executable; fix its permissions (chmod +x)")
         return found
 
-    def start(self) -> "TegrastatsMonitor":
+    def start(self) -> TegrastatsMonitor:
         if self._proc is not None:
             raise DeviceError("this TegrastatsMonitor is already running; call stop() before starting it again")
         exe = self._resolve()
@@ -593,7 +593,7 @@ class TegrastatsMonitor:
         self.result = TelemetryResult.from_samples(samples, duration_s=t1 - self._t0, interval_ms=self.interval_ms)
         return self.result
 
-    def __enter__(self) -> "TegrastatsMonitor":
+    def __enter__(self) -> TegrastatsMonitor:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mind_edge import __version__
 from mind_edge.errors import ConfigError, require
@@ -53,13 +54,13 @@ from mind_edge.runtime.engine_fingerprint import (
     GpuInfo,
     MachineInfo,
     add_record,
-    import_tensorrt,
-    trt_logger,
     choose_typing,
+    import_tensorrt,
     machine_info,
     now_iso,
     prune_stale,
     read_index,
+    trt_logger,
 )
 from mind_edge.runtime.graph import CONTRACT, build_graph, graph_meta, read_arrays
 

@@ -12,19 +12,20 @@ import importlib.util
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from mind_edge.core.routing import check_temperature, get_policy
 from mind_edge.errors import ConfigError, MindEdgeError, require
 from mind_edge.export.arrays import arrays_from_model
 from mind_edge.export.errors import ExportError
 from mind_edge.export.validate import torch_outputs, validate_export
 from mind_edge.run_record import RunRecord
 from mind_edge.runtime.bundle import Bundle, assemble_bundle, prepare_bundle, write_bundle
-from mind_edge.core.routing import check_temperature, get_policy
 from mind_edge.runtime.graph import CONTRACT, LAYOUTS, NetArrays, build_graph, resolve_policy
 
 log = logging.getLogger(__name__)

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from mind_edge import __version__
+from mind_edge.core.routing import get_policy
 from mind_edge.errors import MindEdgeError, require
 from mind_edge.export.errors import ExportValidationError
-from mind_edge.core.routing import get_policy
 from mind_edge.runtime.graph import CONTRACT, NetArrays, expected_bytes, resolve_policy
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mind_edge.nets import MindNet, NetConfig, build_model
-from mind_edge.train import TaskReport, TrainConfig, _make_loader, _run_stage, NullReporter
+from mind_edge.train import NullReporter, TaskReport, TrainConfig, _make_loader, _run_stage
 
 
 def learn_task_finetune(

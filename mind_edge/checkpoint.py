@@ -97,7 +97,7 @@ def check_run_meta(meta: dict, where: str) -> None:
     sc.int("seed")
     names = sc.strs("class_names", max_len=10_000_000, max_str=4096)
 
-    def class_lists(obj: "Fields", key: str) -> None:
+    def class_lists(obj: Fields, key: str) -> None:
         for i, cl in enumerate(obj.list(key, max_len=127)):
             if not isinstance(cl, list):
                 raise obj._fail(f"{obj._name(key)}[{i}]", "a list of class ids", cl)

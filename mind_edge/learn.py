@@ -558,7 +558,7 @@ def learn(
         R_taw[t, j] = ev.taw[j] if ok else np.nan
     final = _nan_summary(R_tag[: t + 1, : t + 1], R_taw[: t + 1, : t + 1], ev.routing_overall)
     peak = peak_rss_mb()
-    row = lambda v: [float(v[j]) if j in have else None for j in range(t + 1)]  # noqa: E731
+    row = lambda v: [float(v[j]) if j in have else None for j in range(t + 1)]
     source = {
         "kind": "imagefolder",
         "root": str(folder.root.resolve()),

@@ -14,7 +14,7 @@ single ``state_dict`` carries owner maps, BN sets and heads.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F

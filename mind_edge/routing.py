@@ -8,8 +8,8 @@ numpy form and the ONNX head do (float32, the same expanded distance), so they a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

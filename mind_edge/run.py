@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from mind_edge import __version__
-from mind_edge.core.routing import POLICIES, STATS_VERSION, get_policy
 from mind_edge.checkpoint import load_run, read_run_json, write_outputs
+from mind_edge.core.routing import POLICIES, STATS_VERSION, get_policy
 from mind_edge.errors import CheckpointError, ConfigError, DataError
 from mind_edge.learn import task_test_sets
 from mind_edge.metrics import DEFINITIONS, empty_matrix, matrix_from_json, matrix_to_json, summarize

@@ -28,16 +28,17 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mind_edge.errors import ConfigError
-from mind_edge.nets import FREE, MindNet, NetConfig, reinit_free_weights
 from mind_edge.core.routing import expected_calibration_error, get_policy
+from mind_edge.errors import ConfigError
+from mind_edge.nets import FREE, MindNet, reinit_free_weights
 from mind_edge.routing import gather_routing_stats, route, torch_stats
 from mind_edge.train_config import METHODS, PRESETS, TrainConfig, preset  # noqa: F401  (re-exported)
 

@@ -25,10 +25,11 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from mind_edge.errors import MindEdgeError
 from mind_edge.runtime.errors import BackendError
@@ -249,7 +250,7 @@ class EngineFingerprint:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], where: str = ENGINE_JSON) -> "EngineFingerprint":
+    def from_json(cls, data: Mapping[str, Any], where: str = ENGINE_JSON) -> EngineFingerprint:
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in data]
         if missing:
@@ -322,7 +323,7 @@ class EngineRecord:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], where: str) -> "EngineRecord":
+    def from_json(cls, data: Mapping[str, Any], where: str) -> EngineRecord:
         if not isinstance(data, Mapping):
             raise EngineError(f"{where}: an engine entry is a {type(data).__name__}, expected an object")
         try:

@@ -44,18 +44,16 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from mind_edge import __version__
 from mind_edge.core.plan import ConvPlan, NetPlan, plan_net, scaled_channels
-from mind_edge.errors import ConfigError, require
-from mind_edge.runtime.errors import GraphError
 from mind_edge.core.routing import (
-    DEFAULT_POLICY,
     PAD_DISTANCE,
     PAD_LOGIT,
     STATS_VERSION,
@@ -67,6 +65,8 @@ from mind_edge.core.routing import (
     get_policy,
     plan_taps,
 )
+from mind_edge.errors import ConfigError, require
+from mind_edge.runtime.errors import GraphError
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class NetArrays:
         norms = tuple(NormArrays(x.name, tuple(x.sets[:k])) for x in self.norms)
         return NetArrays(net=dict(self.net), layers=layers, norms=norms, heads=tuple(self.heads[:k]))
 
-    def same_as(self, other: "NetArrays") -> bool:
+    def same_as(self, other: NetArrays) -> bool:
         """Bit-exact equality of every array, class id and config value."""
 
         def eq(a: np.ndarray, b: np.ndarray) -> bool:
@@ -546,7 +546,7 @@ def _routing_head(
         # (w_k: the own-tap weight for the task's own sub-network's taps, the shared weight for sub-network 0's)
         w_tap, w_ml, w_en, w_shared = pol.weights
         score_mean, score_std = "route.score_mean", "route.score_std"
-        col = lambda x, j, name: b.node("Gather", [x, b.const(j, np.int64)], name, axis=1)  # noqa: E731  [N]
+        col = lambda x, j, name: b.node("Gather", [x, b.const(j, np.int64)], name, axis=1)  # [N]
         k_taps = arrays.heads[0].stats.num_taps if arrays.heads[0].stats is not None else len(taps)
         ml = _reduce(b, "ReduceMax", logits, [2], "route.maxlogit", opset)  # [B, N]
         shifted = b.node(

@@ -49,9 +49,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -871,7 +872,7 @@ def round_like_bundle(arrays, precision: str):
 
     if check_precision(precision) != "fp16":
         return arrays
-    r = lambda a: np.asarray(a, np.float32).astype(np.float16).astype(np.float32)  # noqa: E731
+    r = lambda a: np.asarray(a, np.float32).astype(np.float16).astype(np.float32)
     layers = tuple(dc_replace(x, weight=r(x.weight)) for x in arrays.layers)
     norms = tuple(
         NormArrays(x.name, tuple(NormSet(r(s.gamma), r(s.beta), r(s.mean), r(s.var), eps=s.eps) for s in x.sets))

@@ -28,8 +28,8 @@ import re
 import shutil
 import signal
 import stat
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from mind_edge.fileio import fsync_dir, sha256_file
 from mind_edge.runtime.bundle import (

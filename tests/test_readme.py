@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tree_helpers import ROOT, copy_source_tree
 
 README = ROOT / "README.md"

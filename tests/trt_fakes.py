@@ -62,7 +62,7 @@ class FakeTensor:
 
 
 class FakeLayer:
-    def __init__(self, network: "FakeNetwork", name: str, type_: str, inputs, outputs) -> None:
+    def __init__(self, network: FakeNetwork, name: str, type_: str, inputs, outputs) -> None:
         self._network = network
         self.name = name
         self.type = type_
@@ -366,7 +366,7 @@ def make_plan(
 
 
 def fake_tensorrt(
-    version: str = "10.3.0", *, dla_cores: int = 0, fail_build: bool = False, cuda: "FakeCuda | None" = None
+    version: str = "10.3.0", *, dla_cores: int = 0, fail_build: bool = False, cuda: FakeCuda | None = None
 ) -> types.ModuleType:
     """A fresh fake ``tensorrt`` module of ``version`` (10.x: weak + strong typing; 11.x: strong only)."""
     m = types.ModuleType("tensorrt")

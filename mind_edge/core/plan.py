@@ -19,8 +19,9 @@ graph metadata); every owner map uses :data:`FREE` for a weight no task owns yet
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from mind_edge.errors import ConfigError, GraphError
 
@@ -63,7 +64,7 @@ class NetConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "NetConfig":
+    def from_json(cls, d: dict) -> NetConfig:
         try:
             return cls(
                 arch=str(d["arch"]),

@@ -65,8 +65,8 @@ measures).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -220,7 +220,7 @@ class RoutingStats:
     def nbytes(self) -> int:
         return int(sum(a.nbytes for a in (*self.whiten, *self.means, self.score_mean, self.score_std)) + 8)
 
-    def same_as(self, other: "RoutingStats | None") -> bool:
+    def same_as(self, other: RoutingStats | None) -> bool:
         if other is None or self.count != other.count or self.num_taps != other.num_taps:
             return False
         if self.shared_taps != other.shared_taps:

@@ -153,7 +153,7 @@ def _read_with_torchvision(cls, folder: Path, info: dict) -> tuple[ImageArrays, 
     for train in (True, False):
         try:
             ds = cls(str(folder.parent), train=train, download=False)
-        except Exception as exc:  # noqa: BLE001 - changed on disk after the md5 check, or a torchvision error
+        except Exception as exc:  # changed on disk after the md5 check, or a torchvision error (re-raised)
             raise DataError(f"torchvision could not read {info['title']} in {str(folder)!r}: {exc}") from exc
         classes = tuple(_as_str(n) for n in ds.classes)
         out.append(ImageArrays(np.ascontiguousarray(ds.data), np.asarray(ds.targets, dtype=np.int64), classes))
@@ -172,7 +172,7 @@ def load_cifar(name: str, root: str | Path | None, download: bool) -> tuple[Imag
         log.info("downloading %s into %s with torchvision", info["title"], root_p)
         try:
             getattr(tv, info["tv"])(str(root_p), train=True, download=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # network errors come in many types (re-raised as DataError)
             raise DataError(
                 f"downloading {info['title']} into {str(root_p)!r} failed: {type(exc).__name__}: "
                 f"{exc}. Without internet, extract {info['archive']} into {str(root_p)!r}."

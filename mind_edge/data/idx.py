@@ -145,7 +145,7 @@ def load_idx_dataset(name: str, root: str | Path | None, download: bool) -> tupl
         try:
             for train in (True, False):
                 getattr(tv, tv_name)(str(root_p), train=train, download=True)
-        except Exception as exc:  # noqa: BLE001 - network errors come in many types
+        except Exception as exc:  # network errors come in many types (re-raised as DataError)
             raise DataError(
                 f"downloading {name} into {str(root_p)!r} failed: {type(exc).__name__}: {exc}. "
                 f"Without internet, copy the four idx files (train-images-idx3-ubyte.gz, ...) "

@@ -535,7 +535,7 @@ def test_versioned_bundle_deploys_and_runs_its_current_version(sshd, tmp_path):
     remote = Path(res.remote_bundle)
     current = Bundle.load(local).path
     assert remote.name == "patched" and current.parent.name == "versions"
-    visible = lambda d: {k: v for k, v in files_of(d).items() if not any(p.startswith(".") for p in Path(k).parts)}  # noqa: E731
+    visible = lambda d: {k: v for k, v in files_of(d).items() if not any(p.startswith(".") for p in Path(k).parts)}
     assert visible(remote) == visible(current)  # the current version, byte for byte, as a plain bundle
     assert Bundle.load(remote).num_tasks == 4 and not (remote / "CURRENT").exists()
     rows = [r for r in res.bench["results"] if r["status"] == "ok"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_deploy import NET, files_of, needs_ssh, sshd, target  # noqa: F401  (sshd is a fixture)
 
-from mind_edge.devices.deploy import DeployError, Deployer, DeployOptions, SshTarget
+from mind_edge.devices.deploy import Deployer, DeployError, DeployOptions, SshTarget
 from mind_edge.runtime.bundle import assemble_bundle
 from mind_edge.runtime.graph import random_arrays
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from export_helpers import make_model
+
 from mind_edge.train import TrainConfig
 
 

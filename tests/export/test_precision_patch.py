@@ -26,7 +26,7 @@ from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.patch import apply_patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mind_edge"))
-from learn_helpers import digits_folder, make_run  # noqa: E402
+from learn_helpers import digits_folder, make_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LOOSE = PrecisionThresholds(min_routing_agreement=0.5, max_tag_drop=50.0)  # untrained networks: near-ties

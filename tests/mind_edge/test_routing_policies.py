@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mind_edge.calibrate import calibrate_run
-from mind_edge.checkpoint import CHECKPOINT, load_run, load_state, save_checkpoint
+from mind_edge.checkpoint import CHECKPOINT, load_run, load_state
 from mind_edge.core.routing import DEFAULT_POLICY, POLICIES, class_table, fit_routing_stats, route_numpy, tap_blocks
 from mind_edge.data import load_dataset, make_scenario, task_arrays
 from mind_edge.errors import ConfigError

@@ -2,7 +2,6 @@
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,7 +10,7 @@ from mind_edge.data import load_dataset, make_scenario, task_arrays
 from mind_edge.errors import CheckpointError, ConfigError
 from mind_edge.nets import FREE, NetConfig, build_model
 from mind_edge.run import RunSpec, train_run
-from mind_edge.train import TrainConfig, _claim, learn_task, mip_scores
+from mind_edge.train import TrainConfig, _claim, learn_task
 
 # tiny networks: one intra-op thread is 2x faster than two on a busy 2-core machine (issue 13, item 8)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

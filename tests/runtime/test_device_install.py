@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from patch_helpers import world
+from PIL import Image
 from tree_helpers import copy_source_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_packages, pytest.mark.timeout(900)]

@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from cli_helpers import one_error_line
+from PIL import Image
 from runtime_helpers import predict_app, run_cli
 
 

@@ -6,11 +6,11 @@ import json
 import shutil
 
 import pytest
+from cli_helpers import one_error_line
+from runtime_helpers import predict_app, run_cli
 
 from mind_edge.runtime.errors import InputError
 from mind_edge.runtime.predict import collect_images
-from cli_helpers import one_error_line
-from runtime_helpers import predict_app, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,6 @@ from mind_edge.runtime.engine_fingerprint import (
     parse_trt_version,
     read_index,
     select_engine,
-    write_index,
 )
 from mind_edge.runtime.predict import Runtime
 from mind_edge.runtime.runners import ORT_TRT_CACHE, OrtRunner, provider_options
@@ -97,7 +96,7 @@ def test_machine_info_from_injected_module_and_gpu():
     m = machine_info(trt, FAKE_GPU)
     assert m == MachineInfo("10.3.0.30", FAKE_GPU.name, "8.7")
     assert machine_info(trt, lambda: GpuInfo("X", "9.0")).gpu_name == "X"
-    assert "TensorRT 10.3.0.30 on 'Fake Orin (nvgpu)' (compute capability 8.7)" == m.describe()
+    assert m.describe() == "TensorRT 10.3.0.30 on 'Fake Orin (nvgpu)' (compute capability 8.7)"
     nover = fake_tensorrt("10.3.0")
     nover.__version__ = ""
     with pytest.raises(EngineError, match="no __version__"):
