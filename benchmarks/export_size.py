@@ -19,6 +19,7 @@ Prints rich tables and writes everything as JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -147,10 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     for mod in ("onnx", "onnxruntime", "numpy", "torch"):
-        try:
+        with contextlib.suppress(ImportError):
             result["context"][mod] = __import__(mod).__version__
-        except ImportError:
-            pass
     result["sizes"] = sizes([2, 10])
     t = Table(title="ResNet-32 (width 1, 3x32x32), model.onnx bytes", title_justify="left")
     for col in ("tasks", "dense fp32 (1 sub-network)", "shared", "folded", "naive (N dense files)"):

@@ -150,8 +150,10 @@ def _run(args) -> dict:
         res = learn(out / "run4", folder, out / "run5", device="cpu", memory_budget_mb=args.memory_budget, reporter=rep)
     times["learn"] = time.perf_counter() - t
     print(
-        f"task {res.task} = classes {res.class_names} (ids {res.classes}); new task TAW {res.new_task.get('taw', float('nan')):.3f}, "
-        f"TAG over all tasks {res.final.get('tag') or float('nan'):.3f}; batch {res.batch_size}; peak RSS {res.peak_rss_mb:.0f} MB"
+        f"task {res.task} = classes {res.class_names} (ids {res.classes}); "
+        f"new task TAW {res.new_task.get('taw', float('nan')):.3f}, "
+        f"TAG over all tasks {res.final.get('tag') or float('nan'):.3f}; batch {res.batch_size}; "
+        f"peak RSS {res.peak_rss_mb:.0f} MB"
     )
 
     t = step("4. sign a task patch")
@@ -161,7 +163,8 @@ def _run(args) -> dict:
     bundle_bytes = sum(f.stat().st_size for f in exp.bundle.iterdir())
     print(
         f"{patch.path.name}: {patch.patch_bytes:,} bytes = {100 * patch.ratio:.1f} % of the patched model.onnx, "
-        f"{100 * patch.patch_bytes / bundle_bytes:.1f} % of the deployed bundle ({bundle_bytes:,} bytes); signed by {keys.key_id}"
+        f"{100 * patch.patch_bytes / bundle_bytes:.1f} % of the deployed bundle ({bundle_bytes:,} bytes); "
+        f"signed by {keys.key_id}"
     )
 
     t = step("5. apply it on the device (torch-free, atomic)")

@@ -279,7 +279,7 @@ def device_defaults(detect: Callable[[], Any] | None = None) -> tuple[int | None
             detection = detect_fn()
         else:
             detection = detect()
-    except Exception as exc:  # detection is advisory: never fail a build on it
+    except Exception as exc:  # noqa: BLE001 - detection is advisory: never fail a build on it, whatever it raises
         log.debug("device detection failed: %s", exc)
         return None, None, None
     profile = getattr(detection, "profile", None)
@@ -465,9 +465,9 @@ def build_engine(
     build_seconds = time.perf_counter() - t_build
     if plan is None:
         raise EngineError(
-            f"TensorRT {machine.tensorrt_version} could not build the {fp.precision} engine of {bundle.path} (the builder "
-            f"returned nothing; run with --verbose for its log). If it ran out of memory, try another --workspace (now "
-            f"{opts.workspace_mb} MB) or a smaller --max-batch (now {opts.max_batch})"
+            f"TensorRT {machine.tensorrt_version} could not build the {fp.precision} engine of {bundle.path} "
+            f"(the builder returned nothing; run with --verbose for its log). If it ran out of memory, try another "
+            f"--workspace (now {opts.workspace_mb} MB) or a smaller --max-batch (now {opts.max_batch})"
         )
     data = _host_bytes(plan)
     if cache_path is not None:

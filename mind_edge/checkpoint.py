@@ -193,7 +193,7 @@ def load_state(path: str | Path, expected_sha256: str | None = None) -> dict:
                 raise CheckpointError(
                     f"{path} is a safetensors file but not a mind-edge checkpoint (metadata {meta!r})"
                 )
-            return {k: fh.get_tensor(k) for k in fh.keys()}
+            return {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open is not a dict: keys() is its API
     except SafetensorError as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {exc}") from exc
     except (OSError, ValueError, RuntimeError) as exc:

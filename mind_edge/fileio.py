@@ -54,7 +54,7 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~current_umask()
 
 
-def make_temp_dir(*, prefix: str, suffix: str, dir: str | os.PathLike) -> Path:
+def make_temp_dir(*, prefix: str, suffix: str, dir: str | os.PathLike) -> Path:  # noqa: A002 - tempfile's keyword
     """``tempfile.mkdtemp`` with the umask's folder mode instead of 0700 (renamed into place later)."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dir))
     os.chmod(tmp, default_mode(directory=True))

@@ -14,7 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 DEFINITIONS = {
-    "tag": "task-agnostic accuracy after the last task: mean over tasks j of R_tag[N-1, j] (task unknown, routed by max-probability)",
+    "tag": (
+        "task-agnostic accuracy after the last task: mean over tasks j of R_tag[N-1, j] "
+        "(task unknown, routed by max-probability)"
+    ),
     "taw": "task-aware accuracy after the last task: mean over tasks j of R_taw[N-1, j] (true task's head)",
     "routing": "fraction of test samples of all tasks routed to their true task after the last task",
     "avg_incremental_tag": "mean over steps k of mean_{j<=k} R_tag[k, j]",

@@ -283,7 +283,8 @@ def learn_task(
         )
         if on_teacher is not None:
             on_teacher(teacher)
-        _claim(model, task, mip_scores(teacher), {i: l.weight.data for i, l in enumerate(teacher.masked_layers())})
+        teacher_weights = {i: layer.weight.data for i, layer in enumerate(teacher.masked_layers())}
+        _claim(model, task, mip_scores(teacher), teacher_weights)
         with torch.no_grad():
             for bn_s, bn_t in zip(model.task_batchnorms(), teacher.task_batchnorms()):
                 bn_s.sets[task].load_state_dict(bn_t.sets[task].state_dict())

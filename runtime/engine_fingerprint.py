@@ -373,7 +373,8 @@ def read_index(bundle_dir: str | os.PathLike) -> list[EngineRecord]:
         raise EngineError(f'{path} is not a mind-edge engine index (expected "format": "{ENGINE_FORMAT}")')
     if data.get("schema_version") != ENGINE_SCHEMA:
         raise EngineError(
-            f"{path} has engine index schema {data.get('schema_version')!r}; this mind-edge reads schema {ENGINE_SCHEMA}. "
+            f"{path} has engine index schema {data.get('schema_version')!r}; "
+            f"this mind-edge reads schema {ENGINE_SCHEMA}. "
             "Rebuild the engine with this mind-edge"
         )
     engines = data.get("engines")

@@ -337,7 +337,8 @@ def check_arrays(arrays: NetArrays) -> NetPlan:
                 v = getattr(s, k)
                 if v.dtype != np.float32 or v.shape != (c.out_ch,):
                     raise GraphError(
-                        f"BatchNorm {c.norm} task {t}: {k} should be float32 [{c.out_ch}], got {v.dtype} {list(v.shape)}"
+                        f"BatchNorm {c.norm} task {t}: {k} should be float32 [{c.out_ch}], "
+                        f"got {v.dtype} {list(v.shape)}"
                     )
             if not (s.eps > 0 and math.isfinite(s.eps)):
                 raise GraphError(f"BatchNorm {c.norm} task {t}: eps must be > 0, got {s.eps}")
@@ -623,7 +624,8 @@ def _routing_head(
             ent = b.node(
                 "Div", [b.node("Neg", [ent], "route.entropy_raw"), b.init("route.entropy_norm", sizes)], "route.entropy"
             )
-            top2 = b.node("TopK", [task_conf, b.const([2], np.int64)], "route.top2_values", axis=1, largest=1, sorted=1)
+            # outputs route.top2_values and (appended below) the indices route.top2, read by name
+            b.node("TopK", [task_conf, b.const([2], np.int64)], "route.top2_values", axis=1, largest=1, sorted=1)
             b.nodes[-1].output.append("route.top2")
             e2 = b.node("GatherElements", [ent, "route.top2"], "route.top2_entropy", axis=1)
             pick = b.node("ArgMin", [e2], "route.pick", axis=1, keepdims=1, select_last_index=0)

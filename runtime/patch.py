@@ -1,9 +1,9 @@
 """Task patches: apply one to a deployed bundle atomically, roll it back (torch-free).
 
 The file format, its bounded reader and the signature check are
-:mod:`mind_edge.runtime.patch_format` (its codecs :mod:`mind_edge.runtime.patch_codecs`); the versioned bundle store (``CURRENT`` +
-``versions/``, lock, clean-up) is :mod:`mind_edge.runtime.versions`. Their public names are
-re-exported here.
+:mod:`mind_edge.runtime.patch_format` (its codecs :mod:`mind_edge.runtime.patch_codecs`); the
+versioned bundle store (``CURRENT`` + ``versions/``, lock, clean-up) is
+:mod:`mind_edge.runtime.versions`. Their public names are re-exported here.
 
 **The apply sequence** (:func:`apply_patch`) — trust first, then work, then writes:
 
@@ -607,7 +607,8 @@ def rollback(bundle_dir: str | os.PathLike) -> RollbackResult:
         _, current = resolve_version(root)
         if current is None:
             raise PatchError(
-                f"bundle {root} has never been patched (no {POINTER_FILE} file); there is no earlier version to roll back to"
+                f"bundle {root} has never been patched (no {POINTER_FILE} file); "
+                "there is no earlier version to roll back to"
             )
         prev = previous_version(root, current)
         if prev is None:

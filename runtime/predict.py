@@ -2,9 +2,10 @@
 
 ``Runtime(bundle).predict(x)`` accepts a float32 NCHW batch (already normalised), a uint8
 NHWC batch or one HWC image (normalised here with :func:`mind_edge.imageio.normalize`), or
-image files, folders of images and glob patterns (:func:`collect_images`; decoded with :func:`mind_edge.imageio.load_image`: the same Pillow + numpy steps
-as training). It returns labels, tasks, confidences and class names; another temperature than
-the bundle's re-routes in numpy from the graph's ``task_logits``.
+image files, folders of images and glob patterns (:func:`collect_images`; decoded with
+:func:`mind_edge.imageio.load_image`: the same Pillow + numpy steps as training). It returns
+labels, tasks, confidences and class names; another temperature than the bundle's re-routes in
+numpy from the graph's ``task_logits``.
 """
 
 from __future__ import annotations
@@ -209,24 +210,25 @@ class Runtime:
                 if info is not None and (info[0] != spec.size or info[1] != c):
                     raise InputError(
                         f"image {p} is {info[0][0]}x{info[0][1]} with {info[1]} channel(s) but the bundle expects "
-                        f"{h}x{w} with {c} ({spec.channel_order}); resize/convert it, or pass --resize (strict=False) to let "
-                        "mind-edge resize (bilinear) and convert it like training does"
+                        f"{h}x{w} with {c} ({spec.channel_order}); resize/convert it, or pass --resize (strict=False) "
+                        "to let mind-edge resize (bilinear) and convert it like training does"
                     )
                 images.append(imageio.load_image(p, spec.size, c))
                 names.append(str(p))
             return imageio.normalize(np.stack(images), spec.mean, spec.std), names
         if not isinstance(inputs, np.ndarray):
             raise InputError(
-                f"predict takes a numpy array or image file paths, got {type(inputs).__name__}; expected {self._expected()}"
+                f"predict takes a numpy array or image file paths, got {type(inputs).__name__}; "
+                f"expected {self._expected()}"
             )
         x = inputs
         if x.dtype == np.uint8:
             batch = x[None] if x.ndim == 3 else x
             if batch.ndim != 4 or tuple(batch.shape[1:]) != (h, w, c):
                 raise InputError(
-                    f"uint8 images must be [B, {h}, {w}, {c}] (NHWC) or [{h}, {w}, {c}] (HWC) for this bundle, got "
-                    f"{list(x.shape)}; resize/convert the images to {h}x{w} with {c} channel(s) ({spec.channel_order}), "
-                    "or pass the image files"
+                    f"uint8 images must be [B, {h}, {w}, {c}] (NHWC) or [{h}, {w}, {c}] (HWC) for this bundle, "
+                    f"got {list(x.shape)}; resize/convert the images to {h}x{w} with {c} channel(s) "
+                    f"({spec.channel_order}), or pass the image files"
                 )
             return imageio.normalize(batch, spec.mean, spec.std), None
         if x.dtype in (np.float32, np.float64, np.float16):

@@ -462,11 +462,10 @@ def policy_scores(
     z_ml = (extra[:, :, 0] - mean[:, k]) / std[:, k]
     z_en = (extra[:, :, 1] - mean[:, k + 1]) / std[:, k + 1]
     score = z_ml * w_ml + z_en * w_en
-    if w_tap or w_shared:
-        if taps is None or len(taps) != own:
-            raise ConfigError(
-                f"routing policy {policy!r} needs the pooled features of {own} taps (graph output task_features)"
-            )
+    if (w_tap or w_shared) and (taps is None or len(taps) != own):
+        raise ConfigError(
+            f"routing policy {policy!r} needs the pooled features of {own} taps (graph output task_features)"
+        )
     for j in range(k):
         w = w_tap if j < own else w_shared
         if not w:

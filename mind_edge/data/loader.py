@@ -52,7 +52,8 @@ class BatchLoader:
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
             raise DataError(
                 "BatchLoader needs uint8 images (N, H, W, C); got "
-                f"{type(images).__name__} dtype={getattr(images, 'dtype', None)} shape={getattr(images, 'shape', None)}."
+                f"{type(images).__name__} dtype={getattr(images, 'dtype', None)} "
+                f"shape={getattr(images, 'shape', None)}."
             )
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):

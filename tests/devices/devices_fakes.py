@@ -114,4 +114,4 @@ while True:
 
 
 def recording(name: str) -> list[str]:
-    return [l for l in (RECORDINGS / name).read_text().splitlines() if l.strip()]
+    return [line for line in (RECORDINGS / name).read_text().splitlines() if line.strip()]

@@ -108,30 +108,28 @@ def sshd(tmp_path_factory):
     )
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
-    log = open(d / "sshd.log", "w")
-    proc = subprocess.Popen([SSHD, "-f", str(cfg), "-D", "-e"], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while True:
-        if proc.poll() is not None:
-            log.close()
-            pytest.skip(f"sshd did not start (exit {proc.returncode}): {(d / 'sshd.log').read_text()[-500:]}")
+    with open(d / "sshd.log", "w") as log:
+        proc = subprocess.Popen([SSHD, "-f", str(cfg), "-D", "-e"], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"sshd did not start (exit {proc.returncode}): {(d / 'sshd.log').read_text()[-500:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    proc.terminate()
+                    pytest.skip("sshd did not listen within 10 s")
+                time.sleep(0.05)
+        (d / "ssh_config").write_text("")  # isolate from the user's ~/.ssh/config
+        info = {"port": port, "key": client_key, "user": user, "dir": d, "log": d / "sshd.log"}
+        yield info
+        proc.terminate()
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.terminate()
-                pytest.skip("sshd did not listen within 10 s")
-            time.sleep(0.05)
-    (d / "ssh_config").write_text("")  # isolate from the user's ~/.ssh/config
-    info = {"port": port, "key": client_key, "user": user, "dir": d, "log": d / "sshd.log"}
-    yield info
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:  # pragma: no cover
-        proc.kill()
-    log.close()
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
 
 
 def target(sshd, **kw) -> SshTarget:

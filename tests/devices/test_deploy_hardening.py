@@ -19,7 +19,10 @@ from mind_edge.devices.deploy import Deployer, DeployError, DeployOptions, SshTa
 from mind_edge.runtime.bundle import assemble_bundle
 from mind_edge.runtime.graph import random_arrays
 
-PROBE = "mind-edge-probe=1\nhome=/h\npath=/bin\nmachine=x86_64\nrsync=1\ncmd=\ntensorrt=\ndir=1\nexists=0\ndf=1000000 900000 /\n"
+PROBE = (
+    "mind-edge-probe=1\nhome=/h\npath=/bin\nmachine=x86_64\nrsync=1\ncmd=\ntensorrt=\ndir=1\nexists=0\n"
+    "df=1000000 900000 /\n"
+)
 
 
 def _bundle(folder: Path) -> Path:

@@ -121,7 +121,8 @@ def test_agx_xavier_jetpack4_rails_are_summed():
     line = (
         "RAM 14700/15692MB (lfb 3x2MB) SWAP 898/8192MB (cached 23MB) CPU [0%@1190,0%@1190,0%@1190,0%@1190,"
         "0%@1190,0%@1190,0%@1190,0%@1190] EMC_FREQ 0% GR3D_FREQ 0% AO@30C GPU@30.5C Tboard@31C Tdiode@32C "
-        "AUX@30.5C CPU@31.5C thermal@30.8C PMIC@100C GPU 463/463 CPU 618/618 SOC 2936/2936 CV 0/0 VDDRQ 309/309 SYS5V 3306/3306"
+        "AUX@30.5C CPU@31.5C thermal@30.8C PMIC@100C GPU 463/463 CPU 618/618 SOC 2936/2936 CV 0/0 VDDRQ 309/309 "
+        "SYS5V 3306/3306"
     )  # published in martinkersner/gtop PR #7 (AGX Xavier, JetPack 4.2)
     s = parse_line(line)
     assert s.temperatures_c["gpu"] == 30.5 and s.rails["GPU"] == Rail(463.0, 463.0)
@@ -139,7 +140,8 @@ def test_off_cores_negative_rails_and_old_cpu_format():
     assert s.cpu_load_mean_pct == 1.5
     assert s.rails["VDD_CPU_CV"].current_mw == -398.0
     old = parse_line(
-        "RAM 3468/3983MB (lfb 48x4MB) SWAP 873/8192MB (cached 295MB) cpu [17%,13%,29%,5%]@408 EMC 1%@408 APE 25 GR3D 3%@76"
+        "RAM 3468/3983MB (lfb 48x4MB) SWAP 873/8192MB (cached 295MB) cpu [17%,13%,29%,5%]@408 EMC 1%@408 APE 25 "
+        "GR3D 3%@76"
     )
     assert old.cpu_load_pct == (17.0, 13.0, 29.0, 5.0) and old.cpu_freq_mhz == (408,) * 4
     assert old.total_power_mw is None and old.gpu_load_pct is None

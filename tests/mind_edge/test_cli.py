@@ -30,7 +30,7 @@ def test_train_info_eval(tmp_path):
 
 
 def _one_error_line(result):
-    lines = [l for l in result.output.strip().splitlines() if l.strip()]
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert result.exit_code == 2, result.output
     assert lines and lines[0].startswith("error:"), result.output
     return " ".join(lines)

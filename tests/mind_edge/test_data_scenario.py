@@ -100,7 +100,7 @@ def test_task_arrays():
     np.testing.assert_array_equal(glob, labels[mask])
     np.testing.assert_array_equal(local, np.where(labels[mask] == 3, 0, 1))
     _, local1, glob1 = task_arrays(arrays, sc, 1)
-    assert {(int(g), int(l)) for g, l in zip(glob1, local1)} == {(0, 0), (4, 1), (2, 2)}
+    assert {(int(g), int(loc)) for g, loc in zip(glob1, local1)} == {(0, 0), (4, 1), (2, 2)}
     with pytest.raises(ConfigError):
         task_arrays(arrays, sc, 2)
     other = Scenario("toy", "custom", 0, ((3, 1),), ("a", "b", "c", "X", "e"))

@@ -467,7 +467,7 @@ def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
         load_dataset("cifar100", tmp_path, download=True)
 
 
-# ------------------------------------------------------------------------------ cifar: torchvision's reader for official files
+# ------------------------------------------------------------------ cifar: torchvision's reader for official files
 
 
 @pytest.mark.parametrize("kind", ["cifar10", "cifar100"])

@@ -118,7 +118,7 @@ def test_resnet32_structure_and_flops():
     convs = model.masked_layers()
     assert len(convs) == 31  # stem + 15 blocks x 2 convs, shortcuts parameter-free
     assert model.feature_dim == 64
-    n_params = sum(l.weight.numel() for l in convs)
+    n_params = sum(conv.weight.numel() for conv in convs)
     # stem 3*16*9 + stage1 10*16*16*9 + stage2 (16*32 + 9*32*32)*9 + stage3 (32*64 + 9*64*64)*9
     assert n_params == 432 + 23_040 + 87_552 + 350_208
     flops = count_flops(model)

@@ -223,9 +223,10 @@ def test_statistics_of_the_older_layout_are_ignored_with_a_calibrate_hint(tmp_pa
     # layout 1 (before the shared space): own taps only
     old_state = {}
     for name, v in load_state(run / CHECKPOINT).items():
-        if ".routing.whiten" in name or ".routing.means" in name:
-            if int(name.rsplit("whiten" if "whiten" in name else "means", 1)[1]) >= k:
-                continue
+        if (".routing.whiten" in name or ".routing.means" in name) and int(
+            name.rsplit("whiten" if "whiten" in name else "means", 1)[1]
+        ) >= k:
+            continue
         if name.endswith(".routing.score_mean") or name.endswith(".routing.score_std"):
             v = torch.cat([v[:k], v[2 * k :]])
         old_state[name] = v

@@ -122,12 +122,12 @@ def test_claim_ranks_by_given_scores_not_by_the_student_weights():
     model = build_model(NetConfig(in_channels=1, input_size=(8, 8), width=0.25, capacity=2), [[0]])
     layer = model.masked_layers()[0]
     n = layer.weight.numel()
-    scores = {i: torch.zeros_like(l.weight) for i, l in enumerate(model.masked_layers())}
+    scores = {i: torch.zeros_like(la.weight) for i, la in enumerate(model.masked_layers())}
     # the student's largest weights are at the start; the teacher's scores favour the end
     with torch.no_grad():
         layer.weight.view(-1).copy_(torch.linspace(1.0, 0.0, n))
     scores[0].view(-1).copy_(torch.linspace(0.0, 1.0, n))
-    values = {i: l.weight.detach().clone() + 10 for i, l in enumerate(model.masked_layers())}
+    values = {i: la.weight.detach().clone() + 10 for i, la in enumerate(model.masked_layers())}
     _claim(model, 0, scores, values)
     owned = torch.nonzero(layer.owner.view(-1) == 0).squeeze(1)
     assert owned.tolist() == list(range(n - n // 2, n))
