@@ -20,6 +20,7 @@ naming both sides.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mind_edge.errors import MindEdgeError
+from mind_edge.fileio import atomic_write_json, sha256_file
 from mind_edge.runtime.errors import BackendError
 from mind_edge.schema import read_regular_file
 
@@ -76,7 +78,8 @@ TENSORRT_HINT = (
 def import_tensorrt(purpose: str = "building a TensorRT engine"):
     """``import tensorrt`` or an :class:`EngineError` saying how to get it (never at import time of mind-edge)."""
     try:
-        import tensorrt  # type: ignore[import-not-found]
+        # not require(): TensorRT comes with JetPack or NVIDIA's wheels, not a mind-edge extra (own hint below)
+        import tensorrt  # type: ignore[import-not-found]  # noqa: PLC0415
     except ImportError as exc:
         raise EngineError(
             f"{purpose} needs the 'tensorrt' Python package, which is not importable here ({exc}); "
@@ -157,10 +160,12 @@ class MachineInfo:
 
 def _cudart():
     """cuda-python's runtime bindings (``cuda.bindings.runtime`` >= 12.6, ``cuda.cudart`` before)."""
+    # optional (NVIDIA's wheels, no mind-edge extra) and named by version, so not require(): query_gpu
+    # falls back to libcuda when neither name imports
     try:
-        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
+        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]  # noqa: PLC0415
     except ImportError:
-        from cuda import cudart  # type: ignore[import-not-found,no-redef]
+        from cuda import cudart  # type: ignore[import-not-found,no-redef]  # noqa: PLC0415
     return cudart
 
 
@@ -177,8 +182,6 @@ def _gpu_from_cuda_python(device: int) -> GpuInfo:
 
 def _gpu_from_libcuda(device: int) -> GpuInfo:
     """The CUDA driver API through ctypes (no Python package needed; libcuda ships with the driver/JetPack)."""
-    import ctypes
-
     try:
         lib = ctypes.CDLL("libcuda.so.1")
     except OSError as exc:
@@ -384,8 +387,6 @@ def read_index(bundle_dir: str | os.PathLike) -> list[EngineRecord]:
 
 
 def write_index(bundle_dir: str | os.PathLike, records: Sequence[EngineRecord]) -> Path:
-    from mind_edge.fileio import atomic_write_json
-
     index = empty_index()
     index["engines"] = [r.to_json() for r in records]
     return atomic_write_json(Path(bundle_dir) / ENGINE_JSON, index)
@@ -437,8 +438,6 @@ def select_engine(
     engine and :class:`EngineMismatchError` naming the recorded and the current fingerprints
     when none fits.
     """
-    from mind_edge.fileio import sha256_file
-
     bundle_dir = Path(bundle_dir)
     records = read_index(bundle_dir)
     build_hint = f"build one here with: mind-edge engine build {bundle_dir}" + (

@@ -45,10 +45,21 @@ from mind_edge.runtime.bundle import (
     PROBE_FILE,
     VERSIONS_DIR,
     Bundle,
+    prepare_bundle,
     resolve_version,
+    write_bundle,
 )
 from mind_edge.runtime.errors import BundleError
-from mind_edge.runtime.graph import HeadArrays, LayerArrays, NetArrays, NormArrays, NormSet
+from mind_edge.runtime.graph import (
+    HeadArrays,
+    LayerArrays,
+    NetArrays,
+    NormArrays,
+    NormSet,
+    build_graph,
+    check_arrays,
+    read_arrays,
+)
 from mind_edge.runtime.patch_codecs import (  # noqa: F401  (re-exported)
     _DELTA_TYPES,
     ENCODINGS,
@@ -75,6 +86,10 @@ from mind_edge.runtime.patch_format import (  # noqa: F401  (re-exported)
     read_patch,
     verify_signature,
 )
+from mind_edge.runtime.precision import patch_hook
+from mind_edge.runtime.routing import PAD_LOGIT
+from mind_edge.runtime.sessions import cpu_session
+from mind_edge.runtime.signing import read_trusted_keys, trusted_keys
 from mind_edge.runtime.versions import (  # noqa: F401  (re-exported)
     CRASH_ENV,
     CRASH_POINTS,
@@ -262,7 +277,6 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
     out = NetArrays(
         net=dict(base.net), layers=tuple(by_name[x.name] for x in base.layers), norms=tuple(norms), heads=heads
     )
-    from mind_edge.runtime.graph import check_arrays
 
     try:
         check_arrays(out)
@@ -275,8 +289,6 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
 
 
 def _ort_session(model_bytes: bytes):
-    from mind_edge.runtime.sessions import cpu_session
-
     return cpu_session(model_bytes, what="validating a patched bundle")
 
 
@@ -292,8 +304,6 @@ def validate_patched(
 
     Returns ``(report, probe inputs, new probe outputs)``; raises :class:`PatchError` on failure.
     """
-    from mind_edge.runtime.routing import PAD_LOGIT
-
     probe = bundle.probe()
     x = probe.pop("image", None)
     if x is None:
@@ -413,10 +423,6 @@ def apply_patch(
     required when ``verify_key`` is given or the bundle pins trusted keys (``TRUSTED_KEYS``).
     ``keep`` versions (the live one and its predecessors) are kept.
     """
-    from mind_edge.runtime.bundle import prepare_bundle
-    from mind_edge.runtime.graph import build_graph, read_arrays
-    from mind_edge.runtime.signing import trusted_keys
-
     t0 = time.perf_counter()
     if keep < 2:
         raise PatchError(f"keep must be >= 2 (the new version and the previous one, for rollback), got {keep}")
@@ -441,8 +447,6 @@ def apply_patch(
                 f"again as task {patch.task}. Already applied?"
             )
         # -- precision hook (issue 14): an FP16/INT8 bundle patches its FP32 weights and rebuilds its own graph
-        from mind_edge.runtime.precision import patch_hook
-
         hook = patch_hook(bundle)  # None for FP32 bundles
         if bundle.layout != "shared" and hook is None:
             raise PatchError(
@@ -535,8 +539,6 @@ def apply_patch(
                 crash_point("base_copied")
             new_name = version_name(max([version_num(v) for v in list_versions(root)] + [0]) + 1)
             created.append(vdir / new_name)
-            from mind_edge.runtime.bundle import write_bundle
-
             write_bundle(vdir / new_name, files, meta)
             fsync_dir(vdir)
             crash_point("version_written")
@@ -637,8 +639,6 @@ def rollback(bundle_dir: str | os.PathLike) -> RollbackResult:
 
 def bundle_status(bundle_dir: str | os.PathLike) -> dict:
     """Live version, kept versions, trusted keys and patch history of a bundle (for inspect/CLI output)."""
-    from mind_edge.runtime.signing import read_trusted_keys
-
     root = Path(bundle_dir)
     b = Bundle.load(root, verify=False)
     keys = read_trusted_keys(b.root or root)

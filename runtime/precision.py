@@ -51,12 +51,16 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mind_edge.errors import ConfigError, MindEdgeError, require
+from mind_edge.imageio import normalize
+from mind_edge.runtime.bundle import prepare_bundle, write_bundle
+from mind_edge.runtime.graph import CONTRACT, NormArrays, NormSet, build_graph, read_arrays
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +154,7 @@ def to_fp16(model, region: set[str] | None = None):
     and cast back (exact). Inputs, outputs and everything outside the region keep their dtypes.
     """
     onnx = _onnx()
-    from onnx import numpy_helper
+    numpy_helper = onnx.numpy_helper
 
     TP = onnx.TensorProto
     src = onnx.ModelProto()
@@ -260,7 +264,7 @@ def pack_owner_maps(model):
     Maps with an owner above 14 (more than 15 tasks) stay one byte per weight.
     """
     onnx = _onnx()
-    from onnx import numpy_helper
+    numpy_helper = onnx.numpy_helper
 
     TP = onnx.TensorProto
     helper = onnx.helper
@@ -324,7 +328,6 @@ def _unpack(packed: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 def fp16_model(arrays, *, temperature: float, opset: int | None = None, policy: str = "auto"):
     """The FP16 shared-layout graph of ``arrays`` routing with ``policy`` (see the module docstring)."""
     onnx = _onnx()
-    from mind_edge.runtime.graph import CONTRACT, build_graph
 
     opset = int(opset or CONTRACT.opset)
     model = build_graph(arrays, layout="shared", temperature=float(temperature), opset=opset, policy=policy)
@@ -367,7 +370,7 @@ def fp32_view(model):
     :func:`~mind_edge.runtime.graph.read_arrays` reads (float16 -> float32, owner maps unpacked)
     and the graph metadata. Exact: every FP16 value is a float32 value."""
     onnx = _onnx()
-    from onnx import numpy_helper
+    numpy_helper = onnx.numpy_helper
 
     TP = onnx.TensorProto
     view = onnx.ModelProto()
@@ -396,7 +399,6 @@ def read_model_arrays(model_or_path, master: str | os.PathLike | None = None):
     """The network arrays of a graph in any precision: FP32 shared graphs directly, FP16 through
     :func:`fp32_view`, INT8 from its FP32 master (``master``, the bundle's ``master.onnx``)."""
     onnx = _onnx()
-    from mind_edge.runtime.graph import read_arrays
 
     model = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
     p = model_precision(model)
@@ -433,7 +435,7 @@ def unstack_tasks(model, num_tasks: int):
     raises :class:`PrecisionError`.
     """
     onnx = _onnx()
-    from onnx import numpy_helper
+    numpy_helper = onnx.numpy_helper
 
     helper = onnx.helper
     n = int(num_tasks)
@@ -600,10 +602,8 @@ def int8_model(
     """The INT8 QDQ graph of ``arrays`` (routing with ``policy``) calibrated on ``calibration``
     (float32 NCHW, normalised)."""
     onnx = _onnx()
-    from mind_edge.runtime.graph import CONTRACT, build_graph
 
-    require("onnxruntime", "ort", "quantizing a graph to INT8 (onnxruntime.quantization)")
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    quant = require("onnxruntime.quantization", "ort", "quantizing a graph to INT8 (onnxruntime.quantization)")
 
     x = np.ascontiguousarray(calibration, dtype=np.float32)
     if x.ndim != 4 or x.shape[0] < 1:
@@ -613,9 +613,9 @@ def int8_model(
     if options.activation not in ("uint8", "int8"):
         raise ConfigError(f"activation type must be uint8 or int8, got {options.activation!r}")
     methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
+        "minmax": quant.CalibrationMethod.MinMax,
+        "percentile": quant.CalibrationMethod.Percentile,
+        "entropy": quant.CalibrationMethod.Entropy,
     }
     if options.method not in methods:
         raise ConfigError(f"unknown calibration method {options.method!r}; choose {', '.join(methods)}")
@@ -628,20 +628,20 @@ def int8_model(
         exclude += [
             n.name for n in model.graph.node if n.name.startswith(tuple(options.keep_fp32)) and n.name not in exclude
         ]
-    act = QuantType.QUInt8 if options.activation == "uint8" else QuantType.QInt8
+    act = quant.QuantType.QUInt8 if options.activation == "uint8" else quant.QuantType.QInt8
     extra = {"WeightSymmetric": True, "ActivationSymmetric": options.activation == "int8"}
     with tempfile.TemporaryDirectory(prefix="mind-edge-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
         with _quiet_quantizer():
-            quantize_static(
+            quant.quantize_static(
                 str(src),
                 str(dst),
                 _Reader(x, CONTRACT.input_name),
-                quant_format=QuantFormat.QDQ,
+                quant_format=quant.QuantFormat.QDQ,
                 per_channel=options.per_channel,
                 activation_type=act,
-                weight_type=QuantType.QInt8,
+                weight_type=quant.QuantType.QInt8,
                 nodes_to_exclude=exclude,
                 op_types_to_quantize=["Conv", "Add", "Relu"],
                 calibrate_method=methods[options.method],
@@ -687,8 +687,6 @@ def check_fp32_routing(model) -> None:
 
 def calibration_inputs(images_uint8: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Normalised float32 NCHW calibration inputs from stored uint8 NHWC images."""
-    from mind_edge.imageio import normalize
-
     return normalize(np.asarray(images_uint8, dtype=np.uint8), list(mean), list(std))
 
 
@@ -704,8 +702,6 @@ def precision_model(
     policy: str = "auto",
 ):
     """The graph of ``arrays`` in ``precision`` (``fp32`` in ``layout``), routing with ``policy``."""
-    from mind_edge.runtime.graph import build_graph
-
     precision = check_precision(precision)
     if precision == "fp32":
         return build_graph(
@@ -766,8 +762,6 @@ def rebuild_for_patch(bundle, new_arrays) -> tuple[bytes, dict[str, bytes]]:
     calibrated on its own tensors, so earlier tasks' chains come out bit-identical, and the
     result equals quantizing a fresh export of the same network with the same images.
     """
-    from mind_edge.runtime.graph import build_graph
-
     p = bundle_precision(bundle)
     policy = bundle_policy(bundle)
     if p == "fp16":
@@ -813,9 +807,6 @@ def write_precision_bundle(
     """Write an FP16/INT8 bundle of ``arrays`` torch-free (no validation against PyTorch: the
     exporter does that; for tests, benchmarks and devices that hold only arrays).
     ``calibration_images``: uint8 NHWC (INT8)."""
-    from mind_edge.runtime.bundle import prepare_bundle, write_bundle
-    from mind_edge.runtime.graph import build_graph
-
     precision = check_precision(precision)
     files: dict[str, bytes] = {}
     record: dict[str, Any] = {"precision": precision, "fp32": "pool, heads, task_logits and every route.* node"}
@@ -866,10 +857,6 @@ def round_like_bundle(arrays, precision: str):
     to float16 values (what :func:`read_model_arrays` reads back from an FP16 graph); FP32 and
     INT8 (whose FP32 master is exact) are returned as they are. Heads and routing statistics are
     FP32 in every precision."""
-    from dataclasses import replace as dc_replace
-
-    from mind_edge.runtime.graph import NormArrays, NormSet
-
     if check_precision(precision) != "fp16":
         return arrays
     r = lambda a: np.asarray(a, np.float32).astype(np.float16).astype(np.float32)

@@ -10,6 +10,7 @@ numpy from the graph's ``task_logits``.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import warnings
@@ -19,11 +20,15 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+from PIL import Image
 
+from mind_edge import imageio
 from mind_edge.errors import ConfigError
+from mind_edge.imageio import check_image_file
 from mind_edge.runtime.backends import make_runner
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.errors import InputError
+from mind_edge.runtime.graph import read_routing_stats
 from mind_edge.runtime.routing import check_temperature, get_policy, route_numpy
 from mind_edge.runtime.runners import Runner
 
@@ -85,8 +90,6 @@ def collect_images(sources: Sequence[PathLike]) -> list[Path]:
     as ``yolo predict source=`` does. A folder without images or a pattern without matches is an
     :class:`InputError`; a plain file is passed on as it is (its decoding reports a bad file).
     """
-    import glob
-
     out: list[Path] = []
     for src in sources:
         p = Path(src)
@@ -119,10 +122,6 @@ def collect_images(sources: Sequence[PathLike]) -> list[Path]:
 
 def _image_info(path: Path) -> tuple[tuple[int, int], int] | None:
     """``((H, W), bands)`` of an image file from its header, or None if Pillow cannot open it."""
-    from PIL import Image
-
-    from mind_edge.imageio import check_image_file
-
     check_image_file(path)  # a FIFO would block Image.open
     try:
         with warnings.catch_warnings():
@@ -195,8 +194,6 @@ class Runtime:
 
     def preprocess(self, inputs: Inputs, *, strict: bool = False) -> tuple[np.ndarray, list[str] | None]:
         """Turn ``inputs`` into the graph's float32 NCHW batch; also returns the file names, if any."""
-        from mind_edge import imageio
-
         spec = self.bundle.input
         c, h, w = spec.shape
         if isinstance(inputs, (str, os.PathLike)):
@@ -249,8 +246,6 @@ class Runtime:
     def routing_stats(self):
         """Every task's routing statistics, read from the graph (``None`` entries when it carries none)."""
         if self._stats is None:  # any layout: only the route.* initializers are read
-            from mind_edge.runtime.graph import read_routing_stats
-
             self._stats = read_routing_stats(self.bundle.model_path)
         return self._stats
 

@@ -142,7 +142,7 @@ def sign_digest(secret_key_path: str | os.PathLike, digest: bytes) -> tuple[byte
 def verify_digest(public_key: bytes, digest: bytes, signature: bytes) -> bool:
     """True when ``signature`` is a valid signature of ``digest`` under ``public_key``."""
     signing = _nacl()
-    from nacl.exceptions import BadSignatureError
+    BadSignatureError = require("nacl.exceptions", "sign", "signing and verifying task patches").BadSignatureError
 
     if len(signature) != SIGNATURE_BYTES:
         return False

@@ -31,7 +31,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mind_edge.fileio import fsync_dir, sha256_file
+from mind_edge.fileio import atomic_write_bytes, default_mode, fsync_dir, sha256_file
 from mind_edge.runtime.bundle import (
     BUNDLE_JSON,
     MODEL_FILE,
@@ -44,6 +44,7 @@ from mind_edge.runtime.bundle import (
     read_record,
     resolve_version,
 )
+from mind_edge.runtime.engine_fingerprint import MACHINE_LOCAL_PATTERNS, TIMING_CACHE
 from mind_edge.runtime.errors import BundleError
 from mind_edge.schema import plain_name
 
@@ -76,7 +77,7 @@ def crash_point(name: str) -> None:
 @contextlib.contextmanager
 def locked(root: Path) -> Iterator[None]:
     """An exclusive flock on the bundle folder itself (no lock file: a failed apply changes nothing)."""
-    import fcntl
+    import fcntl  # noqa: PLC0415 - POSIX only: mind_edge.runtime stays importable where fcntl is missing
 
     fd = os.open(root, os.O_RDONLY)
     try:
@@ -137,8 +138,6 @@ def previous_version(root: Path, version: str) -> str | None:
 
 def write_pointer(root: Path, name: str) -> None:
     """Replace ``root/CURRENT`` atomically (tmp + fsync + rename + fsync of the folder)."""
-    from mind_edge.fileio import default_mode
-
     tmp = root / f".{POINTER_FILE}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), default_mode())
     try:
@@ -262,8 +261,6 @@ def adopt_machine_local(root: Path, version_dir: Path) -> list[str]:
     model, so a rollback to it reuses them, and no stale engine stays beside ``CURRENT``. One
     rename each; after a crash half-way the rest stays at the top, where nothing reads it, and
     each moved engine is still checked against its fingerprint before use."""
-    from mind_edge.runtime.engine_fingerprint import MACHINE_LOCAL_PATTERNS
-
     moved = []
     for p in sorted(root.iterdir()):
         name = p.name + ("/" if p.is_dir() else "")
@@ -281,9 +278,6 @@ def carry_timing_cache(old: Path, new: Path) -> None:
     """Copy TensorRT's timing cache of the previous version into the new one: it is per machine but
     valid for any model, so the new version's ``engine build`` starts warm. Best effort: the
     cache is an optimisation, a failed copy only logs."""
-    from mind_edge.fileio import atomic_write_bytes
-    from mind_edge.runtime.engine_fingerprint import TIMING_CACHE
-
     src, dst = old / TIMING_CACHE, new / TIMING_CACHE
     if not src.is_file() or dst.exists():
         return
