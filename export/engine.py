@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from mind_edge import __version__
+from mind_edge.devices.profiles import detect as detect_device
 from mind_edge.errors import ConfigError, require
 from mind_edge.fileio import atomic_write_bytes, sha256_bytes, sha256_file
+from mind_edge.runtime import precision as prec  # its fp32_boundary/backbone_nodes, wrapped below
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.engine_fingerprint import (
     DEFAULT_WORKSPACE_MB,
@@ -56,6 +58,7 @@ from mind_edge.runtime.engine_fingerprint import (
     add_record,
     choose_typing,
     import_tensorrt,
+    machine_differences,
     machine_info,
     now_iso,
     prune_stale,
@@ -63,6 +66,7 @@ from mind_edge.runtime.engine_fingerprint import (
     trt_logger,
 )
 from mind_edge.runtime.graph import CONTRACT, build_graph, graph_meta, read_arrays
+from mind_edge.runtime.precision import PrecisionError, bundle_arrays, bundle_precision, to_fp16
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +86,6 @@ def _onnx():
 def engine_graph(bundle: Bundle):
     """The ONNX graph (``onnx.ModelProto``) an engine of ``bundle`` is built from: the folded graph
     (an INT8 bundle: its QDQ graph as it is; an FP16 bundle: the folded graph of its weights)."""
-    from mind_edge.runtime.precision import bundle_arrays, bundle_precision
-
     onnx = _onnx()
     model = onnx.load(str(bundle.model_path))
     meta = graph_meta(model)
@@ -103,21 +105,17 @@ def engine_graph(bundle: Bundle):
 
 def fp32_boundary(model) -> str:
     """The tensor where the FP32 part (global pooling, task heads, routing head) begins."""
-    from mind_edge.runtime import precision
-
     try:
-        return precision.fp32_boundary(model)
-    except precision.PrecisionError as exc:
+        return prec.fp32_boundary(model)
+    except PrecisionError as exc:
         raise EngineError(str(exc)) from None
 
 
 def backbone_nodes(model) -> set[str]:
     """Names of the nodes that compute the FP32 boundary tensor (everything before the pooling; the
     one definition is :func:`mind_edge.runtime.precision.backbone_nodes`)."""
-    from mind_edge.runtime import precision
-
     fp32_boundary(model)  # a foreign graph is an EngineError here
-    return precision.backbone_nodes(model)
+    return prec.backbone_nodes(model)
 
 
 def fp16_graph(model):
@@ -130,8 +128,6 @@ def fp16_graph(model):
     graph's inputs and outputs keep their dtypes. Integer constants (shapes, slices, pads) are
     untouched.
     """
-    from mind_edge.runtime.precision import PrecisionError, to_fp16
-
     _onnx()
     fp32_boundary(model)  # a graph of this builder
     try:
@@ -273,12 +269,7 @@ class EngineBuildResult:
 def device_defaults(detect: Callable[[], Any] | None = None) -> tuple[int | None, int | None, str | None]:
     """``(workspace_mb, batch, profile name)`` of the detected Jetson, or ``(None, None, None)``."""
     try:
-        if detect is None:
-            from mind_edge.devices.profiles import detect as detect_fn
-
-            detection = detect_fn()
-        else:
-            detection = detect()
+        detection = (detect or detect_device)()
     except Exception as exc:  # noqa: BLE001 - detection is advisory: never fail a build on it, whatever it raises
         log.debug("device detection failed: %s", exc)
         return None, None, None
@@ -343,8 +334,6 @@ def build_engine(
     machine: MachineInfo = machine_info(trt, gpu)
     opts, notes = resolve_options(options, detect)
     fp16 = opts.fp16
-    from mind_edge.runtime.precision import bundle_precision
-
     bundle_prec = bundle_precision(bundle)
     int8 = opts.int8 or bundle_prec == "int8"
     if int8 and bundle_prec != "int8":
@@ -508,8 +497,6 @@ def build_engine(
 
 def engine_table_rows(bundle_dir: str | Path, machine: MachineInfo | None) -> list[dict[str, Any]]:
     """One row per recorded engine with whether it fits ``machine`` (None: unknown here)."""
-    from mind_edge.runtime.engine_fingerprint import machine_differences
-
     bundle = Bundle.load(bundle_dir, verify=False)
     sha = bundle.model_sha256
     rows = []

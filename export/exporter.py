@@ -19,14 +19,27 @@ from typing import Any
 
 import numpy as np
 
+from mind_edge import imageio
+from mind_edge.checkpoint import CHECKPOINT, load_run
 from mind_edge.core.routing import check_temperature, get_policy
+from mind_edge.data import load_run_dataset
 from mind_edge.errors import ConfigError, MindEdgeError, require
 from mind_edge.export.arrays import arrays_from_model
 from mind_edge.export.errors import ExportError
+from mind_edge.export.quantize import (
+    PrecisionThresholds,
+    check_thresholds,
+    precision_report,
+    run_test_set,
+)
+from mind_edge.export.quantize import calibration_images as run_calibration_images
 from mind_edge.export.validate import torch_outputs, validate_export
+from mind_edge.fileio import sha256_file
 from mind_edge.run_record import RunRecord
-from mind_edge.runtime.bundle import Bundle, assemble_bundle, prepare_bundle, write_bundle
+from mind_edge.runtime import precision as prec
+from mind_edge.runtime.bundle import Bundle, assemble_bundle, names_by_id, prepare_bundle, write_bundle
 from mind_edge.runtime.graph import CONTRACT, LAYOUTS, NetArrays, build_graph, resolve_policy
+from mind_edge.runtime.precision import DEFAULT_CALIBRATION, check_precision
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +117,6 @@ def _precision_summary(rep: dict | None) -> dict | None:
 
 
 def _names_by_id(class_names: Sequence[str] | Mapping[int, str], arrays: NetArrays) -> dict[int, str]:
-    from mind_edge.runtime.bundle import names_by_id
-
     return names_by_id(class_names, arrays.task_classes, ExportError)
 
 
@@ -150,8 +161,6 @@ def export_model(
     ``calibration_images`` (uint8 NHWC, e.g. the run's training images) and keeps ``master.onnx``
     (the FP32 shared graph) and ``calibration.npz`` in the bundle for task patches.
     """
-    from mind_edge.runtime.precision import check_precision
-
     precision = check_precision(precision)
     if precision == "int8" and (calibration_images is None or len(calibration_images) == 0):
         raise ConfigError("an INT8 export needs calibration images (the run's training images); none were given")
@@ -328,9 +337,6 @@ def _precision_parts(
 ) -> tuple[bytes, str, dict[str, bytes], dict]:
     """The FP16/INT8 graph, validated against the FP32 model and checked against the thresholds
     (issue 14): ``(model bytes, bundle layout, extra files, extra bundle.json keys)``."""
-    from mind_edge.export.quantize import PrecisionThresholds, check_thresholds, precision_report
-    from mind_edge.runtime import precision as prec
-
     t0 = time.perf_counter()
     calib = None
     if precision == "int8":
@@ -398,9 +404,6 @@ def _precision_parts(
 
 def run_test_inputs(record: RunRecord, num_tasks: int, max_samples: int) -> tuple[np.ndarray | None, str]:
     """Normalised test images of the run's learned tasks (evenly subsampled), or ``(None, why)``."""
-    from mind_edge import imageio
-    from mind_edge.data import load_run_dataset
-
     try:
         scenario = record.scenario
         _, test, _ = load_run_dataset(record)
@@ -445,14 +448,9 @@ def export_bundle(
     ``precision`` ``fp16``/``int8`` (issue 14): see :func:`export_model`; ``calibration`` INT8
     calibration images drawn from the run's training split (default
     :data:`mind_edge.runtime.precision.DEFAULT_CALIBRATION`)."""
-    from mind_edge.runtime.precision import DEFAULT_CALIBRATION, check_precision
-
     precision = check_precision(precision)
     if calibration is not None and precision != "int8":
         raise ConfigError(f"--calibration applies to --precision int8 only (this export is {precision})")
-    from mind_edge.checkpoint import CHECKPOINT, load_run
-    from mind_edge.fileio import sha256_file
-
     run_dir = Path(run_dir)
     if isinstance(max_test_samples, bool) or not isinstance(max_test_samples, int) or max_test_samples < 0:
         raise ConfigError(f"the number of test samples must be an integer >= 0, got {max_test_samples!r}")
@@ -472,12 +470,10 @@ def export_bundle(
     y = calib_images = None
     calib_note = ""
     if precision == "int8":
-        from mind_edge.export.quantize import calibration_images
-
-        calib_images, calib_note = calibration_images(record, model.num_tasks, int(calibration or DEFAULT_CALIBRATION))
+        calib_images, calib_note = run_calibration_images(
+            record, model.num_tasks, int(calibration or DEFAULT_CALIBRATION)
+        )
     if validate and precision != "fp32":
-        from mind_edge.export.quantize import run_test_set
-
         x, y, note = run_test_set(record, model.num_tasks, max_test_samples)
         if x is None:
             log.warning("cannot load the run's test data (%s); validating on random inputs only", note)

@@ -28,9 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mind_edge import imageio
+from mind_edge.data import load_run_dataset
 from mind_edge.errors import ConfigError, MindEdgeError
 from mind_edge.export.errors import ExportError
+from mind_edge.export.validate import ort_outputs, ort_session, torch_outputs
 from mind_edge.run_record import RunRecord
+from mind_edge.runtime.routing import PAD_LOGIT
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +70,6 @@ class PrecisionThresholds:
 
 def calibration_images(record: RunRecord, num_tasks: int, count: int) -> tuple[np.ndarray, str]:
     """``count`` training images (uint8 NHWC) of the run's first ``num_tasks`` tasks, evenly drawn."""
-    from mind_edge.data import load_run_dataset
-
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(f"--calibration must be a number of images >= 1, got {count!r}")
     try:
@@ -94,9 +96,6 @@ def run_test_set(
     record: RunRecord, num_tasks: int, max_samples: int
 ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """Normalised test images of the run's learned tasks (evenly drawn), their global labels and a note."""
-    from mind_edge import imageio
-    from mind_edge.data import load_run_dataset
-
     if max_samples == 0:
         return None, None, "no test samples asked for (--samples 0)"
     try:
@@ -167,7 +166,6 @@ def routing_margins(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]
 def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> dict:
     """Label and task agreement and max |Δ task_logits| (padding entries excluded) of two output sets."""
     a, b = np.asarray(ref["task_logits"], np.float64), np.asarray(got["task_logits"], np.float64)
-    from mind_edge.runtime.routing import PAD_LOGIT
 
     real = a > PAD_LOGIT / 2
     d = np.abs(a - b)[real]
@@ -196,8 +194,6 @@ def precision_report(
     policy: str = "auto",
 ) -> dict:
     """The ``precision`` graph (``model_bytes``, on ONNX Runtime) against the FP32 PyTorch ``model``."""
-    from mind_edge.export.validate import ort_outputs, ort_session, torch_outputs
-
     t0 = time.perf_counter()
     sess = ort_session(model_bytes)
     rep: dict = {"precision": precision, "reference": "FP32 PyTorch model (forward_all + route)", "inputs": {}}

@@ -19,6 +19,7 @@ them; the report (a JSON-ready dict) is saved in the bundle as ``validation.json
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from mind_edge.core.routing import get_policy
 from mind_edge.errors import MindEdgeError, require
 from mind_edge.export.errors import ExportValidationError
 from mind_edge.runtime.graph import CONTRACT, NetArrays, expected_bytes, resolve_policy
+from mind_edge.runtime.sessions import cpu_session
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,9 @@ def torch_outputs(
     Runs on a copy of the model in channels-last memory format (oneDNN's fast path on CPUs,
     ~1.6x faster for ResNet-32; the user's model is left untouched).
     """
-    import copy
-
-    import torch
-
-    from mind_edge.routing import model_outputs, resolve_model_policy, torch_stats
+    torch = require("torch", "train", "comparing an export with its PyTorch model")
+    # the torch side of the routing, here so that importing this module (quantize does) needs no torch
+    from mind_edge.routing import model_outputs, resolve_model_policy, torch_stats  # noqa: PLC0415
 
     ref = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
     device = next(ref.parameters()).device
@@ -69,8 +69,6 @@ def torch_outputs(
 
 
 def ort_session(model_bytes: bytes):
-    from mind_edge.runtime.sessions import cpu_session
-
     return cpu_session(model_bytes, what="validating an export with ONNX Runtime")
 
 
