@@ -11,14 +11,21 @@ Tasks that already have statistics keep them (frozen like their weights) unless 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mind_edge.checkpoint import load_run
 from mind_edge.core.routing import DEFAULT_POLICY, STATS_VERSION, get_policy
+from mind_edge.data import load_run_dataset, task_arrays
 from mind_edge.errors import DataError
+from mind_edge.learn import load_folder
+from mind_edge.routing import gather_routing_stats
+from mind_edge.run import write_outputs
 from mind_edge.run_record import RunRecord
+from mind_edge.train import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +42,6 @@ class CalibrateResult:
 
 def task_train_sets(record: RunRecord, tasks: list[int], *, root: str | None = None):
     """``(images, local labels)`` of the training data of each task in ``tasks``, and the dataset spec."""
-    from mind_edge.data import load_run_dataset, task_arrays
-    from mind_edge.learn import load_folder
-
     scenario = record.scenario
     if record.data is None:
         raise KeyError("data")
@@ -78,13 +82,6 @@ def calibrate_run(
     ``export`` builds); by default a run that gathered statistics now moves to :data:`DEFAULT_POLICY`
     (its previous policy is recorded), a run that already had them keeps its policy.
     """
-    import time
-
-    from mind_edge.checkpoint import load_run
-    from mind_edge.routing import gather_routing_stats
-    from mind_edge.run import write_outputs
-    from mind_edge.train import resolve_device
-
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     model, record = load_run(run_dir)

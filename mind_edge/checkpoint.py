@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from mind_edge.errors import CheckpointError
+from mind_edge.errors import CheckpointError, MissingExtraError, require
 from mind_edge.fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 from mind_edge.metrics import matrix_from_json
 from mind_edge.run_record import RunRecord
+from mind_edge.schema import Fields, check_int, read_regular_file
+from mind_edge.textsafe import clean
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,6 @@ def read_run_json(run_dir: str | Path) -> RunRecord:
     Unknown extra keys are kept (newer writers add sections; :meth:`RunRecord.to_json`); the keys
     mind-edge reads must have the right types, or one :class:`CheckpointError` line names the field.
     """
-    from mind_edge.schema import read_regular_file
-
     run_dir = Path(run_dir)
     path = run_dir / RUN_JSON
     if not run_dir.is_dir():
@@ -51,8 +51,6 @@ def read_run_json(run_dir: str | Path) -> RunRecord:
             f"run directory {run_dir} does not exist; pass the --out folder of a 'mind-edge train' run"
         )
     if not path.exists():
-        from mind_edge.textsafe import clean
-
         have = ", ".join(sorted(clean(p.name, limit=80) for p in run_dir.iterdir())[:30]) or "nothing"
         raise CheckpointError(f"{path} is missing (the folder holds: {have}); is {run_dir} a mind-edge run directory?")
     data = read_regular_file(path, max_bytes=MAX_RUN_JSON_BYTES, error=CheckpointError, what="run file")
@@ -82,8 +80,6 @@ def read_run_json(run_dir: str | Path) -> RunRecord:
 
 def check_run_meta(meta: dict, where: str) -> None:
     """Typed check of the ``run.json`` fields mind-edge reads (extra keys are allowed)."""
-    from mind_edge.schema import Fields, check_int
-
     f = Fields(meta, f"{where} is malformed", CheckpointError, hint=_RUN_FIX)
     net = f.sub("net")
     net.str("arch", max_len=64)
@@ -162,8 +158,7 @@ def check_run_meta(meta: dict, where: str) -> None:
 
 def save_checkpoint(run_dir: str | Path, model) -> str:
     """Write the model's state_dict atomically; returns the file's sha256."""
-    from safetensors.torch import save_file
-
+    save_file = require("safetensors.torch", "train", "saving a checkpoint").save_file
     path = Path(run_dir) / CHECKPOINT
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(
@@ -174,8 +169,8 @@ def save_checkpoint(run_dir: str | Path, model) -> str:
 
 def load_state(path: str | Path, expected_sha256: str | None = None) -> dict:
     """Read a checkpoint's tensors, rejecting corrupt, truncated and foreign files."""
-    from safetensors import SafetensorError, safe_open
-
+    safetensors = require("safetensors", "train", "reading a checkpoint")
+    SafetensorError, safe_open = safetensors.SafetensorError, safetensors.safe_open
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is missing")
@@ -230,7 +225,8 @@ def load_run(run_dir: str | Path, verify: bool = True):
 
     Callers that update the run start the new ``run.json`` from ``record.to_json()``.
     """
-    from mind_edge.nets import build_model
+    # the torch side, here so that read_run_json and the run tables need no torch (the CLI reads them)
+    from mind_edge.nets import build_model  # noqa: PLC0415
 
     run_dir = Path(run_dir)
     meta = read_run_json(run_dir)
@@ -286,11 +282,9 @@ def _metrics_csv(steps: list[dict]) -> str:
 def plot_matrix(R: np.ndarray, path: Path, title: str) -> Path | None:
     """Heatmap of an accuracy matrix to PNG (skipped with a log line without matplotlib)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
+        require("matplotlib", "train", "plotting an accuracy matrix").use("Agg")
+        plt = require("matplotlib.pyplot", "train", "plotting an accuracy matrix")
+    except MissingExtraError:  # pragma: no cover
         log.warning("matplotlib is not installed; skipping %s (pip install 'mind-edge[train]')", path)
         return None
     n = R.shape[0]

@@ -6,6 +6,8 @@ as a single line and exits non-zero.
 
 from __future__ import annotations
 
+import importlib
+
 
 class MindEdgeError(Exception):
     """Base class of every error mind-edge raises on purpose."""
@@ -53,8 +55,6 @@ class MissingExtraError(MindEdgeError):
 
 def require(module: str, extra: str, purpose: str):
     """Import an optional module lazily, or raise `MissingExtraError` naming the extra."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,8 +98,6 @@ MAX_PIXELS = 1 << 26
 
 def check_image_file(path: str | os.PathLike) -> Path:
     """``path`` if it is a regular file; a FIFO, device or folder would block or fail inside the decoder."""
-    import stat
-
     p = Path(path)
     try:
         st = os.stat(p)

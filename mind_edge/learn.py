@@ -41,13 +41,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from mind_edge.checkpoint import write_outputs
+from mind_edge import imageio
+from mind_edge.checkpoint import load_run, read_run_json, write_outputs
 from mind_edge.core.proc import WorkerError, current_rss_mb, peak_rss_mb, spawn_call
 from mind_edge.core.routing import STATS_VERSION, get_policy
+from mind_edge.data import DatasetSpec, Scenario, decode_images, load_dataset, load_run_dataset, scan_split, task_arrays
 from mind_edge.errors import CapacityError, ConfigError, DataError, MindEdgeError
 from mind_edge.fileio import fsync_dir, make_temp_dir
+from mind_edge.metrics import empty_matrix, matrix_from_json, matrix_to_json, summarize
 from mind_edge.run_record import RunRecord
+from mind_edge.train import TrainConfig, evaluate, learn_task, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +129,6 @@ def run_trial(
     steps: int = TRIAL_STEPS,
 ) -> Trial:
     """Measure learning steps at ``batch_size`` in a fresh ``spawn`` worker (:func:`trial_worker`)."""
-    import torch
-
     request = {
         "run_dir": str(run_dir),
         "batch_size": int(batch_size),
@@ -157,12 +160,6 @@ def run_trial(
 
 def trial_worker(req: dict) -> dict:  # pragma: no cover - runs in a spawn worker (tested through run_trial)
     """One memory trial (the request of :func:`run_trial`): ``{baseline_mb, peak_mb, cuda_mb}``."""
-    import torch
-
-    from mind_edge.checkpoint import load_run
-    from mind_edge.data import DatasetSpec
-    from mind_edge.train import TrainConfig, evaluate, learn_task, resolve_device
-
     logging.disable(logging.WARNING)
     torch.set_num_threads(int(req.get("threads", torch.get_num_threads())))
     device = resolve_device(req["device"])
@@ -258,9 +255,6 @@ def load_folder(
 ) -> FolderData:
     """The new classes: ``data/train/<class>/`` + ``data/test/<class>/`` (or ``val/``); without a
     test split, ``data/train/<class>/`` or ``data/<class>/`` with ``holdout`` of each class held out."""
-    from mind_edge import imageio
-    from mind_edge.data import decode_images, load_dataset, scan_split
-
     root = Path(data).expanduser()
     if not root.is_dir():
         raise DataError(
@@ -373,8 +367,6 @@ class LearnResult:
 
 def _nan_summary(R_tag: np.ndarray, R_taw: np.ndarray, routing: float) -> dict:
     """``summarize`` over the entries that exist (tasks whose test data was unavailable are NaN)."""
-    from mind_edge.metrics import summarize
-
     if not (np.isnan(np.diag(R_tag)).any() or np.isnan(R_tag[-1]).any()):
         return summarize(R_tag, R_taw, routing)
     n = R_tag.shape[0]
@@ -399,8 +391,6 @@ def task_test_sets(
 ) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], list[str]]:
     """Test data ``(images, local labels)`` of tasks ``0..t-1`` (``None`` where unavailable, with a note):
     the run's dataset (``root`` overrides its folder), or the folder a task was learned from."""
-    from mind_edge.data import load_run_dataset, task_arrays
-
     scenario = record.scenario
     sources = {st.step: st.source for st in record.steps}
     names = list(scenario.class_names)
@@ -451,11 +441,6 @@ def learn(
     reporter=None,
 ) -> LearnResult:
     """Learn one more task of ``run_dir`` from the ImageFolder ``data``; write the new run to ``out``."""
-    from mind_edge.checkpoint import load_run, read_run_json
-    from mind_edge.data import Scenario
-    from mind_edge.metrics import empty_matrix, matrix_from_json, matrix_to_json
-    from mind_edge.train import evaluate, learn_task, resolve_device
-
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if out.resolve() == run_dir.resolve():

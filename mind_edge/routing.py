@@ -25,6 +25,7 @@ from mind_edge.core.routing import (
     fit_routing_stats,
     get_policy,
 )
+from mind_edge.data import BatchLoader
 from mind_edge.errors import ConfigError
 
 __all__ = [
@@ -178,8 +179,6 @@ def gather_routing_stats(
     Eval mode, no augmentation, the images in their stored order: deterministic, so
     ``mind-edge calibrate`` on a run equals what training gathered (on the same device).
     """
-    from mind_edge.data import BatchLoader
-
     was = model.training
     model.eval()
     device = torch.device(device)

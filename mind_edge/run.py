@@ -7,19 +7,23 @@ resumed at the next task and gives the same result as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mind_edge import __version__
 from mind_edge.checkpoint import load_run, read_run_json, write_outputs
 from mind_edge.core.routing import POLICIES, STATS_VERSION, get_policy
-from mind_edge.errors import CheckpointError, ConfigError, DataError
+from mind_edge.data import load_dataset, load_run_dataset, make_scenario, task_arrays
+from mind_edge.errors import CheckpointError, ConfigError, DataError, MissingExtraError, require
 from mind_edge.learn import task_test_sets
 from mind_edge.metrics import DEFINITIONS, empty_matrix, matrix_from_json, matrix_to_json, summarize
+from mind_edge.nets import NetConfig, build_model
 from mind_edge.run_record import RunRecord
 from mind_edge.train import NullReporter, Reporter, TrainConfig, evaluate, evaluate_policies, learn_task, resolve_device
 
@@ -59,20 +63,14 @@ class RunResult:
 
 
 def _versions() -> dict:
-    import torch
-
     v = {
         "mind_edge": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
-    try:
-        import torchvision
-
-        v["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover
-        pass
+    with contextlib.suppress(MissingExtraError):  # pragma: no cover
+        v["torchvision"] = require("torchvision", "train", "recording the torchvision version").__version__
     return v
 
 
@@ -89,11 +87,6 @@ def train_run(
     stop_after: int | None = None,
 ) -> RunResult:
     """Train (or resume) a run into ``out``; ``stop_after`` ends after that many tasks (tests)."""
-    import torch
-
-    from mind_edge.data import load_dataset, make_scenario, task_arrays
-    from mind_edge.nets import NetConfig, build_model
-
     reporter = reporter or NullReporter()
     run_dir = Path(out)
     device = resolve_device(spec.device)
@@ -235,8 +228,6 @@ def evaluate_run(
     ``policies`` entry (per policy: tag, taw, routing, ece and the per-task rows) besides the
     first policy's figures at the top level.
     """
-    from mind_edge.data import load_run_dataset, task_arrays
-
     model, record = load_run(run_dir)
     scenario = record.scenario
     dev = resolve_device(device)

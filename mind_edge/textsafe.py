@@ -59,13 +59,13 @@ def clean(value: object, *, limit: int | None = None) -> str:
 
 def markup(value: object, *, limit: int | None = None) -> str:
     """:func:`clean` + rich markup escaping: safe to embed in a rich markup string."""
-    from rich.markup import escape
+    from rich.markup import escape  # noqa: PLC0415 - rich only here and in text() (module docstring)
 
     return escape(clean(value, limit=limit))
 
 
 def text(value: object, style: str = "", *, limit: int | None = None):
     """A :class:`rich.text.Text` of :func:`clean` ``(value)`` (never interpreted as markup)."""
-    from rich.text import Text
+    from rich.text import Text  # noqa: PLC0415 - rich only here and in markup() (module docstring)
 
     return Text(clean(value, limit=limit), style=style)

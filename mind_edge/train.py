@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from mind_edge.core.routing import expected_calibration_error, get_policy
+from mind_edge.data import BatchLoader
 from mind_edge.errors import ConfigError
 from mind_edge.nets import FREE, MindNet, reinit_free_weights
 from mind_edge.routing import gather_routing_stats, route, torch_stats
@@ -128,8 +129,6 @@ class StageStats:
 
 
 def _make_loader(images, labels, spec, batch_size, generator, device, train=True):
-    from mind_edge.data import BatchLoader
-
     return BatchLoader(
         images, labels, spec=spec, batch_size=batch_size, train=train, generator=generator, device=device
     )

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mind_edge import imageio
 from mind_edge.data.base import ImageArrays, describe_dir
@@ -47,7 +48,8 @@ def decode_images(
         for i, p in enumerate(paths):
             out[i] = imageio.load_image(p, size, channels)
         return out
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    # rich.progress only for a bar (>= 2000 images on a terminal): mind_edge.data imports no rich
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
@@ -123,8 +125,6 @@ def load_imagefolder(
     if image_size is None:
         first = train_files[classes[0]][0]
         try:
-            from PIL import Image
-
             with Image.open(first) as im:
                 w, h = im.size
         except (OSError, ValueError, SyntaxError) as exc:
