@@ -52,7 +52,7 @@ def torch_outputs(
     """
     torch = require("torch", "train", "comparing an export with its PyTorch model")
     # the torch side of the routing, here so that importing this module (quantize does) needs no torch
-    from mind_edge.routing import model_outputs, resolve_model_policy, torch_stats  # noqa: PLC0415
+    from mind_edge.routing import model_outputs, resolve_model_policy, torch_stats  # noqa: PLC0415 - torch side
 
     ref = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
     device = next(ref.parameters()).device

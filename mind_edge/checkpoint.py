@@ -226,7 +226,7 @@ def load_run(run_dir: str | Path, verify: bool = True):
     Callers that update the run start the new ``run.json`` from ``record.to_json()``.
     """
     # the torch side, here so that read_run_json and the run tables need no torch (the CLI reads them)
-    from mind_edge.nets import build_model  # noqa: PLC0415
+    from mind_edge.nets import build_model  # noqa: PLC0415 - torch side
 
     run_dir = Path(run_dir)
     meta = read_run_json(run_dir)

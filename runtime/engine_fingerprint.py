@@ -78,8 +78,7 @@ TENSORRT_HINT = (
 def import_tensorrt(purpose: str = "building a TensorRT engine"):
     """``import tensorrt`` or an :class:`EngineError` saying how to get it (never at import time of mind-edge)."""
     try:
-        # not require(): TensorRT comes with JetPack or NVIDIA's wheels, not a mind-edge extra (own hint below)
-        import tensorrt  # type: ignore[import-not-found]  # noqa: PLC0415
+        import tensorrt  # type: ignore[import-not-found]  # noqa: PLC0415 - JetPack's, no extra: own hint below
     except ImportError as exc:
         raise EngineError(
             f"{purpose} needs the 'tensorrt' Python package, which is not importable here ({exc}); "
@@ -160,12 +159,11 @@ class MachineInfo:
 
 def _cudart():
     """cuda-python's runtime bindings (``cuda.bindings.runtime`` >= 12.6, ``cuda.cudart`` before)."""
-    # optional (NVIDIA's wheels, no mind-edge extra) and named by version, so not require(): query_gpu
-    # falls back to libcuda when neither name imports
+    # NVIDIA's optional wheel (no mind-edge extra), named by version; query_gpu uses libcuda without it
     try:
-        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]  # noqa: PLC0415
+        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]  # noqa: PLC0415 - see above
     except ImportError:
-        from cuda import cudart  # type: ignore[import-not-found,no-redef]  # noqa: PLC0415
+        from cuda import cudart  # type: ignore[import-not-found,no-redef]  # noqa: PLC0415 - see above
     return cudart
 
 

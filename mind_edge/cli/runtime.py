@@ -304,7 +304,7 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    """Benchmark latency (p50/p90/p95/p99), throughput, peak RSS and roofline fraction per backend, batch and task count."""  # noqa: E501
+    """Benchmark latency (p50/p90/p95/p99), throughput, peak RSS and roofline fraction per backend, batch and task count."""  # noqa: E501 - the help line
     tegrastats = make_monitor(monitor, tegrastats_path, monitor_interval_ms, monitor_idle_seconds)  # before any work
     timing = TimingConfig(warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=min_seconds)
     precisions = _names(precision) if precision else ("fp32",)

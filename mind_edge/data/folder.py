@@ -48,8 +48,14 @@ def decode_images(
         for i, p in enumerate(paths):
             out[i] = imageio.load_image(p, size, channels)
         return out
-    # rich.progress only for a bar (>= 2000 images on a terminal): mind_edge.data imports no rich
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+    # rich.progress only for a bar (>= 2000 images on a terminal): importing mind_edge.data loads no rich
+    from rich.progress import (  # noqa: PLC0415 - see above
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True

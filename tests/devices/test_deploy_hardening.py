@@ -84,7 +84,7 @@ def test_remote_names_that_read_as_options_are_refused(tmp_path):
 
 
 @needs_ssh
-def test_deploy_gives_device_umask_modes_and_carries_pinned_keys(sshd, tmp_path):  # noqa: F811
+def test_deploy_gives_device_umask_modes_and_carries_pinned_keys(sshd, tmp_path):  # noqa: F811 - a fixture
     """A bundle written under umask 077 (0600 files) arrives readable by a runtime service of another user when
     the device's umask allows it; a versioned bundle's TRUSTED_KEYS go with it and still require signatures."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))

@@ -27,7 +27,7 @@ from mind_edge.runtime.signing import generate_keypair
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "mind_edge"))
-from learn_helpers import digits_folder, make_run  # noqa: E402
+from learn_helpers import digits_folder, make_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -71,7 +71,7 @@ def test_graph_count_is_the_network_plus_the_shortcut_selection_convs():
 
 @pytest.mark.parametrize("arch,size", [("resnet32", (9, 7)), ("resnet18", (12, 10))])
 def test_agrees_with_the_torch_hook_counter(arch, size):
-    torch = pytest.importorskip("torch")  # noqa: F841
+    pytest.importorskip("torch")
     from mind_edge.nets import NetConfig, build_model, count_flops
 
     cfg = NetConfig(arch=arch, in_channels=3, input_size=size, width=0.25, capacity=3)

@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from mind_edge.runtime import bench  # noqa: E402
-from mind_edge.runtime.graph import build_graph, random_arrays  # noqa: E402
-from mind_edge.torch_backends import ReferenceRunner, TorchRunner, open_backend  # noqa: E402
+from mind_edge.runtime import bench
+from mind_edge.runtime.graph import build_graph, random_arrays
+from mind_edge.torch_backends import ReferenceRunner, TorchRunner, open_backend
 
 CLASSES = [[4, 1, 7], [0, 9], [3, 5, 8, 2]]  # class counts 3/2/4 (padded heads)
 T = 1.7

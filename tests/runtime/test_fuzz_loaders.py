@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="pip install 'mind-edge[dev]' (hypothesis)")
-from hardening_helpers import frame_patch, split_patch  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from patch_helpers import world  # noqa: E402
+from hardening_helpers import frame_patch, split_patch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from patch_helpers import world
 
-from mind_edge.errors import MindEdgeError  # noqa: E402
-from mind_edge.runtime.patch import apply_to_arrays, parse_patch  # noqa: E402
+from mind_edge.errors import MindEdgeError
+from mind_edge.runtime.patch import apply_to_arrays, parse_patch
 
 FUZZ = settings(
     max_examples=150,
