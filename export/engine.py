@@ -1,7 +1,8 @@
 """TensorRT engines built on the machine that runs them (``mind-edge engine build``).
 
 The engine is built from the bundle's **folded** graph (per-task weights with BN folded in,
-the TensorRT input of DESIGN §4): a ``folded`` bundle's ``model.onnx`` is used as it is; for a
+the TensorRT input of the graph contract, README "Artifacts"): a ``folded`` bundle's
+``model.onnx`` is used as it is; for a
 ``shared`` bundle the folded graph is rebuilt from the arrays stored in ``model.onnx``
 (:func:`~mind_edge.runtime.graph.read_arrays` + ``build_graph(layout="folded")``).
 

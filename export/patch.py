@@ -1,4 +1,4 @@
-"""``mind-edge patch create``: the task patch of one learned task of a run (DESIGN §3).
+"""``mind-edge patch create``: the task patch of one learned task of a run (README "Artifacts").
 
 The run's network is read into torch-free arrays; the base (the network before task ``T``)
 is the run truncated to tasks ``< T`` — exact for MIND, where every prune leaves the free

@@ -12,7 +12,8 @@ The graph transforms themselves are torch-free and live in :mod:`mind_edge.runti
 * :func:`check_thresholds` — refuse a bundle whose routing agreement or TAG falls below the
   thresholds (:class:`PrecisionRefused`, one line naming the numbers; nothing is written).
 
-Definitions (DESIGN §1): TAG = fraction of test images whose predicted global label is right
+Definitions (README "The algorithm, as implemented"): TAG = fraction of test images whose predicted
+global label is right
 (task-agnostic); TAW = fraction whose true task's head predicts the right class (task-aware);
 routing agreement = fraction of images routed to the same task as the FP32 model; label
 agreement = fraction with the same predicted label as the FP32 model. TAG drop is in points

@@ -5,7 +5,7 @@ TensorRT module and the GPU query are *passed in* (dependency injection), so tes
 fake module object to the same functions the builder and the runner call.
 
 An engine (``engine-<key>.plan``) is a TensorRT plan built on one machine for one model;
-it is never portable (DESIGN §3). Each one is recorded in ``engine.json`` beside the
+it is never portable (README "Artifacts"). Each one is recorded in ``engine.json`` beside the
 bundle's ``model.onnx`` with its **fingerprint**:
 
 * the machine: TensorRT version (exact ``tensorrt.__version__``), GPU name, compute capability;

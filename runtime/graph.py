@@ -90,7 +90,7 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class GraphContract:
-    """Names, axes, dtypes, opset and tolerance every mind-edge graph honours (DESIGN §4)."""
+    """Names, axes, dtypes, opset and tolerance every mind-edge graph honours (README "Artifacts")."""
 
     input_name: str = "image"
     input_dtype: str = "float32"
