@@ -598,7 +598,10 @@ def _routing_head(
             diff = b.node("Sub", [g, f"{p}.means"], f"{p}.diff")  # [B, N, Cmax, F_k]
             d = _reduce(b, "ReduceSum", b.node("Mul", [diff, diff], f"{p}.sq"), [3], f"{p}.d_raw", opset)
             d = b.node("Add", [d, f"{p}.pad"], f"{p}.dist")  # [B, N, Cmax]; padding classes never the minimum
-            dmin = _reduce(b, "ReduceMin", d, [2], f"{p}.dmin", opset)  # [B, N]
+            # ReduceMin keeping the axis, then Squeeze: OpenVINO 2026.4's CPU plugin mis-fuses a ReduceMin with
+            # keepdims=0 into the z-score below (task_confidence off by hundreds; test_openvino_routing.py)
+            dmin_kd = _reduce(b, "ReduceMin", d, [2], f"{p}.dmin_kd", opset, keepdims=1)  # [B, N, 1]
+            dmin = b.node("Squeeze", [dmin_kd, b.const([2], np.int64)], f"{p}.dmin")  # [B, N]
             z = b.node(
                 "Div",
                 [b.node("Sub", [dmin, col(score_mean, k, f"{p}.mean")], f"{p}.centred"), col(score_std, k, f"{p}.std")],
