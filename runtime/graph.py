@@ -36,44 +36,55 @@ zero-padded head weights ``[N, F, Cmax]`` plus the bias ``[N, Cmax]`` whose padd
 are :data:`~mind_edge.runtime.routing.PAD_LOGIT`: ``task_logits`` ``[B, N, Cmax]``. The
 routing head follows (see :mod:`mind_edge.runtime.routing`). Only ops TensorRT 10 parses,
 static shapes apart from the batch, no data-dependent shapes.
+
+Where the pieces live: the arrays contract (:class:`NetArrays`, :func:`check_arrays`,
+:func:`random_arrays`) is :mod:`mind_edge.runtime.arrays`; the routing head and its statistics
+initializers are :mod:`mind_edge.runtime.graph_routing`; the builder plumbing and the graph
+metadata are :mod:`mind_edge.runtime.onnx_builder`. This module keeps the graph contract, the
+backbone and heads builder, :func:`read_arrays` and the size estimates, and re-exports the
+public names of the other three (import them from here or from their home).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mind_edge import __version__
 from mind_edge.core.plan import ConvPlan, NetPlan, plan_net, scaled_channels
-from mind_edge.core.routing import (
-    PAD_DISTANCE,
-    PAD_LOGIT,
-    STATS_VERSION,
-    RoutingStats,
-    auto_policy,
-    check_stats_for,
-    check_temperature,
-    class_table,
-    get_policy,
-    plan_taps,
+from mind_edge.core.routing import PAD_LOGIT, STATS_VERSION, check_stats_for, check_temperature, get_policy, plan_taps
+from mind_edge.errors import ConfigError
+from mind_edge.runtime.arrays import (
+    HeadArrays,
+    LayerArrays,
+    NetArrays,
+    NormArrays,
+    NormSet,
+    check_arrays,
+    random_arrays,
+    random_stats,
+    subnetwork_arrays,
 )
-from mind_edge.errors import ConfigError, require
 from mind_edge.runtime.errors import GraphError
+from mind_edge.runtime.graph_routing import (
+    _read_stats,
+    _routing_head,
+    _shared_taps,
+    graph_policy,
+    read_routing_stats,
+    resolve_policy,
+    routing_stats_bytes,
+)
+from mind_edge.runtime.onnx_builder import GRAPH_META_KEY, GRAPH_SCHEMA, _Builder, _onnx, graph_meta
 
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("shared", "folded")
 SHORTCUTS = ("conv", "pad")
-GRAPH_META_KEY = "mind_edge.graph"
-GRAPH_SCHEMA = 1
 MIN_OPSET, MAX_OPSET = 13, 20
 PROTOBUF_LIMIT = 2**31 - 1
 
@@ -131,268 +142,7 @@ class GraphContract:
 CONTRACT = GraphContract()
 
 
-# ----------------------------------------------------------------------------- arrays
-
-
-@dataclass(frozen=True, eq=False)
-class LayerArrays:
-    """One masked conv: ``name`` is its state_dict prefix, e.g. ``blocks.3.conv1``."""
-
-    name: str
-    weight: np.ndarray  # float32 [O, I, k, k]
-    owner: np.ndarray  # int8, same shape; -1 free, t owned by task t
-    stride: int
-    padding: int
-
-
-@dataclass(frozen=True, eq=False)
-class NormSet:
-    """One task's BatchNorm (inference statistics and affine parameters), float32 [C] each."""
-
-    gamma: np.ndarray
-    beta: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
-    eps: float = 1e-5
-
-
-@dataclass(frozen=True, eq=False)
-class NormArrays:
-    """A per-task BatchNorm: ``name`` is its state_dict prefix, e.g. ``blocks.3.bn1``."""
-
-    name: str
-    sets: tuple[NormSet, ...]
-
-
-@dataclass(frozen=True, eq=False)
-class HeadArrays:
-    """A task's linear head over its classes and the global class ids they stand for."""
-
-    weight: np.ndarray  # float32 [C_t, F]
-    bias: np.ndarray  # float32 [C_t]
-    classes: tuple[int, ...]
-    stats: RoutingStats | None = None  # the task's routing statistics (mind_edge.core.routing)
-
-
-@dataclass(frozen=True, eq=False)
-class NetArrays:
-    """A torch-free description of a MIND network (what a graph is built from)."""
-
-    net: Mapping[str, Any]  # NetConfig.to_json(): arch, in_channels, input_size, width, capacity
-    layers: tuple[LayerArrays, ...]
-    norms: tuple[NormArrays, ...]
-    heads: tuple[HeadArrays, ...]
-
-    @property
-    def num_tasks(self) -> int:
-        return len(self.heads)
-
-    @property
-    def cmax(self) -> int:
-        return max(len(h.classes) for h in self.heads)
-
-    @property
-    def task_classes(self) -> list[list[int]]:
-        return [list(h.classes) for h in self.heads]
-
-    def layer(self, name: str) -> LayerArrays:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise GraphError(f"the network arrays have no masked layer {name!r}; layers: {_names(self.layers)}")
-
-    def norm(self, name: str) -> NormArrays:
-        for norm in self.norms:
-            if norm.name == name:
-                return norm
-        raise GraphError(f"the network arrays have no BatchNorm {name!r}; norms: {_names(self.norms)}")
-
-    def dense_weight_count(self) -> int:
-        return int(sum(layer.weight.size for layer in self.layers))
-
-    def first_tasks(self, k: int) -> NetArrays:
-        """The network of the first ``k`` tasks: as it was before task ``k`` was learned.
-
-        Their BN sets and heads; weights owned by later tasks are freed (owner -1, weight 0). Exact
-        for MIND runs (every prune zeroes the remaining free weights, so before task ``k`` every
-        weight not owned by tasks ``< k`` was 0), and the same network for every task ``< k``
-        whatever the freed weights held (a task reads only weights owned by it or earlier tasks).
-        ``k == num_tasks`` gives ``self``.
-        """
-        if not 1 <= k <= self.num_tasks:
-            raise ConfigError(f"cannot keep {k} tasks of a network holding {self.num_tasks}; use 1..{self.num_tasks}")
-        if k == self.num_tasks:
-            return self
-        layers = tuple(
-            LayerArrays(
-                la.name,
-                np.where(la.owner >= k, np.float32(0), la.weight).astype(np.float32),
-                np.where(la.owner >= k, np.int8(-1), la.owner).astype(np.int8),
-                la.stride,
-                la.padding,
-            )
-            for la in self.layers
-        )
-        norms = tuple(NormArrays(x.name, tuple(x.sets[:k])) for x in self.norms)
-        return NetArrays(net=dict(self.net), layers=layers, norms=norms, heads=tuple(self.heads[:k]))
-
-    def same_as(self, other: NetArrays) -> bool:
-        """Bit-exact equality of every array, class id and config value."""
-
-        def eq(a: np.ndarray, b: np.ndarray) -> bool:
-            return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-        if dict(self.net) != dict(other.net) or len(self.layers) != len(other.layers):
-            return False
-        if len(self.norms) != len(other.norms) or len(self.heads) != len(other.heads):
-            return False
-        mine = {x.name: x for x in self.layers}
-        for b in other.layers:
-            a = mine.get(b.name)
-            if (
-                a is None
-                or (a.stride, a.padding) != (b.stride, b.padding)
-                or not eq(a.weight, b.weight)
-                or not eq(a.owner, b.owner)
-            ):
-                return False
-        norms = {x.name: x for x in self.norms}
-        for b in other.norms:
-            a = norms.get(b.name)
-            if a is None or len(a.sets) != len(b.sets):
-                return False
-            for s, u in zip(a.sets, b.sets):
-                if s.eps != u.eps or not all(
-                    eq(getattr(s, k), getattr(u, k)) for k in ("gamma", "beta", "mean", "var")
-                ):
-                    return False
-        for a, b in zip(self.heads, other.heads):
-            if a.classes != b.classes or not eq(a.weight, b.weight) or not eq(a.bias, b.bias):
-                return False
-            if (a.stats is None) != (b.stats is None) or (a.stats is not None and not a.stats.same_as(b.stats)):
-                return False
-        return True
-
-    @property
-    def has_stats(self) -> bool:
-        """Every task has routing statistics."""
-        return all(h.stats is not None for h in self.heads)
-
-    def routing_stats(self) -> list[RoutingStats | None]:
-        return [h.stats for h in self.heads]
-
-
-def _names(items) -> str:
-    names = [x.name for x in items]
-    return ", ".join(names[:6]) + (f", … ({len(names)} in all)" if len(names) > 6 else "")
-
-
-# ----------------------------------------------------------------------------- topology
-
-
-def check_arrays(arrays: NetArrays) -> NetPlan:
-    """Check that ``arrays`` fit the architecture of ``arrays.net``; returns the plan."""
-    plan = plan_net(arrays.net)
-    n = arrays.num_tasks
-    if n < 1:
-        raise GraphError("the network has no task head; train at least one task before exporting")
-    convs = plan.convs()
-    want = {c.name for c in convs}
-    have = {layer.name for layer in arrays.layers}
-    if want != have:
-        raise GraphError(
-            f"the masked layers do not fit a {plan.arch}: missing {sorted(want - have)[:4]}, unexpected "
-            f"{sorted(have - want)[:4]}; was the net config {dict(arrays.net)} written by another version?"
-        )
-    norms_want = {c.norm for c in convs}
-    norms_have = {x.name for x in arrays.norms}
-    if norms_want != norms_have:
-        raise GraphError(
-            f"the BatchNorms do not fit a {plan.arch}: missing {sorted(norms_want - norms_have)[:4]}, "
-            f"unexpected {sorted(norms_have - norms_want)[:4]}"
-        )
-    for c in convs:
-        layer = arrays.layer(c.name)
-        shape = (c.out_ch, c.in_ch, c.kernel, c.kernel)
-        if layer.weight.dtype != np.float32 or layer.weight.shape != shape:
-            raise GraphError(
-                f"layer {c.name}: expected a float32 weight of shape {list(shape)}, got "
-                f"{layer.weight.dtype} {list(layer.weight.shape)}"
-            )
-        if layer.owner.dtype != np.int8 or layer.owner.shape != shape:
-            raise GraphError(
-                f"layer {c.name}: expected an int8 owner map of shape {list(shape)}, got "
-                f"{layer.owner.dtype} {list(layer.owner.shape)}"
-            )
-        if (layer.stride, layer.padding) != (c.stride, c.padding):
-            raise GraphError(
-                f"layer {c.name}: expected stride {c.stride} padding {c.padding}, got stride "
-                f"{layer.stride} padding {layer.padding}"
-            )
-        norm = arrays.norm(c.norm)
-        if len(norm.sets) != n:
-            raise GraphError(f"BatchNorm {c.norm} has {len(norm.sets)} task sets but the network has {n} heads")
-        for t, s in enumerate(norm.sets):
-            for k in ("gamma", "beta", "mean", "var"):
-                v = getattr(s, k)
-                if v.dtype != np.float32 or v.shape != (c.out_ch,):
-                    raise GraphError(
-                        f"BatchNorm {c.norm} task {t}: {k} should be float32 [{c.out_ch}], "
-                        f"got {v.dtype} {list(v.shape)}"
-                    )
-            if not (s.eps > 0 and math.isfinite(s.eps)):
-                raise GraphError(f"BatchNorm {c.norm} task {t}: eps must be > 0, got {s.eps}")
-    seen: dict[int, int] = {}
-    for t, head in enumerate(arrays.heads):
-        c_t = len(head.classes)
-        if c_t < 1 or head.weight.shape != (c_t, plan.feature_dim) or head.bias.shape != (c_t,):
-            raise GraphError(
-                f"head of task {t}: expected weight [{c_t}, {plan.feature_dim}] and bias [{c_t}] for its "
-                f"{c_t} classes, got {list(head.weight.shape)} and {list(head.bias.shape)}"
-            )
-        if head.weight.dtype != np.float32 or head.bias.dtype != np.float32:
-            raise GraphError(
-                f"head of task {t}: expected float32 weight and bias, got {head.weight.dtype}/{head.bias.dtype}"
-            )
-        for c in head.classes:
-            if c < 0:
-                raise GraphError(f"head of task {t}: global class ids must be >= 0, got {c}")
-            if c in seen:
-                raise GraphError(f"class {c} belongs to task {seen[c]} and task {t}; tasks must hold disjoint classes")
-            seen[c] = t
-    return plan
-
-
 # ----------------------------------------------------------------------------- builder
-
-
-def _onnx():
-    return require("onnx", "export", "building and reading ONNX graphs")
-
-
-class _Builder:
-    def __init__(self, onnx_mod) -> None:
-        self.onnx = onnx_mod
-        self.helper = onnx_mod.helper
-        self.nodes: list = []
-        self.inits: list = []
-        self._const: dict[tuple, str] = {}
-
-    def init(self, name: str, array: np.ndarray) -> str:
-        # np.require keeps 0-d arrays scalar (np.ascontiguousarray would make them [1])
-        self.inits.append(self.onnx.numpy_helper.from_array(np.require(array, requirements="C"), name))
-        return name
-
-    def const(self, values, dtype) -> str:
-        arr = np.asarray(values, dtype=dtype)
-        key = (arr.dtype.str, arr.shape, arr.tobytes())
-        if key not in self._const:
-            self._const[key] = self.init(f"const.{len(self._const)}", arr)
-        return self._const[key]
-
-    def node(self, op: str, inputs: Sequence[str], output: str, **attrs) -> str:
-        self.nodes.append(self.helper.make_node(op, list(inputs), [output], name=output, **attrs))
-        return output
 
 
 def _stack_norm(norm: NormArrays) -> tuple[np.ndarray, ...]:
@@ -478,174 +228,6 @@ def _shortcut_conv(b: _Builder, x: str, conv1: ConvPlan, layout: str, n: int, p:
         w5 = b.node("Mul", [one, b.const(np.ones((n, 1, 1, 1, 1)), np.float32)], f"{p}.down_a.select_tasks")
         w = b.node("Reshape", [w5, b.const([n * c_out, c_in, 1, 1], np.int64)], f"{p}.down_a.select_stacked")
     return b.node("Conv", [x, w], f"{p}.down_a", kernel_shape=[1, 1], strides=[s, s], pads=[0, 0, 0, 0], group=n)
-
-
-def resolve_policy(policy: str | None, arrays: NetArrays) -> str:
-    """``auto``/``None`` → the default policy when every task has routing statistics, else ``maxprob``."""
-    if policy in (None, "auto"):
-        return auto_policy([h.stats for h in arrays.heads])
-    return get_policy(policy).name
-
-
-def graph_policy(model_or_path) -> str:
-    """The routing policy a mind-edge graph (``ModelProto`` or path) computes (``maxprob`` for graphs older
-    than policies)."""
-    if isinstance(model_or_path, (str, Path)):
-        model_or_path = _onnx().load(str(model_or_path), load_external_data=False)
-    return str((graph_meta(model_or_path).get("routing") or {}).get("policy", "maxprob"))
-
-
-def _reduce(b: _Builder, op: str, x: str, axes: list[int], out: str, opset: int, keepdims: int = 0) -> str:
-    """Reduce* with ``axes`` as an attribute (opset < 18) or an input (opset >= 18; ReduceSum from 13)."""
-    as_input = opset >= 18 or (op == "ReduceSum" and opset >= 13)
-    if as_input:
-        return b.node(op, [x, b.const(axes, np.int64)], out, keepdims=keepdims)
-    return b.node(op, [x], out, axes=axes, keepdims=keepdims)
-
-
-def _stats_initializers(b: _Builder, arrays: NetArrays) -> None:
-    """The routing statistics as stacked initializers (route.tap{k}.whiten / means / pad, route.score_*)."""
-    n, cmax = arrays.num_tasks, arrays.cmax
-    stats = [h.stats for h in arrays.heads]
-    for k in range(stats[0].num_taps):
-        f = stats[0].tap_dims[k]
-        means = np.zeros((n, cmax, f), dtype=np.float32)
-        pad = np.full((n, cmax), PAD_DISTANCE, dtype=np.float32)
-        for t, s in enumerate(stats):
-            means[t, : s.num_classes] = s.means[k]
-            pad[t, : s.num_classes] = 0.0
-        b.init(f"route.tap{k}.whiten", np.stack([s.whiten[k] for s in stats]))
-        b.init(f"route.tap{k}.means", means)
-        b.init(f"route.tap{k}.pad", pad)
-    b.init("route.score_mean", np.stack([s.score_mean for s in stats]))
-    b.init("route.score_std", np.stack([s.score_std for s in stats]))
-
-
-def _shared_taps(arrays: NetArrays) -> int:
-    """Shared-space taps of the tasks' statistics (all tasks share one layout; checked by check_stats_for)."""
-    return arrays.heads[0].stats.shared_taps if arrays.heads[0].stats is not None else 0
-
-
-def _routing_head(
-    b: _Builder, logits: str, taps: list[str], arrays: NetArrays, policy: str, temperature: float, opset: int
-) -> None:
-    """The task-selection head of ``policy``: outputs task, label, confidence, task_confidence, task_features.
-
-    The formulas are those of :mod:`mind_edge.core.routing` (same order of float32 operations as
-    its numpy form), so ONNX Runtime, numpy and torch agree.
-    """
-    n, cmax = arrays.num_tasks, arrays.cmax
-    b.node("Concat", taps, "task_features", axis=2)
-    if get_policy(policy).needs_stats:  # a score policy's graph carries (and uses) every task's statistics
-        _stats_initializers(b, arrays)
-    tname = b.init("route.temperature", np.array(temperature, dtype=np.float32))
-    probs = b.node("Softmax", [b.node("Div", [logits, tname], "route.scaled")], "route.probs", axis=2)
-    maxprob = _reduce(b, "ReduceMax", probs, [2], "route.maxprob", opset)  # [B, N]
-    pol = get_policy(policy)
-    if pol.needs_stats:
-        # one structure for every score policy: score = w_ml*z_maxlogit + w_en*z_energy - sum_k w_k*z_k
-        # (w_k: the own-tap weight for the task's own sub-network's taps, the shared weight for sub-network 0's)
-        w_tap, w_ml, w_en, w_shared = pol.weights
-        score_mean, score_std = "route.score_mean", "route.score_std"
-        col = lambda x, j, name: b.node("Gather", [x, b.const(j, np.int64)], name, axis=1)  # [N]
-        k_taps = arrays.heads[0].stats.num_taps if arrays.heads[0].stats is not None else len(taps)
-        ml = _reduce(b, "ReduceMax", logits, [2], "route.maxlogit", opset)  # [B, N]
-        shifted = b.node(
-            "Sub",
-            [logits, b.node("Unsqueeze", [ml, b.const([2], np.int64)], "route.maxlogit.col")],
-            "route.energy.shifted",
-        )
-        total = _reduce(b, "ReduceSum", b.node("Exp", [shifted], "route.energy.exp"), [2], "route.energy.sum", opset)
-        energy = b.node("Add", [ml, b.node("Log", [total], "route.energy.log")], "route.energy")
-        zs = []
-        for name, x, j in (("maxlogit", ml, k_taps), ("energy", energy, k_taps + 1)):
-            centred = b.node("Sub", [x, col(score_mean, j, f"route.{name}.mean")], f"route.{name}.centred")
-            zs.append(b.node("Div", [centred, col(score_std, j, f"route.{name}.std")], f"route.{name}.z"))
-        score = b.node(
-            "Add",
-            [
-                b.node("Mul", [zs[0], b.const(np.float32(w_ml), np.float32)], "route.maxlogit.term"),
-                b.node("Mul", [zs[1], b.const(np.float32(w_en), np.float32)], "route.energy.term"),
-            ],
-            "route.logit_score",
-        )
-        stats0 = arrays.heads[0].stats
-        own = stats0.own_taps if stats0 is not None else k_taps
-        shared = {}  # sub-network 0's pooled features at tap j, [B, 1, F_j]: the shared space of every task
-        for k in range(stats0.num_taps if stats0 is not None else k_taps):
-            p = f"route.tap{k}"
-            if k < own:
-                tap, w = taps[k], w_tap
-            else:
-                j = k - own
-                if j not in shared:
-                    shared[j] = b.node(
-                        "Slice",
-                        [taps[j], b.const([0], np.int64), b.const([1], np.int64), b.const([1], np.int64)],
-                        f"route.shared{j}",
-                    )
-                tap, w = shared[j], w_shared
-            norm = b.node(
-                "Max",
-                [
-                    _reduce(b, "ReduceL2", tap, [2], f"{p}.norm", opset, keepdims=1),
-                    b.const(np.float32(1e-12), np.float32),
-                ],
-                f"{p}.norm_floor",
-            )
-            f = b.node("Unsqueeze", [b.node("Div", [tap, norm], f"{p}.unit"), b.const([2], np.int64)], f"{p}.row")
-            g = b.node("MatMul", [f, f"{p}.whiten"], f"{p}.white")  # [B, N or 1, 1, F_k] x [N, F_k, F_k]
-            diff = b.node("Sub", [g, f"{p}.means"], f"{p}.diff")  # [B, N, Cmax, F_k]
-            d = _reduce(b, "ReduceSum", b.node("Mul", [diff, diff], f"{p}.sq"), [3], f"{p}.d_raw", opset)
-            d = b.node("Add", [d, f"{p}.pad"], f"{p}.dist")  # [B, N, Cmax]; padding classes never the minimum
-            # ReduceMin keeping the axis, then Squeeze: OpenVINO 2026.4's CPU plugin mis-fuses a ReduceMin with
-            # keepdims=0 into the z-score below (task_confidence off by hundreds; test_openvino_routing.py)
-            dmin_kd = _reduce(b, "ReduceMin", d, [2], f"{p}.dmin_kd", opset, keepdims=1)  # [B, N, 1]
-            dmin = b.node("Squeeze", [dmin_kd, b.const([2], np.int64)], f"{p}.dmin")  # [B, N]
-            z = b.node(
-                "Div",
-                [b.node("Sub", [dmin, col(score_mean, k, f"{p}.mean")], f"{p}.centred"), col(score_std, k, f"{p}.std")],
-                f"{p}.z",
-            )
-            term = b.node("Mul", [z, b.const(np.float32(w), np.float32)], f"{p}.term")
-            score = b.node("Sub", [score, term], f"{p}.score")
-        task_conf = b.node("Identity", [score], "task_confidence")
-        task = b.node("ArgMax", [task_conf], "task", axis=1, keepdims=0, select_last_index=0)
-        weight = b.node("Softmax", [task_conf], "route.task_prob", axis=1)
-        conf_matrix = b.node("Mul", [weight, maxprob], "route.confidence_matrix")
-    else:
-        task_conf = b.node("Identity", [maxprob], "task_confidence")
-        conf_matrix = task_conf
-        if policy == "entropy" and n > 1:
-            logp = b.node(
-                "Log",
-                [b.node("Max", [probs, b.const(np.float32(1e-30), np.float32)], "route.probs_floor")],
-                "route.logp",
-            )
-            ent = _reduce(b, "ReduceSum", b.node("Mul", [probs, logp], "route.plogp"), [2], "route.neg_entropy", opset)
-            sizes = np.log(np.maximum(np.array([len(h.classes) for h in arrays.heads], np.float32), np.float32(2.0)))
-            ent = b.node(
-                "Div", [b.node("Neg", [ent], "route.entropy_raw"), b.init("route.entropy_norm", sizes)], "route.entropy"
-            )
-            # outputs route.top2_values and (appended below) the indices route.top2, read by name
-            b.node("TopK", [task_conf, b.const([2], np.int64)], "route.top2_values", axis=1, largest=1, sorted=1)
-            b.nodes[-1].output.append("route.top2")
-            e2 = b.node("GatherElements", [ent, "route.top2"], "route.top2_entropy", axis=1)
-            pick = b.node("ArgMin", [e2], "route.pick", axis=1, keepdims=1, select_last_index=0)
-            task_2d = b.node("GatherElements", ["route.top2", pick], "route.task_2d", axis=1)
-            task = b.node("Squeeze", [task_2d, b.const([1], np.int64)], "task")
-        else:
-            task = b.node("ArgMax", [task_conf], "task", axis=1, keepdims=0, select_last_index=0)
-    table = class_table(arrays.task_classes, cmax)
-    local_all = b.node("ArgMax", [logits], "route.local_all", axis=2, keepdims=0, select_last_index=0)
-    task_col = b.node("Unsqueeze", [task, b.const([1], np.int64)], "route.task_col")
-    local = b.node("GatherElements", [local_all, task_col], "route.local", axis=1)
-    conf_col = b.node("GatherElements", [conf_matrix, task_col], "route.confidence_col", axis=1)
-    b.node("Squeeze", [conf_col, b.const([1], np.int64)], "confidence")
-    offset = b.node("Mul", [task_col, b.const(cmax, np.int64)], "route.offset")
-    flat = b.node("Add", [offset, local], "route.flat_index")
-    label_col = b.node("Gather", [b.init("route.class_table", table.reshape(-1)), flat], "route.label_col", axis=0)
-    b.node("Squeeze", [label_col, b.const([1], np.int64)], "label")
 
 
 def build_graph(
@@ -803,23 +385,6 @@ def build_graph(
     return model
 
 
-def graph_meta(model) -> dict:
-    """The mind-edge metadata of an ONNX model (raises GraphError for foreign models)."""
-    for prop in model.metadata_props:
-        if prop.key == GRAPH_META_KEY:
-            try:
-                meta = json.loads(prop.value)
-            except json.JSONDecodeError as exc:
-                raise GraphError(f"the ONNX model's {GRAPH_META_KEY} metadata is not valid JSON: {exc}") from exc
-            if meta.get("schema") != GRAPH_SCHEMA:
-                raise GraphError(
-                    f"the ONNX model's graph metadata has schema {meta.get('schema')!r}; this mind-edge reads schema "
-                    f"{GRAPH_SCHEMA}. Re-export the bundle with this version"
-                )
-            return meta
-    raise GraphError(f"the ONNX model has no {GRAPH_META_KEY} metadata; it was not built by mind-edge")
-
-
 def read_arrays(model_or_path) -> NetArrays:
     """Read a shared-layout mind-edge ONNX model (path or ``ModelProto``) back into :class:`NetArrays`."""
     onnx = _onnx()
@@ -884,70 +449,6 @@ def read_arrays(model_or_path) -> NetArrays:
     return arrays
 
 
-def _read_stats(heads: tuple[HeadArrays, ...], routing: Mapping[str, Any], get, where: str) -> tuple[HeadArrays, ...]:
-    """Heads with the routing statistics stored in the graph's route.* initializers."""
-    stats = _stats_from_initializers([h.classes for h in heads], routing, get, where)
-    return tuple(dataclasses.replace(h, stats=st) for h, st in zip(heads, stats))
-
-
-def _stats_from_initializers(
-    classes: Sequence[Sequence[int]], routing: Mapping[str, Any], get, where: str
-) -> list[RoutingStats]:
-    net_dims = [int(f) for f in routing.get("tap_dims", [])]
-    counts = [int(c) for c in routing.get("stats_count", [])]
-    n = len(classes)
-    if len(counts) != n or not net_dims:
-        raise GraphError(f"{where}: the routing metadata does not describe {n} tasks' statistics; re-export the bundle")
-    shared = int(routing.get("stats_shared", 0))  # graphs of statistics layout 1 have no shared-space taps
-    if shared not in (0, len(net_dims)):
-        raise GraphError(f"{where}: the routing metadata names {shared} shared-space taps for {len(net_dims)} taps")
-    dims = net_dims + (net_dims if shared else [])
-    whiten = [get(f"route.tap{k}.whiten") for k in range(len(dims))]
-    means = [get(f"route.tap{k}.means") for k in range(len(dims))]
-    score_mean, score_std = get("route.score_mean"), get("route.score_std")
-    out = []
-    for t, cl in enumerate(classes):
-        c = len(cl)
-        try:
-            stats = RoutingStats(
-                whiten=tuple(np.ascontiguousarray(w[t], dtype=np.float32) for w in whiten),
-                means=tuple(np.ascontiguousarray(m[t, :c], dtype=np.float32) for m in means),
-                score_mean=np.ascontiguousarray(score_mean[t], dtype=np.float32),
-                score_std=np.ascontiguousarray(score_std[t], dtype=np.float32),
-                count=counts[t],
-                shared_taps=shared,
-            )
-            stats.check(net_dims, c, where=f"task {t}")
-        except (IndexError, ValueError, ConfigError) as exc:
-            raise GraphError(
-                f"{where}: routing statistics of task {t} are malformed ({exc}); re-export the bundle"
-            ) from exc
-        out.append(stats)
-    return out
-
-
-def read_routing_stats(model_or_path) -> list[RoutingStats | None]:
-    """Every task's routing statistics carried by a mind-edge graph of any layout (``None`` each when the
-    graph's policy uses none)."""
-    onnx = _onnx()
-    model = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, Path)) else model_or_path
-    meta = graph_meta(model)
-    routing = meta.get("routing") or {}
-    if not routing.get("stats"):
-        return [None] * int(meta["num_tasks"])
-    n_taps = len(routing.get("tap_dims", [])) * (2 if routing.get("stats_shared") else 1)
-    names = {f"route.tap{k}.{x}" for k in range(n_taps) for x in ("whiten", "means")}
-    names |= {"route.score_mean", "route.score_std"}
-    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name in names}
-
-    def get(name: str) -> np.ndarray:
-        if name not in inits:
-            raise GraphError(f"the graph lacks the initializer {name!r}; it is not a complete mind-edge graph")
-        return inits[name]
-
-    return list(_stats_from_initializers(meta["classes"], routing, get, "the ONNX model"))
-
-
 # ----------------------------------------------------------------------------- sizes
 
 
@@ -967,36 +468,6 @@ def expected_bytes(arrays: NetArrays, layout: str, policy: str = "auto") -> int:
     return n * p * 4 + n * bn_ch * 4 + heads + route + stats + n * select
 
 
-def routing_stats_bytes(arrays: NetArrays) -> int:
-    """Bytes of the stacked routing-statistics initializers (0 without statistics)."""
-    if not arrays.has_stats:
-        return 0
-    n, cmax = arrays.num_tasks, arrays.cmax
-    dims = arrays.heads[0].stats.tap_dims
-    return 4 * n * (sum(f * f + f * cmax + cmax for f in dims) + 2 * (len(dims) + 2))
-
-
-def subnetwork_arrays(arrays: NetArrays, task: int) -> NetArrays:
-    """Sub-network ``task`` alone as a dense single-task network (weights ``W * mask_task``).
-
-    Exporting this for every task is the naive alternative to one shared graph.
-    """
-    layers = []
-    for layer in arrays.layers:
-        mask = (layer.owner >= 0) & (layer.owner <= task)
-        layers.append(
-            LayerArrays(
-                layer.name,
-                layer.weight * mask.astype(np.float32),
-                np.where(mask, 0, -1).astype(np.int8),
-                layer.stride,
-                layer.padding,
-            )
-        )
-    norms = tuple(NormArrays(x.name, (x.sets[task],)) for x in arrays.norms)
-    return NetArrays(net=dict(arrays.net), layers=tuple(layers), norms=norms, heads=(arrays.heads[task],))
-
-
 def naive_sizes(arrays: NetArrays, opset: int = CONTRACT.opset) -> tuple[int, int]:
     """``(dense, naive)``: bytes of the largest single dense sub-network graph (folded, one head) and
     of all N of them, i.e. what exporting N separate sub-networks would cost."""
@@ -1007,116 +478,16 @@ def naive_sizes(arrays: NetArrays, opset: int = CONTRACT.opset) -> tuple[int, in
     return max(sizes), sum(sizes)
 
 
-# ----------------------------------------------------------------------------- synthetic
-
-
-def random_arrays(
-    net: Mapping[str, Any],
-    task_classes: Sequence[Sequence[int]],
-    *,
-    seed: int = 0,
-    free_fraction: float = 0.1,
-    stats: bool = False,
-    owners: str = "uniform",
-) -> NetArrays:
-    """A random network of ``net`` (Kaiming-normal weights, random owners and BN sets, random heads).
-
-    The one synthetic-network maker (torch-free; tests, benchmarks, devices; ``export.synthetic``
-    starts from it). BN statistics keep activations at a moderate scale. ``owners``:
-
-    * ``"uniform"``: the owner of every weight is drawn uniformly from the tasks (a
-      ``free_fraction`` stays free);
-    * ``"mind"``: MIND's structure, as after a real run: every task claims exactly
-      ``numel // capacity`` of the still-free weights of every layer and the free weights are 0,
-      so :meth:`NetArrays.first_tasks` gives the exact network before any task
-      (``free_fraction`` is not used).
-    """
-    if owners not in ("uniform", "mind"):
-        raise ConfigError(f"unknown owner structure {owners!r}; use 'uniform' or 'mind'")
-    plan = plan_net(net)
-    rng = np.random.default_rng(seed)
-    n = len(task_classes)
-    if owners == "mind":
-        if n > int(net["capacity"]):
-            raise ConfigError(f"{n} tasks do not fit capacity {net['capacity']}")
-        free_fraction = 0.0
-    layers, norms = [], []
-    for c in plan.convs():
-        shape = (c.out_ch, c.in_ch, c.kernel, c.kernel)
-        std = math.sqrt(2.0 / (c.out_ch * c.kernel * c.kernel))
-        w = (rng.standard_normal(shape) * std).astype(np.float32)
-        owner = rng.integers(0, n, size=shape).astype(np.int8)
-        owner[rng.random(shape) < free_fraction] = -1
-        layers.append(LayerArrays(c.name, w, owner, c.stride, c.padding))
-        sets = tuple(
-            NormSet(
-                gamma=(rng.random(c.out_ch) * 0.5 + 0.25).astype(np.float32),
-                beta=(rng.standard_normal(c.out_ch) * 0.1).astype(np.float32),
-                mean=(rng.standard_normal(c.out_ch) * 0.1).astype(np.float32),
-                var=(rng.random(c.out_ch) + 0.5).astype(np.float32),
-            )
-            for _ in range(n)
-        )
-        norms.append(NormArrays(c.norm, sets))
-    heads = tuple(
-        HeadArrays(
-            (rng.standard_normal((len(cl), plan.feature_dim)) * (8.0 / math.sqrt(plan.feature_dim))).astype(np.float32),
-            (rng.standard_normal(len(cl)) * 0.5).astype(np.float32),
-            tuple(int(v) for v in cl),
-        )
-        for cl in task_classes
-    )
-    if stats:
-        heads = tuple(dataclasses.replace(h, stats=random_stats(plan, len(h.classes), rng)) for h in heads)
-    if owners == "mind":
-        layers = _mind_owners(layers, n, int(net["capacity"]), np.random.default_rng(seed + 1))
-    return NetArrays(net=dict(net), layers=tuple(layers), norms=tuple(norms), heads=heads)
-
-
-def _mind_owners(layers: Sequence[LayerArrays], n: int, capacity: int, rng: np.random.Generator) -> list[LayerArrays]:
-    """``layers`` with MIND's owners: task by task, ``numel // capacity`` of the free weights; free weights 0."""
-    out = []
-    for la in layers:
-        owner = np.full(la.owner.size, -1, dtype=np.int8)
-        k = la.owner.size // capacity
-        for t in range(n):
-            owner[rng.choice(np.flatnonzero(owner == -1), size=k, replace=False)] = t
-        owner = owner.reshape(la.owner.shape)
-        out.append(
-            LayerArrays(
-                la.name, np.where(owner >= 0, la.weight, np.float32(0)).astype(np.float32), owner, la.stride, la.padding
-            )
-        )
-    return out
-
-
-def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> RoutingStats:
-    """Plausible random routing statistics (whitening of a random covariance, means, score spreads)."""
-    _, net_dims = plan_taps(plan)
-    dims = tuple(net_dims) * 2  # layout 2: own taps, then the shared-space taps
-    whiten, means = [], []
-    for f in dims:
-        a = rng.standard_normal((f, f)) / math.sqrt(f)
-        cov = a @ a.T + 0.05 * np.eye(f)
-        w = np.linalg.cholesky(np.linalg.inv(cov))
-        whiten.append(w.astype(np.float32))
-        means.append((rng.standard_normal((num_classes, f)) / math.sqrt(f) @ w).astype(np.float32))
-    k = len(dims) + 2
-    return RoutingStats(
-        whiten=tuple(whiten),
-        means=tuple(means),
-        score_mean=(rng.standard_normal(k) * 2 + 10).astype(np.float32),
-        score_std=(rng.random(k) * 3 + 0.5).astype(np.float32),
-        count=int(rng.integers(10, 1000)),
-        shared_taps=len(net_dims),
-    )
-
-
 __all__ = [
     "CONTRACT",
     "GraphContract",
     "OutputSpec",
     "LAYOUTS",
+    "SHORTCUTS",
+    "MIN_OPSET",
+    "MAX_OPSET",
+    "GRAPH_META_KEY",
+    "GRAPH_SCHEMA",
     "LayerArrays",
     "NormSet",
     "NormArrays",
