@@ -40,15 +40,18 @@ bit-identical.
 master weights: int8 weights cannot be turned back into them) and its calibration images as
 ``calibration.npz``; a patch is applied to the master and the graph re-quantized on the device
 with the same images (:func:`rebuild_for_patch`). bundle.json records ``precision``.
+
+Where the pieces live: the backbone rule and the precision metadata in
+:mod:`mind_edge.runtime.precision_regions`, FP16 (and its FP32 read-back) in
+:mod:`mind_edge.runtime.precision_fp16`, INT8 in :mod:`mind_edge.runtime.precision_int8`. This module
+keeps the one entry point (:func:`precision_model`), reading any precision's weights back, the
+bundle and patch hooks, and re-exports the public names of the other three.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
@@ -57,342 +60,38 @@ from typing import Any
 
 import numpy as np
 
-from mind_edge.errors import ConfigError, MindEdgeError, require
+from mind_edge.errors import ConfigError
 from mind_edge.imageio import normalize
 from mind_edge.runtime.bundle import prepare_bundle, write_bundle
-from mind_edge.runtime.graph import CONTRACT, NormArrays, NormSet, build_graph, read_arrays
+from mind_edge.runtime.graph import NormArrays, NormSet, build_graph, read_arrays
+from mind_edge.runtime.precision_fp16 import PACK_MAX_OWNER, fp16_model, fp32_view, pack_owner_maps, to_fp16
+from mind_edge.runtime.precision_int8 import (
+    CALIBRATION_BATCH,
+    Int8Options,
+    check_fp32_routing,
+    int8_model,
+    unstack_tasks,
+)
+from mind_edge.runtime.precision_regions import (
+    POOL_NODE,
+    PRECISION_META_KEY,
+    PRECISIONS,
+    ROUTE_PREFIX,
+    PrecisionError,
+    _onnx,
+    backbone_nodes,
+    check_precision,
+    fp32_boundary,
+    fp32_nodes,
+    model_precision,
+)
 
-log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "fp16", "int8")
-ROUTE_PREFIX = "route."
-POOL_NODE = "pool"
 MASTER_FILE = "master.onnx"
 CALIBRATION_FILE = "calibration.npz"
-PRECISION_META_KEY = "mind_edge.precision"  # ONNX metadata of a precision graph
-PACK_MAX_OWNER = 14  # owners -1..14 fit in 4 bits (stored +1)
 DEFAULT_CALIBRATION = 256
-CALIBRATION_BATCH = 16
-
-
-class PrecisionError(MindEdgeError):
-    """A precision graph cannot be built or read (unsupported graph form, missing master)."""
-
-
-def _onnx():
-    return require("onnx", "export", "building FP16/INT8 graphs")
-
-
-def check_precision(precision: str) -> str:
-    p = str(precision).strip().lower()
-    if p not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return p
-
-
-# ----------------------------------------------------------------------------- regions
-
-
-def fp32_boundary(model) -> str:
-    """The tensor where the FP32 part begins: the input of the global pooling node ``pool``."""
-    for node in model.graph.node:
-        if node.name == POOL_NODE and node.op_type == "GlobalAveragePool":
-            return node.input[0]
-    raise PrecisionError(
-        f"the graph has no GlobalAveragePool node named {POOL_NODE!r}; it was not built by this "
-        "mind-edge's graph builder — re-export the bundle"
-    )
-
-
-def backbone_nodes(model) -> set[str]:
-    """Names of the nodes the FP32 boundary depends on, without ``route.*`` nodes: the part a
-    precision conversion may change. Everything else stays FP32."""
-    boundary = fp32_boundary(model)
-    producer = {out: node for node in model.graph.node for out in node.output}
-    seen: set[str] = set()
-    stack = [boundary]
-    while stack:
-        node = producer.get(stack.pop())
-        if node is None or node.name in seen:
-            continue
-        seen.add(node.name)
-        stack.extend(i for i in node.input if i)
-    return {n for n in seen if not n.startswith(ROUTE_PREFIX)}
-
-
-def fp32_nodes(model) -> list[str]:
-    """Every node outside the backbone (kept FP32 in every precision)."""
-    back = backbone_nodes(model)
-    return [n.name for n in model.graph.node if n.name not in back]
-
-
-# ----------------------------------------------------------------------------- fp16
-
-
-def _constant_nodes(model, region: set[str]) -> set[str]:
-    """Nodes of ``region`` that read only initializers and other such nodes (weight derivations)."""
-    inits = {i.name for i in model.graph.initializer}
-    const_tensors = set(inits)
-    out: set[str] = set()
-    for node in model.graph.node:  # graphs are topologically sorted
-        if node.name in region and all((not i) or i in const_tensors for i in node.input):
-            out.add(node.name)
-            const_tensors.update(node.output)
-    return out
-
-
-def to_fp16(model, region: set[str] | None = None):
-    """A copy of ``model`` whose ``region`` (default: the backbone) computes in FP16.
-
-    Compute nodes (those that depend on the graph input) run in FP16: their float32
-    initializers become float16, a float32 graph input they read gets one ``Cast(-> float16)``,
-    a float tensor they read from a weight derivation gets one ``Cast(-> float16)``, and every
-    tensor of theirs read outside the region gets one ``Cast(-> float32)``. Weight derivations
-    (nodes of the region that read only initializers, e.g. the shared layout's
-    ``Mul(W, mask)``) stay FP32 so that every runtime can constant-fold them (ONNX Runtime's
-    CPU provider has no FP16 ``Mul``), but their float32 initializers are *stored* as float16
-    and cast back (exact). Inputs, outputs and everything outside the region keep their dtypes.
-    """
-    onnx = _onnx()
-    numpy_helper = onnx.numpy_helper
-
-    TP = onnx.TensorProto
-    src = onnx.ModelProto()
-    src.CopyFrom(model)
-    region = backbone_nodes(src) if region is None else set(region)
-    consts = _constant_nodes(src, region)
-    compute = region - consts
-    try:
-        inferred = onnx.shape_inference.infer_shapes(src)
-    except Exception as exc:  # pragma: no cover - mind-edge graphs are well formed
-        raise PrecisionError(f"shape inference failed on the graph: {exc}") from exc
-    dtype = {
-        v.name: v.type.tensor_type.elem_type
-        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    }
-    g = src.graph
-    inits = {i.name: i for i in g.initializer}
-    dtype.update({name: i.data_type for name, i in inits.items()})
-    readers: dict[str, set[str]] = {}
-    for node in g.node:
-        for i in node.input:
-            readers.setdefault(i, set()).add(node.name)
-    graph_outputs = {o.name for o in g.output}
-    to_half: dict[str, str] = {}  # float32 tensor -> its float16 name, for compute nodes
-    to_float: dict[str, str] = {}  # float16 tensor -> its float32 name, for everything else
-    pre_nodes = []
-    new_inits = []
-    for name, init in inits.items():
-        users = readers.get(name, set())
-        if init.data_type != TP.FLOAT or not users & region:
-            continue
-        arr = numpy_helper.to_array(init)
-        if np.abs(arr).max(initial=0.0) > 65504.0:
-            raise PrecisionError(
-                f"initializer {name} has values beyond the float16 range (max |w| "
-                f"{float(np.abs(arr).max()):.3g}); export this network in fp32"
-            )
-        half = arr.astype(np.float16)
-        if users <= compute:
-            init.CopyFrom(numpy_helper.from_array(half, name))
-        elif users <= consts:  # stored as float16, cast back for the (FP32) weight derivation
-            init.CopyFrom(numpy_helper.from_array(half, name))
-            pre_nodes.append(
-                onnx.helper.make_node("Cast", [name], [f"{name}.fp32"], name=f"{name}.to_fp32", to=TP.FLOAT)
-            )
-            to_float[name] = f"{name}.fp32"
-        else:  # read by compute nodes and by others: a float16 copy for the compute nodes
-            new_inits.append(numpy_helper.from_array(half, f"{name}.fp16"))
-            to_half[name] = f"{name}.fp16"
-    g.initializer.extend(new_inits)
-    # float tensors computed outside the compute region (graph inputs, weight derivations) read by it
-    produced_in = {o for node in g.node if node.name in compute for o in node.output}
-    casts_in: dict[str, str] = {}
-    for node in g.node:
-        if node.name not in compute:
-            continue
-        for i in node.input:
-            if i and i not in produced_in and i not in inits and dtype.get(i) == TP.FLOAT:
-                casts_in[i] = f"{i}.fp16"
-    for name in [i.name for i in g.input]:
-        if name in casts_in:
-            pre_nodes.append(
-                onnx.helper.make_node("Cast", [name], [casts_in[name]], name=f"{name}.to_fp16", to=TP.FLOAT16)
-            )
-    casts_out = {o: f"{o}.fp32" for o in produced_in if o in graph_outputs or readers.get(o, set()) - compute}
-    if graph_outputs & set(casts_out):
-        raise PrecisionError(
-            f"backbone tensors {sorted(graph_outputs & set(casts_out))} are graph outputs; this graph "
-            "cannot be converted"
-        )
-    nodes = list(pre_nodes)
-    for node in g.node:
-        n = onnx.NodeProto()
-        n.CopyFrom(node)
-        if node.name in compute:
-            for k, name in enumerate(n.input):
-                n.input[k] = to_half.get(name, casts_in.get(name, name))
-            if n.op_type == "Cast":
-                for a in n.attribute:
-                    if a.name == "to" and a.i == TP.FLOAT:
-                        a.i = TP.FLOAT16
-        else:
-            for k, name in enumerate(n.input):
-                n.input[k] = to_float.get(name, casts_out.get(name, name))
-        nodes.append(n)
-        for o in node.output:
-            if o in casts_out:
-                nodes.append(onnx.helper.make_node("Cast", [o], [casts_out[o]], name=f"{o}.to_fp32", to=TP.FLOAT))
-            if o in casts_in:
-                nodes.append(onnx.helper.make_node("Cast", [o], [casts_in[o]], name=f"{o}.to_fp16", to=TP.FLOAT16))
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.value_info[:]
-    return src
-
-
-def _packed_name(owner_name: str) -> str:
-    return f"{owner_name}.packed4"
-
-
-def pack_owner_maps(model):
-    """A copy of the shared-layout ``model`` with every ``*.owner`` map packed two per byte.
-
-    Owner ``o`` (-1..14) is stored as ``o + 1`` in a nibble; the graph unpacks it (BitShift,
-    Sub, Concat, Reshape, Slice, Cast — all constant-folded by ONNX Runtime at session start)
-    into the same int8 tensor under the same name, so the rest of the graph is unchanged.
-    Maps with an owner above 14 (more than 15 tasks) stay one byte per weight.
-    """
-    onnx = _onnx()
-    numpy_helper = onnx.numpy_helper
-
-    TP = onnx.TensorProto
-    helper = onnx.helper
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g = out.graph
-    keep, new_nodes = [], []
-    for init in g.initializer:
-        if not (init.name.endswith(".owner") and init.data_type == TP.INT8):
-            keep.append(init)
-            continue
-        own = numpy_helper.to_array(init)
-        if own.size == 0 or own.min() < -1 or own.max() > PACK_MAX_OWNER:
-            keep.append(init)
-            continue
-        flat = (own.reshape(-1).astype(np.int16) + 1).astype(np.uint8)
-        if flat.size % 2:
-            flat = np.concatenate([flat, np.zeros(1, np.uint8)])
-        pairs = flat.reshape(-1, 2)
-        packed = (pairs[:, 0] | (pairs[:, 1] << 4)).astype(np.uint8)
-        p = init.name
-        pk = _packed_name(p)
-        keep.append(numpy_helper.from_array(packed, pk))
-        keep.append(numpy_helper.from_array(np.array([4], np.uint8), f"{p}.unpack.four"))
-        keep.append(numpy_helper.from_array(np.array([1], np.int64), f"{p}.unpack.axis1"))
-        keep.append(numpy_helper.from_array(np.array([-1], np.int64), f"{p}.unpack.flat"))
-        keep.append(numpy_helper.from_array(np.array([0], np.int64), f"{p}.unpack.start"))
-        keep.append(numpy_helper.from_array(np.array([own.size], np.int64), f"{p}.unpack.end"))
-        keep.append(numpy_helper.from_array(np.array(own.shape, np.int64), f"{p}.unpack.shape"))
-        keep.append(numpy_helper.from_array(np.array(1, np.int32), f"{p}.unpack.one"))
-        q = f"{p}.unpack"
-        new_nodes += [
-            helper.make_node("BitShift", [pk, f"{q}.four"], [f"{q}.hi"], name=f"{q}.hi", direction="RIGHT"),
-            helper.make_node("BitShift", [f"{q}.hi", f"{q}.four"], [f"{q}.hi16"], name=f"{q}.hi16", direction="LEFT"),
-            helper.make_node("Sub", [pk, f"{q}.hi16"], [f"{q}.lo"], name=f"{q}.lo"),
-            helper.make_node("Unsqueeze", [f"{q}.lo", f"{q}.axis1"], [f"{q}.lo2"], name=f"{q}.lo2"),
-            helper.make_node("Unsqueeze", [f"{q}.hi", f"{q}.axis1"], [f"{q}.hi2"], name=f"{q}.hi2"),
-            helper.make_node("Concat", [f"{q}.lo2", f"{q}.hi2"], [f"{q}.pairs"], name=f"{q}.pairs", axis=1),
-            helper.make_node("Reshape", [f"{q}.pairs", f"{q}.flat"], [f"{q}.all"], name=f"{q}.all"),
-            helper.make_node("Slice", [f"{q}.all", f"{q}.start", f"{q}.end"], [f"{q}.cut"], name=f"{q}.cut"),
-            helper.make_node("Cast", [f"{q}.cut"], [f"{q}.i32"], name=f"{q}.i32", to=TP.INT32),
-            helper.make_node("Sub", [f"{q}.i32", f"{q}.one"], [f"{q}.signed"], name=f"{q}.signed"),
-            helper.make_node("Reshape", [f"{q}.signed", f"{q}.shape"], [f"{q}.shaped"], name=f"{q}.shaped"),
-            helper.make_node("Cast", [f"{q}.shaped"], [p], name=f"{q}.int8", to=TP.INT8),
-        ]
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    nodes = list(g.node)
-    del g.node[:]
-    g.node.extend(new_nodes + nodes)
-    return out
-
-
-def _unpack(packed: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    lo = packed & 0x0F
-    hi = packed >> 4
-    flat = np.stack([lo, hi], axis=1).reshape(-1)[: int(np.prod(shape))]
-    return (flat.astype(np.int16) - 1).astype(np.int8).reshape(shape)
-
-
-def fp16_model(arrays, *, temperature: float, opset: int | None = None, policy: str = "auto"):
-    """The FP16 shared-layout graph of ``arrays`` routing with ``policy`` (see the module docstring)."""
-    onnx = _onnx()
-
-    opset = int(opset or CONTRACT.opset)
-    model = build_graph(arrays, layout="shared", temperature=float(temperature), opset=opset, policy=policy)
-    model = to_fp16(pack_owner_maps(model))
-    _set_precision_meta(
-        onnx,
-        model,
-        {
-            "precision": "fp16",
-            "layout": "shared",
-            "owner_maps": "4-bit packed (<= 15 tasks)",
-            "fp32": "pool, heads, task_logits, route.*",
-        },
-    )
-    return model
 
 
 # ----------------------------------------------------------------------------- reading weights back
-
-
-def _set_precision_meta(onnx, model, meta: Mapping[str, Any]) -> None:
-    props = {p.key: p.value for p in model.metadata_props}
-    props[PRECISION_META_KEY] = json.dumps(dict(meta), separators=(",", ":"))
-    onnx.helper.set_model_props(model, props)
-
-
-def model_precision(model) -> str:
-    """``fp32``, ``fp16`` or ``int8`` from a graph's metadata (graphs without it are FP32)."""
-    for p in model.metadata_props:
-        if p.key == PRECISION_META_KEY:
-            try:
-                return str(json.loads(p.value).get("precision", "fp32"))
-            except (json.JSONDecodeError, AttributeError):
-                break
-    return "fp32"
-
-
-def fp32_view(model):
-    """An FP32 shared-layout view of an FP16 shared graph: the initializers
-    :func:`~mind_edge.runtime.graph.read_arrays` reads (float16 -> float32, owner maps unpacked)
-    and the graph metadata. Exact: every FP16 value is a float32 value."""
-    onnx = _onnx()
-    numpy_helper = onnx.numpy_helper
-
-    TP = onnx.TensorProto
-    view = onnx.ModelProto()
-    view.CopyFrom(model)
-    inits = []
-    for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init)
-        name = init.name
-        if name.endswith(".packed4"):
-            base = name[: -len(".packed4")]
-            shape = next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name == f"{base}.unpack.shape")
-            inits.append(numpy_helper.from_array(_unpack(arr, [int(v) for v in shape]), base))
-        elif init.data_type == TP.FLOAT16:
-            target = name[: -len(".fp16")] if name.endswith(".fp16") else name
-            if any(i.name == target and i.data_type == TP.FLOAT for i in model.graph.initializer) and target != name:
-                continue  # the float32 original is there
-            inits.append(numpy_helper.from_array(arr.astype(np.float32), target))
-        else:
-            inits.append(init)
-    del view.graph.initializer[:]
-    view.graph.initializer.extend(inits)
-    return view
 
 
 def read_model_arrays(model_or_path, master: str | os.PathLike | None = None):
@@ -413,273 +112,6 @@ def read_model_arrays(model_or_path, master: str | os.PathLike | None = None):
             "— re-export the bundle with this mind-edge"
         )
     return read_arrays(onnx.load(str(master)))
-
-
-# ----------------------------------------------------------------------------- int8
-
-
-def unstack_tasks(model, num_tasks: int):
-    """A copy of the **folded** ``model`` whose backbone runs as ``num_tasks`` separate chains.
-
-    The task-stacked graph carries the N sub-networks side by side (``N x C`` channels, grouped
-    convolutions with ``group = N``; the stem is one convolution with ``N x C`` filters on the
-    image). Here every backbone node is replicated per task with its slice of the weights
-    (output channels ``[t*C, (t+1)*C)``; ``group = 1``): task ``t``'s tensors are named
-    ``<tensor>.t<t>``. Each stacked tensor read outside the backbone (the pooling input) is
-    rebuilt with one ``Concat`` over the tasks, so pooling, heads and the routing head are
-    untouched and every output is identical (exactly: each per-task convolution computes the
-    same sums as its group of the grouped one).
-
-    Supported backbone ops: Conv (grouped over N tasks, or ungrouped on the shared image),
-    Relu, Add — what ``build_graph`` writes with the default ``shortcut="conv"``. Anything else
-    raises :class:`PrecisionError`.
-    """
-    onnx = _onnx()
-    numpy_helper = onnx.numpy_helper
-
-    helper = onnx.helper
-    n = int(num_tasks)
-    g = model.graph
-    back = backbone_nodes(model)
-    inits = {i.name: i for i in g.initializer}
-    graph_inputs = {i.name for i in g.input}
-    readers: dict[str, set[str]] = {}
-    for node in g.node:
-        for i in node.input:
-            readers.setdefault(i, set()).add(node.name)
-    stacked: set[str] = set()  # tensors produced in the backbone (available per task)
-    new_nodes, new_inits = [], []
-    used_inits: set[str] = set()
-    sliced: dict[tuple[str, int], str] = {}
-
-    def tname(name: str, t: int) -> str:
-        return f"{name}.t{t}"
-
-    def weight_slice(name: str, t: int) -> str:
-        key = (name, t)
-        if key not in sliced:
-            arr = numpy_helper.to_array(inits[name])
-            if arr.shape[0] % n:
-                raise PrecisionError(f"initializer {name} has {arr.shape[0]} rows, not a multiple of the {n} tasks")
-            per = arr.shape[0] // n
-            new_inits.append(
-                numpy_helper.from_array(np.ascontiguousarray(arr[t * per : (t + 1) * per]), tname(name, t))
-            )
-            sliced[key] = tname(name, t)
-        return sliced[key]
-
-    for node in g.node:
-        if node.name not in back:
-            new_nodes.append(node)
-            used_inits.update(i for i in node.input if i in inits)
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Conv":
-            x = node.input[0]
-            group = int(attrs.get("group", 1))
-            if x in stacked and group == n:
-                per_task_input = True
-            elif x in graph_inputs and group == 1:
-                per_task_input = False
-            else:
-                raise PrecisionError(
-                    f"cannot split convolution {node.name} per task (group {group}, {n} tasks); the "
-                    "INT8 export supports graphs built with the default conv shortcuts"
-                )
-            for t in range(n):
-                ins = [tname(x, t) if per_task_input else x]
-                ins += [weight_slice(i, t) for i in node.input[1:] if i]
-                new_nodes.append(
-                    helper.make_node(
-                        "Conv", ins, [tname(node.output[0], t)], name=tname(node.name, t), **{**attrs, "group": 1}
-                    )
-                )
-        elif node.op_type in ("Relu", "Add"):
-            if not all(i in stacked for i in node.input):
-                raise PrecisionError(
-                    f"cannot split {node.op_type} node {node.name} per task: it reads a tensor that is "
-                    "not a backbone activation"
-                )
-            for t in range(n):
-                new_nodes.append(
-                    helper.make_node(
-                        node.op_type,
-                        [tname(i, t) for i in node.input],
-                        [tname(node.output[0], t)],
-                        name=tname(node.name, t),
-                        **attrs,
-                    )
-                )
-        else:
-            raise PrecisionError(
-                f"cannot split {node.op_type} node {node.name} per task; the INT8 export supports "
-                "graphs built with the default conv shortcuts (--layout folded or shared, no /pad)"
-            )
-        out = node.output[0]
-        stacked.add(out)
-        outside = readers.get(out, set()) - back
-        if outside:
-            new_nodes.append(
-                helper.make_node("Concat", [tname(out, t) for t in range(n)], [out], name=f"{out}.concat", axis=1)
-            )
-    result = onnx.ModelProto()
-    result.CopyFrom(model)
-    del result.graph.node[:]
-    result.graph.node.extend(new_nodes)
-    keep = [i for i in g.initializer if i.name in used_inits]
-    del result.graph.initializer[:]
-    result.graph.initializer.extend(keep + new_inits)
-    del result.graph.value_info[:]
-    return result
-
-
-class _HintFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-process" not in record.getMessage()
-
-
-class _quiet_quantizer:
-    """Drop onnxruntime.quantization's "consider pre-processing" hints (logged on the root
-    logger): mind-edge graphs are already shape-inferred and constant-folded."""
-
-    def __enter__(self):
-        self.f = _HintFilter()
-        logging.getLogger().addFilter(self.f)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        logging.getLogger().removeFilter(self.f)
-
-
-class _Reader:
-    """``onnxruntime.quantization.CalibrationDataReader`` over a float32 NCHW array."""
-
-    def __init__(self, x: np.ndarray, input_name: str, batch: int = CALIBRATION_BATCH) -> None:
-        self.x, self.name, self.batch, self.i = x, input_name, int(batch), 0
-
-    def get_next(self):
-        if self.i >= self.x.shape[0]:
-            return None
-        b = self.x[self.i : self.i + self.batch]
-        self.i += self.batch
-        return {self.name: b}
-
-    def rewind(self) -> None:
-        self.i = 0
-
-
-@dataclass(frozen=True)
-class Int8Options:
-    """How :func:`int8_model` quantizes (the defaults are what ``mind-edge export --precision int8`` uses)."""
-
-    per_task: bool = True  # run each task as its own chain (see unstack_tasks)
-    per_channel: bool = True
-    activation: str = "uint8"  # uint8 (x86 VNNI) | int8 (symmetric; ARM, TensorRT)
-    method: str = "minmax"  # minmax | percentile | entropy (onnxruntime.quantization.CalibrationMethod)
-    keep_fp32: tuple[str, ...] = ()  # backbone node-name prefixes left in FP32 (e.g. "stem.", "blocks.14.")
-
-    def to_json(self) -> dict:
-        return {
-            "per_task": self.per_task,
-            "per_channel": self.per_channel,
-            "activation": self.activation,
-            "weights": "int8 symmetric",
-            "method": self.method,
-            "format": "QDQ",
-            "keep_fp32": list(self.keep_fp32),
-        }
-
-
-def int8_model(
-    arrays,
-    calibration: np.ndarray,
-    *,
-    temperature: float,
-    opset: int | None = None,
-    options: Int8Options = Int8Options(),
-    policy: str = "auto",
-):
-    """The INT8 QDQ graph of ``arrays`` (routing with ``policy``) calibrated on ``calibration``
-    (float32 NCHW, normalised)."""
-    onnx = _onnx()
-
-    quant = require("onnxruntime.quantization", "ort", "quantizing a graph to INT8 (onnxruntime.quantization)")
-
-    x = np.ascontiguousarray(calibration, dtype=np.float32)
-    if x.ndim != 4 or x.shape[0] < 1:
-        raise ConfigError(
-            f"INT8 calibration needs at least one image as float32 [B, C, H, W], got shape {list(x.shape)}"
-        )
-    if options.activation not in ("uint8", "int8"):
-        raise ConfigError(f"activation type must be uint8 or int8, got {options.activation!r}")
-    methods = {
-        "minmax": quant.CalibrationMethod.MinMax,
-        "percentile": quant.CalibrationMethod.Percentile,
-        "entropy": quant.CalibrationMethod.Entropy,
-    }
-    if options.method not in methods:
-        raise ConfigError(f"unknown calibration method {options.method!r}; choose {', '.join(methods)}")
-    opset = int(opset or CONTRACT.opset)
-    model = build_graph(arrays, layout="folded", temperature=float(temperature), opset=opset, policy=policy)
-    if options.per_task and arrays.num_tasks > 1:
-        model = unstack_tasks(model, arrays.num_tasks)
-    exclude = fp32_nodes(model)
-    if options.keep_fp32:
-        exclude += [
-            n.name for n in model.graph.node if n.name.startswith(tuple(options.keep_fp32)) and n.name not in exclude
-        ]
-    act = quant.QuantType.QUInt8 if options.activation == "uint8" else quant.QuantType.QInt8
-    extra = {"WeightSymmetric": True, "ActivationSymmetric": options.activation == "int8"}
-    with tempfile.TemporaryDirectory(prefix="mind-edge-int8-") as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, str(src))
-        with _quiet_quantizer():
-            quant.quantize_static(
-                str(src),
-                str(dst),
-                _Reader(x, CONTRACT.input_name),
-                quant_format=quant.QuantFormat.QDQ,
-                per_channel=options.per_channel,
-                activation_type=act,
-                weight_type=quant.QuantType.QInt8,
-                nodes_to_exclude=exclude,
-                op_types_to_quantize=["Conv", "Add", "Relu"],
-                calibrate_method=methods[options.method],
-                extra_options=extra,
-            )
-        out = onnx.load(str(dst))
-    check_fp32_routing(out)
-    _set_precision_meta(
-        onnx,
-        out,
-        {
-            "precision": "int8",
-            "layout": "folded",
-            **options.to_json(),
-            "calibration_images": int(x.shape[0]),
-            "fp32": "pool, heads, task_logits, route.*",
-        },
-    )
-    return out
-
-
-def check_fp32_routing(model) -> None:
-    """Raise unless every ``route.*`` initializer is float32 (or an integer table), no Q/DQ node
-    touches a ``route.*`` node's tensors, and every node outside the backbone reads no int8 data."""
-    onnx = _onnx()
-    TP = onnx.TensorProto
-    bad = [
-        i.name
-        for i in model.graph.initializer
-        if i.name.startswith(ROUTE_PREFIX) and i.data_type in (TP.FLOAT16, TP.INT8, TP.UINT8, TP.BFLOAT16)
-    ]
-    qdq = {"QuantizeLinear", "DequantizeLinear"}
-    route_tensors = {
-        t for n in model.graph.node if n.name.startswith(ROUTE_PREFIX) for t in list(n.input) + list(n.output)
-    }
-    bad += [n.name for n in model.graph.node if n.op_type in qdq and set(n.input) & route_tensors]
-    if bad:
-        raise PrecisionError(f"the quantized graph changed the routing head ({', '.join(bad[:5])}); it must stay FP32")
 
 
 # ----------------------------------------------------------------------------- one entry point
@@ -910,6 +342,11 @@ __all__ = [
     "PRECISIONS",
     "MASTER_FILE",
     "CALIBRATION_FILE",
+    "DEFAULT_CALIBRATION",
+    "CALIBRATION_BATCH",
+    "PACK_MAX_OWNER",
+    "POOL_NODE",
+    "PRECISION_META_KEY",
     "ROUTE_PREFIX",
     "PrecisionError",
     "Int8Options",
@@ -927,9 +364,11 @@ __all__ = [
     "check_fp32_routing",
     "precision_model",
     "model_precision",
+    "bundle_policy",
     "bundle_precision",
     "bundle_arrays",
     "bundle_calibration",
+    "int8_options",
     "rebuild_for_patch",
     "calibration_inputs",
     "npz_bytes",
