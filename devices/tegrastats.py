@@ -23,6 +23,7 @@ Temperatures are keyed in lower case (``cpu``, ``gpu``, ``tj``, ``soc0``, ``ao``
 prints ``-256C`` for a sensor that is switched off (``CV0@-256C`` on an idle AGX Orin): those
 are dropped.
 """
+# Over 600 lines: one tool's contract — the tegrastats line format of every Jetson generation, its summary, its monitor
 
 from __future__ import annotations
 

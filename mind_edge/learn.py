@@ -27,6 +27,7 @@ small one does not fit, learn fails before training. On CUDA the trial's peak of
 ``torch.cuda.max_memory_reserved`` is added (a Jetson's GPU shares its memory with the CPU).
 The measured peak RSS of ``learn`` (:func:`~mind_edge.core.proc.peak_rss_mb`) is always reported.
 """
+# Over 600 lines: one command — the memory plan, the folder data and the atomic learn of 'mind-edge learn'
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ versioned bundle store (``CURRENT`` + ``versions/``, lock, clean-up) is
 
 The previous version is kept for :func:`rollback`.
 """
+# Over 600 lines: one transaction — fit, validate, apply atomically, roll back (format: patch_format.py)
 
 from __future__ import annotations
 
