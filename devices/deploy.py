@@ -577,18 +577,3 @@ def deploy(
 ) -> DeployResult:
     """Copy ``bundle`` to ``target``, build its engine there if TensorRT exists, benchmark it, fetch the JSON."""
     return Deployer(target, options, runner=runner).run(bundle, out=out)
-
-
-__all__ = [
-    "DeployError",
-    "DiskFullError",
-    "SshTarget",
-    "DeployOptions",
-    "DeployResult",
-    "RemoteInfo",
-    "Deployer",
-    "deploy",
-    "bench_rows",
-    "bundle_bytes",
-    "EXCLUDES",
-]

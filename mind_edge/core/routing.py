@@ -54,7 +54,7 @@ Every backend computes the distance in the same difference form, in float32::
     d_k = min over classes of d
 
 so the torch evaluation (:mod:`mind_edge.routing`), this numpy version and the ONNX routing
-head (:mod:`mind_edge.runtime.graph`) agree to float32 rounding (a test holds them equal).
+head (:mod:`mind_edge.runtime.graph_routing`) agree to float32 rounding (a test holds them equal).
 
 **Routed confidence.** ``maxprob``/``entropy``: the chosen task's max-probability. Score
 policies: ``softmax_t(s)[task] * max softmax(z_task / T)``, the probability of the chosen task
