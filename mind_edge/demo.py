@@ -24,19 +24,15 @@ import numpy as np
 from PIL import Image
 
 from mind_edge.data import load_dataset
-from mind_edge.errors import ConfigError
+from mind_edge.demo_config import DEMO_MARKER, DEMO_OUTPUTS, DemoConfig
 from mind_edge.export.exporter import ExportResult, export_bundle
-from mind_edge.outputs import check_owned_out, clear_owned_out
+from mind_edge.outputs import clear_owned_out
 from mind_edge.run import RunResult, RunSpec, evaluate_run, train_run
 from mind_edge.runtime.bench import BenchSpec, TimingConfig, bundle_sources, run_benchmark, write_json
 from mind_edge.runtime.predict import Runtime
 from mind_edge.train import NullReporter, Reporter
 from mind_edge.train import preset as make_preset
 
-#: What the demo writes into its folder (and all that ``overwrite`` may replace there).
-DEMO_OUTPUTS = ("demo.json", "run", "bundle", "images", "bench.json")
-#: The file that marks a folder as the demo's own (written first).
-DEMO_MARKER = "demo.json"
 #: The scenario: scikit-learn's digits in 5 tasks of 2 classes.
 DATASET, TASKS = "digits", 5
 
@@ -46,29 +42,6 @@ STEP_TITLES = (
     "3/4 predict test images from PNG files, task unknown, without PyTorch in the loop",
     "4/4 benchmark the bundle: ONNX Runtime vs the eager PyTorch per-task loop",
 )
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """What to run: the folder, the training budget and the size of the predict and benchmark steps."""
-
-    out: Path = Path("runs/demo")
-    overwrite: bool = False  # replace the outputs of an earlier demo in ``out`` (only those)
-    epochs: int | None = None  # training epochs per task (None: the fast preset's)
-    distill_epochs: int | None = None
-    width: float = 1.0  # channel width multiplier of the ResNet-32
-    seed: int = 0
-    device: str = "cpu"
-    images_per_class: int = 2  # test images written as PNG files and predicted
-    bench_seconds: float = 1.0  # timed seconds per backend and batch (0 skips the benchmark)
-
-    def check(self) -> bool:
-        """The cheap checks (before anything is loaded); returns whether an earlier demo's outputs go."""
-        if self.images_per_class < 1:
-            raise ConfigError(f"--images-per-class must be >= 1, got {self.images_per_class}")
-        if not self.width > 0:
-            raise ConfigError(f"--width must be > 0, got {self.width}")
-        return check_owned_out(self.out, self.overwrite, marker=DEMO_MARKER, what="'mind-edge demo'")
 
 
 @dataclass(frozen=True)

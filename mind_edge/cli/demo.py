@@ -13,6 +13,7 @@ from mind_edge.cli.host import show_run
 from mind_edge.cli.options import DeviceOpt, DistillEpochsOpt
 from mind_edge.cli.runtime import render_bench
 from mind_edge.console import RichReporter, console, err_console, require_modules
+from mind_edge.demo_config import DemoConfig
 
 if TYPE_CHECKING:  # the torch side, imported by the command itself
     from mind_edge.demo import DemoPrediction, DemoResult
@@ -113,9 +114,6 @@ def demo(
     ] = 1.0,
 ) -> None:
     """Offline end to end on scikit-learn's digits: train → export → validate → predict → benchmark."""
-    require_modules("torch", "safetensors", "sklearn", "onnx", "onnxruntime")
-    from mind_edge.demo import DemoConfig, run_demo
-
     cfg = DemoConfig(
         out=out,
         overwrite=overwrite,
@@ -127,6 +125,10 @@ def demo(
         images_per_class=images_per_class,
         bench_seconds=bench_seconds,
     )
+    cfg.check()  # a wrong --out or option is one line at once, before torch loads (run_demo checks again)
+    require_modules("torch", "safetensors", "sklearn", "onnx", "onnxruntime")
+    from mind_edge.demo import run_demo
+
     # the progress bar is live during training only (run_demo enters it)
     res = run_demo(cfg, reporter=RichReporter(err_console), listener=_Renderer())
     console.print(summary_table(res))

@@ -96,3 +96,25 @@ def test_example_refuses_a_non_empty_out(tmp_path):
         lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
         assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --out"), p.stderr
     assert _tree(out) == {"checkpoint.safetensors": b"a user's checkpoint"}
+
+
+def test_demo_refuses_a_bad_out_before_torch_loads(tmp_path):
+    """The cheap checks run first: a wrong --out is one line even where PyTorch cannot be imported."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    block = (
+        "import sys\n"
+        "class _NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, _NoTorch())\n"
+        "from mind_edge.cli import main\n"
+        f"sys.argv = ['mind-edge', 'demo', '--out', {str(out)!r}]\n"
+        "main()\n"
+    )
+    p = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "is not empty" in lines[0], (p.returncode, p.stderr)
+    assert sorted(x.name for x in out.iterdir()) == ["notes.txt"]
