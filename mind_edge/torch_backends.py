@@ -52,12 +52,20 @@ from mind_edge.runtime.runners import Runner
 MODES = ("auto", "loop", "stacked")
 
 
-def _set_threads(threads: int | None) -> None:
+def _set_threads(threads: int | None) -> int | None:
+    """Set torch's intra-op threads; returns the count to restore on deactivate (None: unchanged)."""
     if threads is None:
-        return
+        return None
+    before = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     with contextlib.suppress(RuntimeError):  # already set, or parallel work already ran in this process
         torch.set_num_interop_threads(1)
+    return before
+
+
+def _restore_threads(before: int | None) -> None:
+    if before is not None:
+        torch.set_num_threads(before)
 
 
 def _route(
@@ -136,7 +144,7 @@ class TorchRunner(Runner):
 
     # -- building -------------------------------------------------------------------
     def _activate(self) -> None:
-        _set_threads(self.threads)
+        self._threads_before = _set_threads(self.threads)
         a = self.arrays
         self.plan = check_arrays(a)
         n, cmax = a.num_tasks, a.cmax
@@ -174,6 +182,7 @@ class TorchRunner(Runner):
 
     def _deactivate(self) -> None:
         self.convs, self.task_convs = {}, []
+        _restore_threads(getattr(self, "_threads_before", None))
 
     @property
     def model_bytes(self) -> int:
@@ -291,7 +300,7 @@ class ReferenceRunner(Runner):
         self.providers_used = [f"torch {torch.__version__} CPU (MindNet, per-task loop)"]
 
     def _activate(self) -> None:
-        _set_threads(self.threads)
+        self._threads_before = _set_threads(self.threads)
         self.model = model_from_arrays(self.arrays).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)  # freeze_model
@@ -301,6 +310,7 @@ class ReferenceRunner(Runner):
 
     def _deactivate(self) -> None:
         self.model = None
+        _restore_threads(getattr(self, "_threads_before", None))
 
     @property
     def model_bytes(self) -> int:

@@ -134,3 +134,19 @@ def test_bench_worker_opens_the_baselines_through_the_registry_plugin(case, tmp_
     assert res["status"] == "ok" and res["variant"] == "loop, channels_last" and len(res["rows"]) == 1
     folded = bench.run_worker({**job, "source": {**job["source"], "arrays_onnx": None}})
     assert folded["status"] == "unavailable" and "shared-layout" in folded["reason"]
+
+
+@pytest.mark.parametrize("make", [TorchRunner, ReferenceRunner], ids=["torch", "reference"])
+def test_a_baseline_gives_torch_its_thread_count_back(case, make):
+    import torch
+
+    arrays, _, x, _ = case
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    try:
+        with make(arrays, temperature=T, threads=other) as runner:
+            runner.infer({"image": x})
+            assert torch.get_num_threads() == other
+        assert torch.get_num_threads() == before  # a bench in this process leaves torch as it found it
+    finally:
+        torch.set_num_threads(before)
