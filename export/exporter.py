@@ -148,6 +148,7 @@ def export_model(
     calibration_note: str = "",
     thresholds: Any = None,
     routing: str = "auto",
+    int8_keep_fp32: Sequence[str] = (),
 ) -> ExportResult:
     """Export a ``MindNet`` to a bundle in ``out_dir``; validates against the model first.
 
@@ -238,6 +239,7 @@ def export_model(
             mean=mean,
             std=std,
             thresholds=thresholds,
+            int8=prec.Int8Options(keep_fp32=tuple(int8_keep_fp32)),
             report=report,
             policy=routing,
         )
@@ -334,6 +336,7 @@ def _precision_parts(
     thresholds,
     report: dict,
     policy: str = "auto",
+    int8: Any = None,
 ) -> tuple[bytes, str, dict[str, bytes], dict]:
     """The FP16/INT8 graph, validated against the FP32 model and checked against the thresholds
     (issue 14): ``(model bytes, bundle layout, extra files, extra bundle.json keys)``."""
@@ -344,8 +347,9 @@ def _precision_parts(
     shared_fp32 = fp32_bytes
     if shared_fp32 is None or arrays is None:  # pragma: no cover
         raise ExportError("internal: no FP32 graph to derive the precision graph from")
+    opts = int8 if int8 is not None else prec.Int8Options()
     proto = prec.precision_model(
-        arrays, precision, temperature=temperature, opset=opset, calibration=calib, policy=policy
+        arrays, precision, temperature=temperature, opset=opset, calibration=calib, policy=policy, int8=opts
     )
     model_bytes = proto.SerializeToString()
     build_s = time.perf_counter() - t0
@@ -387,7 +391,6 @@ def _precision_parts(
     if precision == "fp16":
         record["graph"] = "shared layout, float16 backbone (weights, BN), owner maps 4-bit packed; FP32 routing"
         return model_bytes, "shared", files, {"precision": record}
-    opts = prec.Int8Options()
     record["graph"] = "folded per-task chains, QDQ (per-channel int8 weights, uint8 activations); FP32 routing"
     record["int8"] = opts.to_json()
     record["calibration"] = {
@@ -440,6 +443,7 @@ def export_bundle(
     calibration: int | None = None,
     thresholds: Any = None,
     routing: str | None = None,
+    int8_keep_fp32: Sequence[str] = (),
 ) -> ExportResult:
     """Export the run directory ``run_dir`` (checkpoint + run.json) as a bundle in ``out_dir``.
 
@@ -451,6 +455,8 @@ def export_bundle(
     precision = check_precision(precision)
     if calibration is not None and precision != "int8":
         raise ConfigError(f"--calibration applies to --precision int8 only (this export is {precision})")
+    if int8_keep_fp32 and precision != "int8":
+        raise ConfigError(f"--int8-keep-fp32 applies to --precision int8 only (this export is {precision})")
     run_dir = Path(run_dir)
     if isinstance(max_test_samples, bool) or not isinstance(max_test_samples, int) or max_test_samples < 0:
         raise ConfigError(f"the number of test samples must be an integer >= 0, got {max_test_samples!r}")
@@ -518,5 +524,6 @@ def export_bundle(
         calibration_note=calib_note,
         thresholds=thresholds,
         routing=policy,
+        int8_keep_fp32=int8_keep_fp32,
     )
     return result

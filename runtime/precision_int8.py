@@ -235,9 +235,21 @@ def int8_model(
         model = unstack_tasks(model, arrays.num_tasks)
     exclude = fp32_nodes(model)
     if options.keep_fp32:
-        exclude += [
-            n.name for n in model.graph.node if n.name.startswith(tuple(options.keep_fp32)) and n.name not in exclude
-        ]
+        backbone = [n.name for n in model.graph.node if n.name not in exclude]
+        unmatched = [p for p in options.keep_fp32 if not any(name.startswith(p) for name in backbone)]
+        if unmatched:
+            prefixes = sorted(
+                {
+                    name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("blocks.") else "")
+                    for name in backbone
+                    if "." in name
+                }
+            )
+            raise ConfigError(
+                f"--int8-keep-fp32: no backbone node starts with {', '.join(map(repr, unmatched))}; node names start "
+                f"with e.g. {', '.join(p + '.' for p in prefixes[:8])}"
+            )
+        exclude += [name for name in backbone if name.startswith(tuple(options.keep_fp32))]
     act = quant.QuantType.QUInt8 if options.activation == "uint8" else quant.QuantType.QInt8
     extra = {"WeightSymmetric": True, "ActivationSymmetric": options.activation == "int8"}
     with tempfile.TemporaryDirectory(prefix="mind-edge-int8-") as tmp:

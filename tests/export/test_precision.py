@@ -105,6 +105,28 @@ def test_int8_graph_is_qdq_per_channel_with_fp32_routing():
     prec.check_fp32_routing(m)
 
 
+def test_int8_keep_fp32_leaves_those_backbone_layers_unquantized_and_names_a_wrong_prefix():
+    arrays = _arrays()
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    keep = ("stem.", "blocks.0.")
+    m = prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(keep_fp32=keep))
+    producers = {o: n for n in m.graph.node for o in n.output}
+    kept = [n for n in m.graph.node if n.op_type == "Conv" and n.name.startswith(keep)]
+    assert kept, "the kept layers' convolutions are still there"
+    for conv in kept:  # no DequantizeLinear feeds a kept convolution: it computes in FP32 on FP32 weights
+        assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in conv.input), (
+            conv.name
+        )
+    others = [n for n in m.graph.node if n.op_type == "Conv" and n.name.startswith("blocks.5.")]
+    assert others and all(
+        any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input)
+        for n in others
+    )
+    assert prec.Int8Options(keep_fp32=keep).to_json()["keep_fp32"] == list(keep)  # what bundle.json records
+    with pytest.raises(Exception, match="no backbone node starts with 'stage1.'"):
+        prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(keep_fp32=("stage1.",)))
+
+
 def test_route_prefix_nodes_stay_fp32_wherever_they_are():
     """A routing-statistics node (route.*) reading a backbone tensor stays FP32 in both precisions."""
     arrays = _arrays()
@@ -298,3 +320,15 @@ def test_cli_precision_json_and_refusal(app, run4, tmp_path, monkeypatch):
     )
     assert "fp16 bundle refused: routing agreement" in line and "--min-routing-agreement" in line
     assert "nothing was written" in line and not (tmp_path / "bad").exists()
+
+
+def test_cli_int8_keep_fp32_is_checked_before_anything_is_written(app, run4, tmp_path):
+    out = tmp_path / "b"
+    for args, words in (
+        (["--precision", "int8", "--int8-keep-fp32", "a b"], "takes node-name prefixes"),
+        (["--precision", "int8", "--int8-keep-fp32", "stem.,"], "takes node-name prefixes"),
+        (["--precision", "fp16", "--int8-keep-fp32", "stem."], "applies to --precision int8 only"),
+    ):
+        line = one_error_line(CliRunner().invoke(app, ["export", str(run4), "--out", str(out), *args]))
+        assert words in line
+        assert not out.exists()
