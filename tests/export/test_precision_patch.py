@@ -67,32 +67,46 @@ def _inputs(bundle: Bundle, n: int = 96) -> np.ndarray:
     return np.concatenate([x[: n // 2], rand])
 
 
-@pytest.mark.parametrize("precision", ["int8", "fp16"])
-def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision):
+@pytest.mark.parametrize(
+    ("precision", "keep"),
+    [("int8", ()), ("int8", ("stem.", "blocks.0.")), ("fp16", ())],
+    ids=["int8", "int8-keep-fp32", "fp16"],
+)
+def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision, keep):
     root, run4, run5 = runs
+    name = precision + ("-keep" if keep else "")
     base = export_bundle(
         run4,
-        root / f"{precision}-4",
+        root / f"{name}-4",
         precision=precision,
         max_test_samples=64,
         thresholds=LOOSE,
         calibration=48 if precision == "int8" else None,
+        int8_keep_fp32=keep,
     ).bundle
     old = Bundle.load(base)
     old_model = old.model_path.read_bytes()
     old_calib = prec.bundle_calibration(old)  # read before the apply moves the plain files into versions/v0001
-    patch = create_patch(run5, root / f"{precision}.mepatch", base=base).path
+    patch = create_patch(run5, root / f"{name}.mepatch", base=base).path
     apply_patch(base, patch)
     patched = Bundle.load(base)
     assert prec.bundle_precision(patched) == precision and patched.num_tasks == 5
     assert patched.record.precision.to_json()["rebuilt_by"].startswith("patch apply")
-    fresh_fp32 = export_bundle(run5, root / f"{precision}-fresh32", max_test_samples=32).bundle
+    fresh_fp32 = export_bundle(run5, root / f"{name}-fresh32", max_test_samples=32).bundle
     arrays5 = prec.bundle_arrays(Bundle.load(fresh_fp32))
     policy = prec.bundle_policy(patched)
     if precision == "int8":
         calib = old_calib
         assert np.array_equal(prec.bundle_calibration(patched), calib)  # the new version keeps the images
-        fresh = prec.int8_model(arrays5, calib, temperature=patched.temperature, opset=patched.opset, policy=policy)
+        assert tuple(patched.record.precision.int8.keep_fp32) == keep  # the patch re-quantized alike
+        fresh = prec.int8_model(
+            arrays5,
+            calib,
+            temperature=patched.temperature,
+            opset=patched.opset,
+            policy=policy,
+            options=prec.Int8Options(keep_fp32=keep),
+        )
         # the new master holds exactly the fresh export's weights, owner maps, BN sets and heads
         master = {
             i.name: i.SerializeToString() for i in onnx.load(str(patched.path / prec.MASTER_FILE)).graph.initializer
