@@ -37,7 +37,7 @@ from mind_edge.export.validate import torch_outputs, validate_export
 from mind_edge.fileio import sha256_file
 from mind_edge.run_record import RunRecord
 from mind_edge.runtime import precision as prec
-from mind_edge.runtime.bundle import Bundle, assemble_bundle, names_by_id, prepare_bundle, write_bundle
+from mind_edge.runtime.bundle import Bundle, names_by_id, prepare_bundle, write_bundle
 from mind_edge.runtime.graph import CONTRACT, LAYOUTS, NetArrays, build_graph, resolve_policy
 from mind_edge.runtime.precision import DEFAULT_CALIBRATION, check_precision
 
@@ -249,48 +249,28 @@ def export_model(
     picks = [("test", i) for i in range(min(half, sets["test"].shape[0] if "test" in sets else 0))]
     picks += [("random", i) for i in range(min(probe_size - len(picks), sets["random"].shape[0]))]
     probe_x = np.stack([sets[s][i] for s, i in picks]) if picks else None
-    probe_out = None  # assemble_bundle runs the graph on the probe with ONNX Runtime ...
+    probe_out = None  # prepare_bundle runs the graph on the probe with ONNX Runtime ...
     if probe_x is not None and importlib.util.find_spec("onnxruntime") is None:  # ... or, without it, PyTorch
         probe_out = torch_outputs(model, probe_x, float(temperature), policy=routing)
-    if extra_files:
-        files, bmeta = prepare_bundle(
-            arrays,
-            layout=bundle_layout,
-            temperature=float(temperature),
-            class_names=names,
-            mean=mean,
-            std=std,
-            opset=opset,
-            channel_order=channel_order,
-            model_bytes=model_bytes,
-            probe_inputs=probe_x,
-            probe_outputs=probe_out,
-            report=report,
-            source=source,
-            extra=extra_meta,
-            policy=routing,
-        )
-        path = write_bundle(out_dir, {**files, **extra_files}, bmeta, overwrite=overwrite)
-    else:
-        path = assemble_bundle(
-            out_dir,
-            arrays,
-            layout=bundle_layout,
-            temperature=float(temperature),
-            class_names=names,
-            mean=mean,
-            std=std,
-            opset=opset,
-            channel_order=channel_order,
-            model_bytes=model_bytes,
-            probe_inputs=probe_x,
-            probe_outputs=probe_out,
-            report=report,
-            source=source,
-            overwrite=overwrite,
-            policy=routing,
-            **({"extra": extra_meta} if extra_meta else {}),
-        )
+    # a precision bundle adds files (master graph, calibration images) beside what every bundle holds
+    files, bmeta = prepare_bundle(
+        arrays,
+        layout=bundle_layout,
+        temperature=float(temperature),
+        class_names=names,
+        mean=mean,
+        std=std,
+        opset=opset,
+        channel_order=channel_order,
+        model_bytes=model_bytes,
+        probe_inputs=probe_x,
+        probe_outputs=probe_out,
+        report=report,
+        source=source,
+        extra=extra_meta,
+        policy=routing,
+    )
+    path = write_bundle(out_dir, {**files, **extra_files}, bmeta, overwrite=overwrite)
     sizes = Bundle.load(path, verify=False).record.sizes
     seconds = time.perf_counter() - t0
     log.info(

@@ -70,20 +70,21 @@ def _routing_head(
     its numpy form), so ONNX Runtime, numpy and torch agree.
     """
     n, cmax = arrays.num_tasks, arrays.cmax
+    pol = get_policy(policy)
     b.node("Concat", taps, "task_features", axis=2)
-    if get_policy(policy).needs_stats:  # a score policy's graph carries (and uses) every task's statistics
+    if pol.needs_stats:  # a score policy's graph carries (and uses) every task's statistics
         _stats_initializers(b, arrays)
     tname = b.init("route.temperature", np.array(temperature, dtype=np.float32))
     probs = b.node("Softmax", [b.node("Div", [logits, tname], "route.scaled")], "route.probs", axis=2)
     maxprob = _reduce(b, "ReduceMax", probs, [2], "route.maxprob", opset)  # [B, N]
-    pol = get_policy(policy)
     if pol.needs_stats:
         # one structure for every score policy: score = w_ml*z_maxlogit + w_en*z_energy - sum_k w_k*z_k
         # (w_k: the own-tap weight for the task's own sub-network's taps, the shared weight for sub-network 0's)
         w_tap, w_ml, w_en, w_shared = pol.weights
         score_mean, score_std = "route.score_mean", "route.score_std"
         col = lambda x, j, name: b.node("Gather", [x, b.const(j, np.int64)], name, axis=1)  # [N]
-        k_taps = arrays.heads[0].stats.num_taps if arrays.heads[0].stats is not None else len(taps)
+        stats0 = arrays.heads[0].stats  # every task has statistics of one layout (build_graph checked them)
+        k_taps, own = stats0.num_taps, stats0.own_taps
         ml = _reduce(b, "ReduceMax", logits, [2], "route.maxlogit", opset)  # [B, N]
         shifted = b.node(
             "Sub",
@@ -104,22 +105,18 @@ def _routing_head(
             ],
             "route.logit_score",
         )
-        stats0 = arrays.heads[0].stats
-        own = stats0.own_taps if stats0 is not None else k_taps
-        shared = {}  # sub-network 0's pooled features at tap j, [B, 1, F_j]: the shared space of every task
-        for k in range(stats0.num_taps if stats0 is not None else k_taps):
+        for k in range(k_taps):
             p = f"route.tap{k}"
             if k < own:
                 tap, w = taps[k], w_tap
-            else:
+            else:  # sub-network 0's pooled features at tap j, [B, 1, F_j]: the shared space of every task
                 j = k - own
-                if j not in shared:
-                    shared[j] = b.node(
-                        "Slice",
-                        [taps[j], b.const([0], np.int64), b.const([1], np.int64), b.const([1], np.int64)],
-                        f"route.shared{j}",
-                    )
-                tap, w = shared[j], w_shared
+                tap = b.node(
+                    "Slice",
+                    [taps[j], b.const([0], np.int64), b.const([1], np.int64), b.const([1], np.int64)],
+                    f"route.shared{j}",
+                )
+                w = w_shared
             norm = b.node(
                 "Max",
                 [
