@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+#: Python source that makes any later ``import torch`` fail (prepend it to a ``python -c`` program).
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""
+
 
 def one_error_line(result) -> str:
     """A refused command: exit code 2 and exactly one non-empty line on stderr, ``error: …``."""

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import one_error_line
+from cli_helpers import BLOCK_TORCH, one_error_line
 from typer.testing import CliRunner
 
 from mind_edge.cli import app
@@ -103,16 +103,8 @@ def test_demo_refuses_a_bad_out_before_torch_loads(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    block = (
-        "import sys\n"
-        "class _NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, _NoTorch())\n"
-        "from mind_edge.cli import main\n"
-        f"sys.argv = ['mind-edge', 'demo', '--out', {str(out)!r}]\n"
-        "main()\n"
+    block = BLOCK_TORCH + (
+        f"from mind_edge.cli import main\nsys.argv = ['mind-edge', 'demo', '--out', {str(out)!r}]\nmain()\n"
     )
     p = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=120)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]

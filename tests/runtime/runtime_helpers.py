@@ -11,17 +11,6 @@ from pathlib import Path
 from mind_edge.runtime.bundle import assemble_bundle
 from mind_edge.runtime.graph import random_arrays
 
-#: Python source that makes any later ``import torch`` fail (prepend it to a ``python -c`` program).
-BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
-
 CLASSES = [[4, 1, 7], [0, 9], [3, 5, 8]]  # 3 tasks, class counts 3/2/3, 2 and 6 unused
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 T = 1.5

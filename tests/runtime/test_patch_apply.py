@@ -13,9 +13,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from cli_helpers import one_error_line
+from cli_helpers import BLOCK_TORCH, one_error_line
 from patch_helpers import CLASSES, T, make_bundle, tree_hash, world
-from runtime_helpers import BLOCK_TORCH
 from typer.testing import CliRunner
 
 from mind_edge.runtime.bundle import Bundle

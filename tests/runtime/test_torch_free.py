@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from runtime_helpers import BLOCK_TORCH
+from cli_helpers import BLOCK_TORCH
 
 
 def _run(code: str) -> dict:
