@@ -78,8 +78,9 @@ class TaskBatchNorm2d(nn.Module):
 
 
 class RoutingStatsBuffers(nn.Module):
-    """One task's routing statistics as buffers (:class:`mind_edge.core.routing.RoutingStats`, layout 2:
-    the network's taps measured in the task's own sub-network, then in sub-network 0's).
+    """One task's routing statistics as buffers (:class:`mind_edge.core.routing.RoutingStats`, layout 3:
+    the network's taps measured in the task's own sub-network, then in sub-network 0's, then the
+    pooled-metric summaries in sub-network 0's concatenated taps).
 
     ``count`` is the number of training images they were gathered from; 0 means not gathered
     yet (a run trained before routing statistics existed, or with an older layout:
@@ -97,6 +98,10 @@ class RoutingStatsBuffers(nn.Module):
         self.register_buffer("score_mean", torch.zeros(n_scores))
         self.register_buffer("score_std", torch.ones(n_scores))
         self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+        d = sum(tap_dims)
+        self.register_buffer("pool_means", torch.zeros(num_classes, d))
+        self.register_buffer("pool_cov", torch.zeros(d * (d + 1) // 2))
+        self.register_buffer("pool_m4", torch.zeros(1))
 
     @property
     def ready(self) -> bool:
@@ -123,14 +128,17 @@ class RoutingStatsBuffers(nn.Module):
             score_std=np32(self.score_std),
             count=int(self.count),
             shared_taps=self.shared_taps,
+            pool_means=np32(self.pool_means),
+            pool_cov=np32(self.pool_cov),
+            pool_m4=np32(self.pool_m4),
         )
 
     @torch.no_grad()
     def load_arrays(self, stats: RoutingStats) -> None:
         stats.check(self.tap_dims[: self.shared_taps], self.means(0).shape[0])
-        if stats.shared_taps != self.shared_taps:
+        if stats.layout != STATS_VERSION:
             raise ConfigError(
-                f"routing statistics of layout 1 (no shared-space taps) cannot be stored in a model of "
+                f"routing statistics of layout {stats.layout} cannot be stored in a model of "
                 f"layout {STATS_VERSION}; gather them again ('mind-edge calibrate RUN')"
             )
         for j in range(len(self.tap_dims)):
@@ -138,6 +146,8 @@ class RoutingStatsBuffers(nn.Module):
             self.means(j).copy_(torch.from_numpy(stats.means[j]))
         self.score_mean.copy_(torch.from_numpy(stats.score_mean))
         self.score_std.copy_(torch.from_numpy(stats.score_std))
+        for name, a in zip(("pool_means", "pool_cov", "pool_m4"), stats.pool_arrays):
+            getattr(self, name).copy_(torch.from_numpy(a))
         self.count.fill_(int(stats.count))
 
 

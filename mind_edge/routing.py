@@ -8,6 +8,7 @@ numpy form and the ONNX head do (float32, the same expanded distance), so they a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from mind_edge.core.routing import (
     check_temperature,
     fit_routing_stats,
     get_policy,
+    pooled_space,
 )
 from mind_edge.data import BatchLoader
 from mind_edge.errors import ConfigError
@@ -60,22 +62,31 @@ class TorchStats:
     score_mean: torch.Tensor
     score_std: torch.Tensor
     stats: RoutingStats  # the numpy statistics (layout checks)
+    #: the pooled metric of all the tasks these statistics were converted with (layout 3, every task has them)
+    pool_whiten: torch.Tensor | None = None  # [D, D]
+    pool_means: torch.Tensor | None = None  # [C, D] this task's class means, whitened
 
 
 def torch_stats(stats: Sequence[RoutingStats | None], device) -> list[TorchStats | None]:
+    """Every task's statistics as tensors on ``device``, with the pooled metric when every task has layout 3."""
+    pooled = None
+    if stats and all(s is not None and s.layout >= 3 for s in stats):
+        whiten, means = pooled_space(stats)
+        pooled = (torch.from_numpy(whiten).to(device), [torch.from_numpy(m).to(device) for m in means])
     out: list[TorchStats | None] = []
-    for s in stats:
+    for t, s in enumerate(stats):
         if s is None:
             out.append(None)
             continue
-        means = [torch.from_numpy(m).to(device) for m in s.means]
         out.append(
             TorchStats(
                 whiten=[torch.from_numpy(w).to(device) for w in s.whiten],
-                means=means,
+                means=[torch.from_numpy(m).to(device) for m in s.means],
                 score_mean=torch.from_numpy(s.score_mean).to(device),
                 score_std=torch.from_numpy(s.score_std).to(device),
                 stats=s,
+                pool_whiten=pooled[0] if pooled else None,
+                pool_means=pooled[1][t] if pooled else None,
             )
         )
     return out
@@ -89,13 +100,19 @@ def pad_logits(logits: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    f = f.float()
+    return f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _nearest(g: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    diff = g[:, None, :] - means[None, :, :]  # [B, C, F]: the contract's difference form
+    return (diff * diff).sum(dim=2).min(dim=1).values
+
+
 def _tap_distance(f: torch.Tensor, s: TorchStats, k: int) -> torch.Tensor:
     """Squared Mahalanobis distance to the nearest class mean (the difference form of the contract)."""
-    f = f.float()
-    f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    g = f @ s.whiten[k]
-    diff = g[:, None, :] - s.means[k][None, :, :]  # [B, C, F]: the contract's difference form
-    return (diff * diff).sum(dim=2).min(dim=1).values
+    return _nearest(_unit(f) @ s.whiten[k], s.means[k])
 
 
 def _logit_scores(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,9 +142,12 @@ def route(
             p, [s.stats if s is not None else None for s in stats] if stats is not None else None, len(logits)
         )
         n_taps, own = len(stats[0].whiten), stats[0].stats.own_taps
-        w_tap, w_ml, w_en, w_shared = p.weights
-        if (w_tap or w_shared) and taps is None:
+        w_tap, w_ml, w_en, w_shared, w_pool = p.weights
+        if (w_tap or w_shared or w_pool) and taps is None:
             raise ConfigError(f"routing policy {policy!r} needs the tap features of every sub-network")
+        if w_pool and stats[0].pool_whiten is None:
+            raise ConfigError("the pooled metric was not derived: convert every task's statistics with torch_stats")
+        g0 = torch.cat([_unit(f) for f in taps[0]], dim=1) @ stats[0].pool_whiten if w_pool else None
         score = torch.zeros_like(maxprob)
         for t, (z, s) in enumerate(zip(logits, stats)):
             ml, energy = _logit_scores(z.float())
@@ -139,6 +159,9 @@ def route(
                 if w:  # own taps: sub-network t's features; shared-space taps: sub-network 0's
                     f = taps[t][k] if k < own else taps[0][k - own]
                     col = col - ((_tap_distance(f, s, k) - s.score_mean[k]) / s.score_std[k]) * w
+            if w_pool:  # one metric pooled over the tasks, in sub-network 0's features
+                dim = g0.shape[1]
+                col = col - ((_nearest(g0, s.pool_means) - dim) / math.sqrt(2.0 * dim)) * w_pool
             score[:, t] = col
         task = torch.argmax(score, dim=1)
         confidence = torch.softmax(score, dim=1)[rows, task] * maxprob[rows, task]
@@ -174,7 +197,8 @@ def gather_routing_stats(
     batch_size: int = 256,
 ) -> RoutingStats:
     """Gather task ``task``'s routing statistics from its own training images and store them in its head:
-    measured in its own sub-network and in sub-network 0's (the shared space; layout 2).
+    measured in its own sub-network and in sub-network 0's (the shared space, with its pooled-metric
+    summaries; layout 3).
 
     Eval mode, no augmentation, the images in their stored order: deterministic, so
     ``mind-edge calibrate`` on a run equals what training gathered (on the same device).

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mind_edge.core.plan import NetPlan, plan_net
-from mind_edge.core.routing import RoutingStats, plan_taps
+from mind_edge.core.routing import RoutingStats, pack_symmetric, plan_taps
 from mind_edge.errors import ConfigError
 from mind_edge.runtime.errors import GraphError
 
@@ -359,7 +359,8 @@ def _mind_owners(layers: Sequence[LayerArrays], n: int, capacity: int, rng: np.r
 
 
 def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> RoutingStats:
-    """Plausible random routing statistics (whitening of a random covariance, means, score spreads)."""
+    """Plausible random routing statistics of layout 3 (whitening of a random covariance, means, score spreads,
+    pooled-metric summaries)."""
     _, net_dims = plan_taps(plan)
     dims = tuple(net_dims) * 2  # layout 2: own taps, then the shared-space taps
     whiten, means = [], []
@@ -370,6 +371,9 @@ def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> R
         whiten.append(w.astype(np.float32))
         means.append((rng.standard_normal((num_classes, f)) / math.sqrt(f) @ w).astype(np.float32))
     k = len(dims) + 2
+    d = int(sum(net_dims))  # layout 3: the pooled metric's summaries of unit taps (residual variance ~ 1 per tap)
+    a = rng.standard_normal((d, d)) / math.sqrt(d)
+    cov = (a @ a.T + 0.05 * np.eye(d)) * (len(net_dims) / d)
     return RoutingStats(
         whiten=tuple(whiten),
         means=tuple(means),
@@ -377,6 +381,9 @@ def random_stats(plan: NetPlan, num_classes: int, rng: np.random.Generator) -> R
         score_std=(rng.random(k) * 3 + 0.5).astype(np.float32),
         count=int(rng.integers(10, 1000)),
         shared_taps=len(net_dims),
+        pool_means=(rng.standard_normal((num_classes, d)) / math.sqrt(d)).astype(np.float32),
+        pool_cov=pack_symmetric(cov).astype(np.float32),
+        pool_m4=np.array([np.trace(cov) ** 2 * 1.2], dtype=np.float32),
     )
 
 

@@ -363,8 +363,9 @@ def build_graph(
             "tap_blocks": list(tap_blocks),
             "tap_dims": list(tap_dims),
             "stats": pol.needs_stats,
-            "stats_version": STATS_VERSION,
+            "stats_version": arrays.heads[0].stats.layout if pol.needs_stats else STATS_VERSION,
             "stats_shared": _shared_taps(arrays) if pol.needs_stats else 0,
+            "stats_pool": int(arrays.heads[0].stats.layout >= 3) if pol.needs_stats else 0,
             "stats_count": [h.stats.count if h.stats is not None else 0 for h in arrays.heads],
         },
         "classes": arrays.task_classes,
@@ -462,7 +463,8 @@ def expected_bytes(arrays: NetArrays, layout: str, policy: str = "auto") -> int:
     route = n * cmax * 8 + 4
     # DownsampleA shortcuts as 1x1 selection convs (build_graph's default shortcut="conv")
     select = sum(blk.conv1.out_ch * blk.conv1.in_ch * 4 for blk in plan_net(arrays.net).blocks if blk.shortcut == "A")
-    stats = routing_stats_bytes(arrays) if get_policy(resolve_policy(policy, arrays)).needs_stats else 0
+    pol = get_policy(resolve_policy(policy, arrays))
+    stats = routing_stats_bytes(arrays, pol.needs_pool) if pol.needs_stats else 0
     if layout == "shared":
         return p * 5 + n * bn_ch * 16 + heads + route + stats + (select + n * 4 if select else 0)
     return n * p * 4 + n * bn_ch * 4 + heads + route + stats + n * select

@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from mind_edge.core.routing import PAD_DISTANCE, RoutingStats, auto_policy, class_table, get_policy
+from mind_edge.core.routing import (
+    PAD_DISTANCE,
+    RoutingStats,
+    auto_policy,
+    class_table,
+    get_policy,
+    pooled_space,
+)
 from mind_edge.errors import ConfigError
 from mind_edge.runtime.arrays import HeadArrays, NetArrays
 from mind_edge.runtime.errors import GraphError
@@ -38,10 +45,27 @@ def graph_policy(model_or_path) -> str:
     return str((graph_meta(model_or_path).get("routing") or {}).get("policy", "maxprob"))
 
 
-def _stats_initializers(b: _Builder, arrays: NetArrays) -> None:
-    """The routing statistics as stacked initializers (route.tap{k}.whiten / means / pad, route.score_*)."""
+def _stats_initializers(b: _Builder, arrays: NetArrays, pooled: bool) -> None:
+    """The routing statistics as stacked initializers (route.tap{k}.whiten / means / pad, route.score_*;
+    layout 3: every task's summaries route.pool.class_means / cov / m4, and with ``pooled`` the metric
+    derived from them, route.pool.whiten / means)."""
     n, cmax = arrays.num_tasks, arrays.cmax
     stats = [h.stats for h in arrays.heads]
+    if stats[0].layout >= 3:  # the tasks' own summaries: what a patch or another policy re-derives the pool from
+        d = stats[0].pool_means.shape[1]
+        class_means = np.zeros((n, cmax, d), dtype=np.float32)
+        for t, s in enumerate(stats):
+            class_means[t, : s.num_classes] = s.pool_means
+        b.init("route.pool.class_means", class_means)
+        b.init("route.pool.cov", np.stack([s.pool_cov for s in stats]))
+        b.init("route.pool.m4", np.stack([s.pool_m4 for s in stats]))
+        if pooled:
+            whiten, white_means = pooled_space(stats)
+            means = np.zeros((n, cmax, d), dtype=np.float32)
+            for t, m in enumerate(white_means):
+                means[t, : m.shape[0]] = m
+            b.init("route.pool.whiten", whiten)
+            b.init("route.pool.means", means)
     for k in range(stats[0].num_taps):
         f = stats[0].tap_dims[k]
         means = np.zeros((n, cmax, f), dtype=np.float32)
@@ -72,15 +96,15 @@ def _routing_head(
     n, cmax = arrays.num_tasks, arrays.cmax
     pol = get_policy(policy)
     b.node("Concat", taps, "task_features", axis=2)
-    if pol.needs_stats:  # a score policy's graph carries (and uses) every task's statistics
-        _stats_initializers(b, arrays)
+    if pol.needs_stats:  # a score policy's graph carries every task's statistics (and uses its policy's)
+        _stats_initializers(b, arrays, pol.needs_pool)
     tname = b.init("route.temperature", np.array(temperature, dtype=np.float32))
     probs = b.node("Softmax", [b.node("Div", [logits, tname], "route.scaled")], "route.probs", axis=2)
     maxprob = _reduce(b, "ReduceMax", probs, [2], "route.maxprob", opset)  # [B, N]
     if pol.needs_stats:
         # one structure for every score policy: score = w_ml*z_maxlogit + w_en*z_energy - sum_k w_k*z_k
         # (w_k: the own-tap weight for the task's own sub-network's taps, the shared weight for sub-network 0's)
-        w_tap, w_ml, w_en, w_shared = pol.weights
+        w_tap, w_ml, w_en, w_shared, w_pool = pol.weights
         score_mean, score_std = "route.score_mean", "route.score_std"
         col = lambda x, j, name: b.node("Gather", [x, b.const(j, np.int64)], name, axis=1)  # [N]
         stats0 = arrays.heads[0].stats  # every task has statistics of one layout (build_graph checked them)
@@ -105,41 +129,54 @@ def _routing_head(
             ],
             "route.logit_score",
         )
+        shared: dict[int, str] = {}
+
+        def shared_tap(j: int) -> str:  # sub-network 0's pooled features at tap j, [B, 1, F_j]
+            if j not in shared:
+                one = b.const([1], np.int64)
+                shared[j] = b.node("Slice", [taps[j], b.const([0], np.int64), one, one], f"route.shared{j}")
+            return shared[j]
+
+        def unit(tap: str, p: str) -> str:  # tap / max(||tap||, 1e-12) along the channels
+            norm = _reduce(b, "ReduceL2", tap, [2], f"{p}.norm", opset, keepdims=1)
+            floor = b.node("Max", [norm, b.const(np.float32(1e-12), np.float32)], f"{p}.norm_floor")
+            return b.node("Div", [tap, floor], f"{p}.unit")
+
+        def nearest(g: str, p: str) -> str:  # [B, N]: squared distance of g to each task's nearest class mean
+            diff = b.node("Sub", [g, f"{p}.means"], f"{p}.diff")  # [B, N, Cmax, F]
+            d = _reduce(b, "ReduceSum", b.node("Mul", [diff, diff], f"{p}.sq"), [3], f"{p}.d_raw", opset)
+            d = b.node("Add", [d, "route.tap0.pad"], f"{p}.dist")  # [B, N, Cmax]; padding classes never the minimum
+            # ReduceMin keeping the axis, then Squeeze: OpenVINO 2026.4's CPU plugin mis-fuses a ReduceMin with
+            # keepdims=0 into the z-score after it (task_confidence off by hundreds; test_openvino_routing.py)
+            dmin_kd = _reduce(b, "ReduceMin", d, [2], f"{p}.dmin_kd", opset, keepdims=1)  # [B, N, 1]
+            return b.node("Squeeze", [dmin_kd, b.const([2], np.int64)], f"{p}.dmin")
+
         for k in range(k_taps):
             p = f"route.tap{k}"
-            if k < own:
-                tap, w = taps[k], w_tap
-            else:  # sub-network 0's pooled features at tap j, [B, 1, F_j]: the shared space of every task
-                j = k - own
-                tap = b.node(
-                    "Slice",
-                    [taps[j], b.const([0], np.int64), b.const([1], np.int64), b.const([1], np.int64)],
-                    f"route.shared{j}",
-                )
-                w = w_shared
-            norm = b.node(
-                "Max",
-                [
-                    _reduce(b, "ReduceL2", tap, [2], f"{p}.norm", opset, keepdims=1),
-                    b.const(np.float32(1e-12), np.float32),
-                ],
-                f"{p}.norm_floor",
-            )
-            f = b.node("Unsqueeze", [b.node("Div", [tap, norm], f"{p}.unit"), b.const([2], np.int64)], f"{p}.row")
+            tap, w = (taps[k], w_tap) if k < own else (shared_tap(k - own), w_shared)
+            if not w:
+                continue
+            f = b.node("Unsqueeze", [unit(tap, p), b.const([2], np.int64)], f"{p}.row")
             g = b.node("MatMul", [f, f"{p}.whiten"], f"{p}.white")  # [B, N or 1, 1, F_k] x [N, F_k, F_k]
-            diff = b.node("Sub", [g, f"{p}.means"], f"{p}.diff")  # [B, N, Cmax, F_k]
-            d = _reduce(b, "ReduceSum", b.node("Mul", [diff, diff], f"{p}.sq"), [3], f"{p}.d_raw", opset)
-            d = b.node("Add", [d, f"{p}.pad"], f"{p}.dist")  # [B, N, Cmax]; padding classes never the minimum
-            # ReduceMin keeping the axis, then Squeeze: OpenVINO 2026.4's CPU plugin mis-fuses a ReduceMin with
-            # keepdims=0 into the z-score below (task_confidence off by hundreds; test_openvino_routing.py)
-            dmin_kd = _reduce(b, "ReduceMin", d, [2], f"{p}.dmin_kd", opset, keepdims=1)  # [B, N, 1]
-            dmin = b.node("Squeeze", [dmin_kd, b.const([2], np.int64)], f"{p}.dmin")  # [B, N]
+            dmin = nearest(g, p)
             z = b.node(
                 "Div",
                 [b.node("Sub", [dmin, col(score_mean, k, f"{p}.mean")], f"{p}.centred"), col(score_std, k, f"{p}.std")],
                 f"{p}.z",
             )
             term = b.node("Mul", [z, b.const(np.float32(w), np.float32)], f"{p}.term")
+            score = b.node("Sub", [score, term], f"{p}.score")
+        if w_pool:  # one metric pooled over the tasks, in sub-network 0's concatenated unit features
+            p = "route.pool"
+            units = [unit(shared_tap(j), f"{p}.tap{j}") for j in range(own)]
+            feats = b.node("Concat", units, f"{p}.features", axis=2)  # [B, 1, D]
+            f = b.node("Unsqueeze", [feats, b.const([2], np.int64)], f"{p}.row")
+            g = b.node("MatMul", [f, f"{p}.whiten"], f"{p}.white")  # [B, 1, 1, D] x [D, D]
+            dim = int(stats0.pool_means.shape[1])
+            centred = b.node("Sub", [nearest(g, p), b.const(np.float32(dim), np.float32)], f"{p}.centred")
+            # the chi-square standardisation of core.routing.pool_chi_square
+            z = b.node("Div", [centred, b.const(np.float32(np.sqrt(2.0 * dim)), np.float32)], f"{p}.z")
+            term = b.node("Mul", [z, b.const(np.float32(w_pool), np.float32)], f"{p}.term")
             score = b.node("Sub", [score, term], f"{p}.score")
         task_conf = b.node("Identity", [score], "task_confidence")
         task = b.node("ArgMax", [task_conf], "task", axis=1, keepdims=0, select_last_index=0)
@@ -198,6 +235,10 @@ def _stats_from_initializers(
     if shared not in (0, len(net_dims)):
         raise GraphError(f"{where}: the routing metadata names {shared} shared-space taps for {len(net_dims)} taps")
     dims = net_dims + (net_dims if shared else [])
+    pooled = bool(routing.get("stats_pool", 0))  # layout 3
+    if pooled and not shared:
+        raise GraphError(f"{where}: the routing metadata names pooled-metric summaries without shared-space taps")
+    pool = [get(f"route.pool.{x}") for x in ("class_means", "cov", "m4")] if pooled else None
     whiten = [get(f"route.tap{k}.whiten") for k in range(len(dims))]
     means = [get(f"route.tap{k}.means") for k in range(len(dims))]
     score_mean, score_std = get("route.score_mean"), get("route.score_std")
@@ -212,6 +253,9 @@ def _stats_from_initializers(
                 score_std=np.ascontiguousarray(score_std[t], dtype=np.float32),
                 count=counts[t],
                 shared_taps=shared,
+                pool_means=np.ascontiguousarray(pool[0][t, :c], dtype=np.float32) if pool else None,
+                pool_cov=np.ascontiguousarray(pool[1][t], dtype=np.float32) if pool else None,
+                pool_m4=np.ascontiguousarray(pool[2][t], dtype=np.float32) if pool else None,
             )
             stats.check(net_dims, c, where=f"task {t}")
         except (IndexError, ValueError, ConfigError) as exc:
@@ -233,7 +277,7 @@ def read_routing_stats(model_or_path) -> list[RoutingStats | None]:
         return [None] * int(meta["num_tasks"])
     n_taps = len(routing.get("tap_dims", [])) * (2 if routing.get("stats_shared") else 1)
     names = {f"route.tap{k}.{x}" for k in range(n_taps) for x in ("whiten", "means")}
-    names |= {"route.score_mean", "route.score_std"}
+    names |= {"route.score_mean", "route.score_std", "route.pool.class_means", "route.pool.cov", "route.pool.m4"}
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name in names}
 
     def get(name: str) -> np.ndarray:
@@ -244,13 +288,20 @@ def read_routing_stats(model_or_path) -> list[RoutingStats | None]:
     return list(_stats_from_initializers(meta["classes"], routing, get, "the ONNX model"))
 
 
-def routing_stats_bytes(arrays: NetArrays) -> int:
-    """Bytes of the stacked routing-statistics initializers (0 without statistics)."""
+def routing_stats_bytes(arrays: NetArrays, pooled: bool = False) -> int:
+    """Bytes of the stacked routing-statistics initializers (0 without statistics); ``pooled``: with the
+    pooled metric derived for a policy that uses it."""
     if not arrays.has_stats:
         return 0
     n, cmax = arrays.num_tasks, arrays.cmax
-    dims = arrays.heads[0].stats.tap_dims
-    return 4 * n * (sum(f * f + f * cmax + cmax for f in dims) + 2 * (len(dims) + 2))
+    stats = arrays.heads[0].stats
+    dims = stats.tap_dims
+    pool = derived = 0
+    if stats.pool_means is not None:
+        d = stats.pool_means.shape[1]
+        pool = stats.pool_cov.size + 1 + cmax * d
+        derived = 4 * (d * d + n * cmax * d) if pooled else 0
+    return 4 * n * (sum(f * f + f * cmax + cmax for f in dims) + 2 * (len(dims) + 2) + pool) + derived
 
 
 __all__ = ["resolve_policy", "graph_policy", "read_routing_stats", "routing_stats_bytes"]

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mind_edge.core.routing import get_policy
+from mind_edge.core.routing import get_policy, policy_scores, split_taps
 from mind_edge.errors import ConfigError, MindEdgeError
 from mind_edge.fileio import fsync_dir, sha256_file
 from mind_edge.runtime.bundle import (
@@ -261,7 +261,12 @@ def apply_to_arrays(base: NetArrays, patch: Patch) -> NetArrays:
     if h["head"].get("routing"):
         rec = h["head"]["routing"]
         stats = routing_from_values(
-            get("routing"), rec["tap_dims"], len(classes), int(rec["count"]), int(rec.get("shared_taps", 0))
+            get("routing"),
+            rec["tap_dims"],
+            len(classes),
+            int(rec["count"]),
+            int(rec.get("shared_taps", 0)),
+            bool(rec.get("pool", 0)),
         )
         base_stats = base.heads[0].stats
         try:
@@ -296,6 +301,25 @@ def _ort_session(model_bytes: bytes):
 def _run(sess, x: np.ndarray) -> dict[str, np.ndarray]:
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+
+
+def _pooled_score_problems(bundle: Bundle, new: NetArrays, out: dict[str, np.ndarray]) -> list[str]:
+    """A policy of the pooled metric moves every task's score when a task joins the pool (by design: the
+    metric is derived from all the tasks' statistics); the patched head must compute exactly the
+    contract's scores from the new statistics (:func:`mind_edge.core.routing.policy_scores`)."""
+    stats = new.routing_stats()
+    if "task_features" not in out:
+        return ["the patched model has no task_features output"]
+    taps = split_taps(out["task_features"], stats[0].tap_dims[: stats[0].own_taps])
+    sizes = [len(c) for c in new.task_classes]
+    want, _ = policy_scores(
+        bundle.policy, out["task_logits"], bundle.temperature, num_classes=sizes, stats=stats, taps=taps
+    )
+    tol = 1e-4 + 1e-5 * np.abs(want).max(axis=1, keepdims=True)
+    diff = np.abs(out["task_confidence"] - want)
+    if not np.all(diff <= tol):
+        return [f"task_confidence differs from the routing contract's scores by up to {float(diff.max()):.3g}"]
+    return []
 
 
 def validate_patched(
@@ -345,9 +369,12 @@ def validate_patched(
             )
         if cmax > cmax_old and not np.all(out["task_logits"][:, :n_old, cmax_old:] == np.float32(PAD_LOGIT)):
             problems.append("earlier tasks' padding logits changed")
-        cdiff = float(np.max(np.abs(out["task_confidence"][:, :n_old] - probe["task_confidence"])))
-        if not cdiff <= PROBE_ATOL:
-            problems.append(f"earlier tasks' task_confidence moved by up to {cdiff:.3g} (allowed {PROBE_ATOL:g})")
+        if get_policy(bundle.policy).needs_pool:
+            problems += _pooled_score_problems(bundle, new, out)
+        else:
+            cdiff = float(np.max(np.abs(out["task_confidence"][:, :n_old] - probe["task_confidence"])))
+            if not cdiff <= PROBE_ATOL:
+                problems.append(f"earlier tasks' task_confidence moved by up to {cdiff:.3g} (allowed {PROBE_ATOL:g})")
     if problems:
         raise PatchError("the patched model failed validation, the bundle is unchanged: " + "; ".join(problems))
     report = {

@@ -87,30 +87,44 @@ def arrays_fingerprint(arrays: NetArrays) -> str:
         arr(head.weight, "<f4")
         arr(head.bias, "<f4")
         if head.stats is not None:  # routing statistics (networks without them hash as before)
-            if head.stats.shared_taps:  # layout 2 (layout 1 hashes as before)
-                put(b"routing-stats-v2")
+            layout = head.stats.layout
+            put(f"routing-stats-v{layout}".encode())  # layouts 1 and 2 hash as before
+            if layout >= 2:
                 put(struct.pack("<Q", int(head.stats.shared_taps)))
-            else:
-                put(b"routing-stats-v1")
             put(struct.pack("<Q", int(head.stats.count)))
             for a in (*head.stats.whiten, *head.stats.means, head.stats.score_mean, head.stats.score_std):
+                arr(a, "<f4")
+            for a in head.stats.pool_arrays:
                 arr(a, "<f4")
     return h.hexdigest()
 
 
 def routing_values(stats) -> np.ndarray:
-    """A task's routing statistics as one float32 vector (per tap whitening then means; score mean, spread)."""
-    parts = [a.reshape(-1) for a in (*stats.whiten, *stats.means, stats.score_mean, stats.score_std)]
-    return np.concatenate(parts).astype(np.float32)
+    """A task's routing statistics as one float32 vector (per tap whitening then means; score mean, spread;
+    layout 3: the pooled-metric class means, packed covariance and fourth moment)."""
+    arrays = (*stats.whiten, *stats.means, stats.score_mean, stats.score_std, *stats.pool_arrays)
+    return np.concatenate([a.reshape(-1) for a in arrays]).astype(np.float32)
 
 
-def routing_size(tap_dims: Sequence[int], num_classes: int) -> int:
-    """Length of :func:`routing_values` for ``tap_dims`` and ``num_classes``."""
-    return int(sum(f * f + num_classes * f for f in tap_dims) + 2 * (len(tap_dims) + 2))
+def _pool_dim(tap_dims: Sequence[int], shared_taps: int, pool: bool) -> int:
+    """Channels of the pooled metric (the network's taps once), 0 without it."""
+    return int(sum(tap_dims[: len(tap_dims) - shared_taps])) if pool else 0
+
+
+def routing_size(tap_dims: Sequence[int], num_classes: int, shared_taps: int = 0, pool: bool = False) -> int:
+    """Length of :func:`routing_values` for ``tap_dims`` and ``num_classes`` (``pool``: layout 3)."""
+    d = _pool_dim(tap_dims, shared_taps, pool)
+    pooled = num_classes * d + d * (d + 1) // 2 + 1 if pool else 0
+    return int(sum(f * f + num_classes * f for f in tap_dims) + 2 * (len(tap_dims) + 2) + pooled)
 
 
 def routing_from_values(
-    values: np.ndarray, tap_dims: Sequence[int], num_classes: int, count: int, shared_taps: int = 0
+    values: np.ndarray,
+    tap_dims: Sequence[int],
+    num_classes: int,
+    count: int,
+    shared_taps: int = 0,
+    pool: bool = False,
 ):
     """The inverse of :func:`routing_values`."""
     dims = [int(f) for f in tap_dims]
@@ -124,6 +138,14 @@ def routing_from_values(
     k = len(dims) + 2
     score_mean = np.ascontiguousarray(values[off : off + k])
     score_std = np.ascontiguousarray(values[off + k : off + 2 * k])
+    off += 2 * k
+    pooled: list[np.ndarray | None] = [None, None, None]
+    if pool:
+        d = _pool_dim(dims, shared_taps, pool)
+        for j, shape in enumerate(((num_classes, d), (d * (d + 1) // 2,), (1,))):
+            size = int(np.prod(shape))
+            pooled[j] = np.ascontiguousarray(values[off : off + size].reshape(shape))
+            off += size
     return RoutingStats(
         whiten=tuple(whiten),
         means=tuple(means),
@@ -131,6 +153,9 @@ def routing_from_values(
         score_std=score_std,
         count=int(count),
         shared_taps=int(shared_taps),
+        pool_means=pooled[0],
+        pool_cov=pooled[1],
+        pool_m4=pooled[2],
     )
 
 

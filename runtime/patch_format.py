@@ -220,6 +220,9 @@ def check_header(header: Any, where: str) -> dict:
             raise PatchError(
                 f"{where} has a malformed header: {shared} shared-space taps do not fit the taps {dims}; {_FIX}"
             )
+        # statistics layout 3: the pooled-metric summaries follow (absent: layout 1 or 2)
+        if routing.int("pool", lo=0, hi=1, default=0) and not shared:
+            raise PatchError(f"{where} has a malformed header: pooled-metric statistics need shared-space taps; {_FIX}")
     payload = f.sub("payload")
     payload.int("bytes", lo=0)
     payload.str("sha256", pattern=_HEX64, max_len=64)
@@ -248,7 +251,9 @@ def declared_members(header: Mapping[str, Any]) -> dict[str, tuple[np.dtype, tup
         "head_b": (f32, (int(head["classes"]),)),
     }
     if head.get("routing"):
-        members["routing"] = (f32, (routing_size(head["routing"]["tap_dims"], int(head["classes"])),))
+        rec = head["routing"]
+        size = routing_size(rec["tap_dims"], int(head["classes"]), rec.get("shared_taps", 0), bool(rec.get("pool", 0)))
+        members["routing"] = (f32, (size,))
     return members
 
 
@@ -550,6 +555,7 @@ def diff_arrays(
             "tap_dims": list(head.stats.tap_dims),
             "count": int(head.stats.count),
             "shared_taps": int(head.stats.shared_taps),
+            "pool": int(head.stats.layout >= 3),
         }
     return layers, norms, head_rec, payload
 

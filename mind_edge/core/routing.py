@@ -19,8 +19,12 @@ policy          version statistics   score of task t for an input x
 ``shared``      1       yes          the same sum over the taps of sub-network **0** (the shared
                                      space): ``d_tk`` from sub-network 0's features to task t's
                                      class means measured in that space
-``combined``    2       yes          ``mahalanobis + shared + maxlogit`` (version 1 was
-                                     ``mahalanobis + maxlogit``)
+``lda``         1       yes (v3)     ``-(d_t - D) / sqrt(2 D)``: ``d_t`` the squared distance, in one
+                                     metric pooled over every task (a linear discriminant), of
+                                     sub-network 0's concatenated unit tap features (D channels)
+                                     to task t's nearest class mean
+``combined``    3       yes (v3)     ``5 * lda + maxlogit`` (version 2 was ``mahalanobis + shared +
+                                     maxlogit``, version 1 ``mahalanobis + maxlogit``)
 =============== ======= ============ =============================================================
 
 **The shared space.** Every sub-network's statistics say how far an input is from *its* task in
@@ -32,19 +36,31 @@ there (still its own data only; earlier tasks' statistics never change). On weak
 this is what keeps routing from collapsing onto a few tasks (``benchmarks/routing.py``; README
 "Routing").
 
+**One metric for every task (``lda``).** Per-task whitening makes each task's distances
+comparable only through z-scores, and z-scores of a weak task are noisy. Pooled over all tasks,
+the class-centred covariance of sub-network 0's features is one metric in which every task's
+class means can be compared directly (a linear discriminant: Mahalanobis distance under a shared
+covariance, as streaming LDA does on a frozen feature extractor). Each task keeps only its own
+summaries: its class means, its within-class covariance (packed upper triangle) and the mean
+fourth power of its residual norms (for Ledoit-Wolf shrinkage of the pool). The pooled metric is
+derived from them by :func:`pooled_space` wherever a graph is built or a batch routed, so adding a
+task never changes an earlier task's statistics. The squared distance is standardised as a
+chi-square with D degrees of freedom, ``(d - D) / sqrt(2 D)``: data-free, so it keeps the tasks'
+relative offsets that a per-task z-score would remove.
+
 **Routing statistics** (:class:`RoutingStats`) are what a task gathers from *its own* training
 data at the end of its training (never images or features of it afterwards, never another
 task's data): per feature tap k the whitening matrix ``L_k`` (lower Cholesky factor of the
 precision of a Ledoit-Wolf shrunk covariance of the class-centred features, so
 ``d = ||(f - m_c) L_k||^2``), the whitened class means ``m_c L_k``, and the mean and spread of
 every score on the task's own training images. Statistics of layout 2 hold the taps twice: first
-measured in the task's own sub-network, then (``shared_taps``) in sub-network 0's. They are
-frozen with the task like its weights.
+measured in the task's own sub-network, then (``shared_taps``) in sub-network 0's; layout 3 adds
+the pooled-metric summaries above. They are frozen with the task like its weights.
 
 **Feature taps** are the global-average-pooled outputs of the first residual block and of the
 last block of every stage (:func:`tap_blocks`); for the CIFAR ResNet-32 at width 1 that is
-16 + 16 + 32 + 64 channels, i.e. about 47 kB of statistics per task (both spaces). Distances at several depths
-tell in-distribution from foreign inputs far better than the last layer alone
+16 + 16 + 32 + 64 channels, i.e. about 81 kB of statistics per task (both spaces and the pooled
+summaries). Distances at several depths tell in-distribution from foreign inputs far better than the last layer alone
 (``benchmarks/routing.py``; Lee et al. 2018 use the same ensemble for out-of-distribution detection).
 
 Every backend computes the distance in the same difference form, in float32::
@@ -81,8 +97,8 @@ MIN_SPREAD = 1e-6
 #: Score columns of :attr:`RoutingStats.score_mean` after the K tap distances.
 EXTRA_SCORES = ("maxlogit", "energy")
 #: Layout of the routing statistics (graph initializers, checkpoint buffers, patches): 2 adds the
-#: shared-space taps (measured in sub-network 0) after the task's own.
-STATS_VERSION = 2
+#: shared-space taps (measured in sub-network 0) after the task's own, 3 the pooled-metric summaries.
+STATS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -92,14 +108,24 @@ class Policy:
     needs_stats: bool  # uses statistics gathered from each task's training data
     uses_features: bool  # needs the pooled features of the taps (not only the logits)
     summary: str
-    #: score policies: weights of (own tap distances, max-logit, energy, shared-space tap distances)
-    #: in the score (see policy_scores)
-    weights: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    #: score policies: weights of (own tap distances, max-logit, energy, shared-space tap distances,
+    #: pooled-metric distance) in the score (see policy_scores)
+    weights: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
 
     @property
     def needs_shared(self) -> bool:
         """Uses the shared-space taps (statistics of layout 2)."""
         return bool(self.weights[3])
+
+    @property
+    def needs_pool(self) -> bool:
+        """Uses the pooled metric (statistics of layout 3)."""
+        return bool(self.weights[4])
+
+    @property
+    def min_layout(self) -> int:
+        """The oldest statistics layout the policy can route with."""
+        return 3 if self.needs_pool else 2 if self.needs_shared else 1
 
 
 POLICIES: dict[str, Policy] = {
@@ -108,10 +134,20 @@ POLICIES: dict[str, Policy] = {
         Policy("maxprob", 1, False, False, "MIND's rule: the sub-network with the highest max softmax(z/T)"),
         Policy("entropy", 1, False, False, "maxprob, then the lower normalised entropy of the top two tasks"),
         Policy(
-            "maxlogit", 1, True, False, "max-logit, z-normalised by each task's own training data", (0.0, 1.0, 0.0, 0.0)
+            "maxlogit",
+            1,
+            True,
+            False,
+            "max-logit, z-normalised by each task's own training data",
+            (0.0, 1.0, 0.0, 0.0, 0.0),
         ),
         Policy(
-            "energy", 1, True, False, "energy (logsumexp of the logits), z-normalised likewise", (0.0, 0.0, 1.0, 0.0)
+            "energy",
+            1,
+            True,
+            False,
+            "energy (logsumexp of the logits), z-normalised likewise",
+            (0.0, 0.0, 1.0, 0.0, 0.0),
         ),
         Policy(
             "mahalanobis",
@@ -119,7 +155,7 @@ POLICIES: dict[str, Policy] = {
             True,
             True,
             "multi-depth Mahalanobis distance to the task's class means, z-normalised",
-            (1.0, 0.0, 0.0, 0.0),
+            (1.0, 0.0, 0.0, 0.0, 0.0),
         ),
         Policy(
             "shared",
@@ -127,9 +163,17 @@ POLICIES: dict[str, Policy] = {
             True,
             True,
             "mahalanobis measured in sub-network 0's feature space (shared by all tasks)",
-            (0.0, 0.0, 0.0, 1.0),
+            (0.0, 0.0, 0.0, 1.0, 0.0),
         ),
-        Policy("combined", 2, True, True, "mahalanobis + shared + maxlogit", (1.0, 1.0, 0.0, 1.0)),
+        Policy(
+            "lda",
+            1,
+            True,
+            True,
+            "distance in sub-network 0's features under one covariance pooled over all tasks",
+            (0.0, 0.0, 0.0, 0.0, 1.0),
+        ),
+        Policy("combined", 3, True, True, "5 x lda + maxlogit", (0.0, 1.0, 0.0, 0.0, 5.0)),
     )
 }
 
@@ -198,6 +242,19 @@ class RoutingStats:
     count: int  # training images the statistics were gathered from
     #: the last ``shared_taps`` taps are measured in sub-network 0's features (layout 2); 0: layout 1
     shared_taps: int = 0
+    #: layout 3, the pooled-metric summaries in sub-network 0's concatenated unit tap features (D channels):
+    pool_means: np.ndarray | None = None  # [C, D] class means
+    pool_cov: np.ndarray | None = None  # [D (D + 1) / 2] within-class covariance, packed upper triangle
+    pool_m4: np.ndarray | None = None  # [1] mean of ||f - m_c||^4 (Ledoit-Wolf shrinkage of the pool)
+
+    @property
+    def layout(self) -> int:
+        return 3 if self.pool_means is not None else 2 if self.shared_taps else 1
+
+    @property
+    def pool_arrays(self) -> tuple[np.ndarray, ...]:
+        """The layout-3 arrays (``()`` before layout 3)."""
+        return () if self.pool_means is None else (self.pool_means, self.pool_cov, self.pool_m4)
 
     @property
     def num_taps(self) -> int:
@@ -218,15 +275,17 @@ class RoutingStats:
 
     @property
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in (*self.whiten, *self.means, self.score_mean, self.score_std)) + 8)
+        arrays = (*self.whiten, *self.means, self.score_mean, self.score_std, *self.pool_arrays)
+        return int(sum(a.nbytes for a in arrays) + 8)
 
     def same_as(self, other: RoutingStats | None) -> bool:
         if other is None or self.count != other.count or self.num_taps != other.num_taps:
             return False
-        if self.shared_taps != other.shared_taps:
+        if self.shared_taps != other.shared_taps or self.layout != other.layout:
             return False
         pairs = list(zip(self.whiten, other.whiten)) + list(zip(self.means, other.means))
         pairs += [(self.score_mean, other.score_mean), (self.score_std, other.score_std)]
+        pairs += list(zip(self.pool_arrays, other.pool_arrays))
         return all(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes() for a, b in pairs)
 
     def check(self, tap_dims: Sequence[int] | None = None, num_classes: int | None = None, where: str = "") -> None:
@@ -264,7 +323,19 @@ class RoutingStats:
             raise ConfigError(
                 f"routing statistics{at}: score statistics {list(self.score_mean.shape)}, expected [{k + 2}]"
             )
-        arrays = (*self.whiten, *self.means, self.score_mean, self.score_std)
+        if self.pool_means is not None:
+            d = sum(self.tap_dims[:own])
+            if not self.shared_taps:
+                raise ConfigError(f"routing statistics{at}: pooled-metric summaries without shared-space taps")
+            shapes = [getattr(a, "shape", None) for a in (self.pool_means, self.pool_cov, self.pool_m4)]
+            if shapes != [(c, d), (d * (d + 1) // 2,), (1,)]:
+                raise ConfigError(
+                    f"routing statistics{at}: pooled-metric summaries of shapes {[list(x or ()) for x in shapes]}, "
+                    f"expected [[{c}, {d}], [{d * (d + 1) // 2}], [1]]"
+                )
+        elif self.pool_cov is not None or self.pool_m4 is not None:
+            raise ConfigError(f"routing statistics{at}: incomplete pooled-metric summaries")
+        arrays = (*self.whiten, *self.means, self.score_mean, self.score_std, *self.pool_arrays)
         if any(a.dtype != np.float32 or not np.all(np.isfinite(a)) for a in arrays):
             raise ConfigError(f"routing statistics{at} are not finite float32 arrays")
         if not np.all(self.score_std > 0) or self.count < 1:
@@ -280,9 +351,75 @@ def l2_normalise(f: np.ndarray) -> np.ndarray:
 
 def tap_distance(f: np.ndarray, whiten: np.ndarray, means: np.ndarray) -> np.ndarray:
     """Squared Mahalanobis distance of features ``f`` ``[B, F]`` to the nearest class mean: ``[B]``."""
-    g = l2_normalise(f) @ whiten
+    return nearest_distance(l2_normalise(f) @ whiten, means)
+
+
+def nearest_distance(g: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Squared distance of whitened rows ``g`` ``[B, F]`` to the nearest of ``means`` ``[C, F]``: ``[B]``."""
     diff = g[:, None, :] - means[None, :, :]  # [B, C, F]: the difference form (no cancellation)
     return np.sum(diff * diff, axis=2, dtype=np.float32).min(axis=1)
+
+
+def unit_concat(taps: Sequence[np.ndarray]) -> np.ndarray:
+    """The pooled metric's input: every tap ``[..., F_k]`` L2-normalised, then concatenated: ``[..., D]``."""
+    return np.concatenate([l2_normalise(f) for f in taps], axis=-1)
+
+
+def pack_symmetric(m: np.ndarray) -> np.ndarray:
+    """The upper triangle of a symmetric ``[D, D]`` matrix, row by row: ``[D (D + 1) / 2]``."""
+    return m[np.triu_indices(m.shape[0])]
+
+
+def unpack_symmetric(v: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`pack_symmetric` (float64)."""
+    d = int(round((math.sqrt(8 * v.shape[0] + 1) - 1) / 2))
+    if d * (d + 1) // 2 != v.shape[0]:
+        raise ConfigError(f"{v.shape[0]} values are not the upper triangle of a square matrix")
+    m = np.zeros((d, d))
+    iu = np.triu_indices(d)
+    m[iu] = v
+    m.T[iu] = v
+    return m
+
+
+def pool_chi_square(d: np.ndarray, dim: int) -> np.ndarray:
+    """The pooled distance standardised as a chi-square of ``dim`` degrees of freedom: ``(d - D) / sqrt(2 D)``."""
+    return (d - np.float32(dim)) / np.float32(math.sqrt(2.0 * dim))
+
+
+def pooled_space(stats: Sequence[RoutingStats]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The pooled metric of tasks ``stats`` (layout 3): ``(whitening L [D, D], each task's whitened class means
+    [C_t, D])``, float32.
+
+    The within-class covariances are pooled weighted by the tasks' image counts and shrunk
+    (Ledoit-Wolf) as the covariance of all their residuals would be; derived, never stored, so a new
+    task changes no earlier task's statistics. Deterministic.
+    """
+    counts = np.array([s.count for s in stats], dtype=np.float64)
+    n = float(counts.sum())
+    cov = sum(c * unpack_symmetric(s.pool_cov.astype(np.float64)) for c, s in zip(counts, stats)) / n
+    m4 = float(sum(c * float(s.pool_m4[0]) for c, s in zip(counts, stats)) / n)
+    p = cov.shape[0]
+    mu = np.trace(cov) / p
+    d2 = float(np.sum((cov - mu * np.eye(p)) ** 2))
+    b2 = float((m4 - np.sum(cov * cov)) / n)
+    alpha = 1.0 if d2 <= 0 else min(max(b2, 0.0), d2) / d2
+    lw = _whitening((1.0 - alpha) * cov + alpha * mu * np.eye(p))
+    return lw.astype(np.float32), [(s.pool_means.astype(np.float64) @ lw).astype(np.float32) for s in stats]
+
+
+def _pool_summaries(shared: Sequence[np.ndarray], labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, ...]:
+    """``(class means [C, D], packed within-class covariance, [mean ||residual||^4])`` of one task, float32."""
+    x = unit_concat(shared).astype(np.float64)
+    present = np.bincount(labels, minlength=num_classes)
+    centers = np.stack([x[labels == c].mean(axis=0) if present[c] else x.mean(axis=0) for c in range(num_classes)])
+    r = x - centers[labels]
+    m4 = np.mean(np.sum(r * r, axis=1) ** 2)
+    return (
+        centers.astype(np.float32),
+        pack_symmetric(r.T @ r / r.shape[0]).astype(np.float32),
+        np.array([m4], dtype=np.float32),
+    )
 
 
 def _shrunk_covariance(x: np.ndarray) -> np.ndarray:
@@ -334,8 +471,8 @@ def fit_routing_stats(
 
     ``taps[k]``: ``[n, F_k]`` pooled features of the task's sub-network at tap k, ``labels``:
     ``[n]`` local class ids, ``logits``: ``[n, C]`` of the task's head; ``shared[k]``: the same
-    images' features in sub-network 0 (layout 2; ``None`` gives layout 1). Deterministic (a run
-    calibrated later equals the statistics gathered during training).
+    images' features in sub-network 0 (with the pooled-metric summaries: layout 3; ``None`` gives
+    layout 1). Deterministic (a run calibrated later equals the statistics gathered during training).
     """
     labels = np.asarray(labels, dtype=np.int64)
     n = labels.shape[0]
@@ -361,6 +498,7 @@ def fit_routing_stats(
         means.append(m32)
         dists.append(tap_distance(f, w32, m32).astype(np.float64))
     scores = np.concatenate([np.stack(dists, axis=1), logit_scores(logits).astype(np.float64)], axis=1)
+    pool = _pool_summaries(shared, labels, num_classes) if shared is not None else (None, None, None)
     return RoutingStats(
         whiten=tuple(whiten),
         means=tuple(means),
@@ -368,6 +506,9 @@ def fit_routing_stats(
         score_std=np.maximum(scores.std(axis=0), MIN_SPREAD).astype(np.float32),
         count=int(n),
         shared_taps=len(shared) if shared is not None else 0,
+        pool_means=pool[0],
+        pool_cov=pool[1],
+        pool_m4=pool[2],
     )
 
 
@@ -379,16 +520,18 @@ def check_stats_for(policy: Policy, stats: Sequence[RoutingStats | None] | None,
             f"routing policy {policy.name!r} needs routing statistics, which task(s) {missing} do not have; "
             "run 'mind-edge calibrate RUN' on the training run (then export again)"
         )
-    layouts = {(s.num_taps, s.shared_taps) for s in stats}
+    layouts = {(s.num_taps, s.shared_taps, s.layout) for s in stats}
     if len(layouts) > 1:
         raise ConfigError(
             f"the tasks' routing statistics have different layouts {sorted(layouts)}; "
             "run 'mind-edge calibrate RUN' on the training run (then export again)"
         )
-    if policy.needs_shared and not stats[0].shared_taps:
+    if stats[0].layout < policy.min_layout:
+        what = "pooled-metric" if policy.needs_pool else "shared-space"
         raise ConfigError(
-            f"routing policy {policy.name!r} (version {policy.version}) needs shared-space statistics, which these "
-            "statistics (an older layout) lack; run 'mind-edge calibrate RUN' on the training run (then export again)"
+            f"routing policy {policy.name!r} (version {policy.version}) needs {what} statistics (layout "
+            f"{policy.min_layout}), which these statistics (layout {stats[0].layout}) lack; run "
+            "'mind-edge calibrate RUN' on the training run (then export again)"
         )
     return list(stats)
 
@@ -455,14 +598,14 @@ def policy_scores(
     n = z.shape[1]
     stats = check_stats_for(p, stats, n)
     k, own = stats[0].num_taps, stats[0].own_taps
-    w_tap, w_ml, w_en, w_shared = (np.float32(w) for w in p.weights)
+    w_tap, w_ml, w_en, w_shared, w_pool = (np.float32(w) for w in p.weights)
     extra = np.stack([logit_scores(z[:, t, : num_classes[t]]) for t in range(n)], axis=1)  # [B, N, 2]
     mean = np.stack([s.score_mean for s in stats])  # [N, K+2]
     std = np.stack([s.score_std for s in stats])
     z_ml = (extra[:, :, 0] - mean[:, k]) / std[:, k]
     z_en = (extra[:, :, 1] - mean[:, k + 1]) / std[:, k + 1]
     score = z_ml * w_ml + z_en * w_en
-    if (w_tap or w_shared) and (taps is None or len(taps) != own):
+    if (w_tap or w_shared or w_pool) and (taps is None or len(taps) != own):
         raise ConfigError(
             f"routing policy {policy!r} needs the pooled features of {own} taps (graph output task_features)"
         )
@@ -474,6 +617,11 @@ def policy_scores(
         feats = [taps[j][:, t] for t in range(n)] if j < own else [taps[j - own][:, 0]] * n
         d = np.stack([tap_distance(feats[t], stats[t].whiten[j], stats[t].means[j]) for t in range(n)], axis=1)
         score = score - ((d - mean[:, j]) / std[:, j]) * w
+    if w_pool:  # one metric pooled over the tasks, in sub-network 0's features
+        whiten, means = pooled_space(stats)
+        g = unit_concat([f[:, 0] for f in taps]) @ whiten
+        d = np.stack([nearest_distance(g, m) for m in means], axis=1)
+        score = score - pool_chi_square(d, whiten.shape[0]) * w_pool
     return score.astype(np.float32), maxprob
 
 

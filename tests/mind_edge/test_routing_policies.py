@@ -2,6 +2,7 @@
 torch = numpy = ONNX for every policy on random and trained networks, clear errors without statistics."""
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -72,8 +73,9 @@ def test_statistics_come_from_the_tasks_own_data_and_stay_frozen(digits, trained
         stats = gather_routing_stats(again, t, x, y, spec)
         assert stats.same_as(model.heads[t].routing.to_arrays())
         assert stats.count == len(y)
-    # the statistics of a ResNet-32 w0.25 task: taps 4+4+8+16 channels, well under the issue's tens of kB
-    assert model.heads[0].routing.to_arrays().nbytes < 4096
+    # the statistics of a ResNet-32 w0.25 task: taps 4+4+8+16 channels twice plus the pooled summaries of
+    # 32 channels, well under the issue's tens of kB
+    assert model.heads[0].routing.to_arrays().nbytes < 8192
 
 
 def test_fit_is_deterministic_and_uses_only_given_rows():
@@ -126,7 +128,7 @@ def test_torch_numpy_and_onnx_agree_on_a_random_network(policy):
     np.testing.assert_allclose(got["task_features"], ref["task_features"], atol=1e-5)
 
 
-@pytest.mark.parametrize("policy", ["mahalanobis", "combined", "entropy"])
+@pytest.mark.parametrize("policy", ["mahalanobis", "lda", "combined", "entropy"])
 def test_torch_numpy_and_onnx_agree_on_a_trained_network(digits, trained, policy):
     _, test, spec, _ = digits
     model, _ = trained
@@ -253,8 +255,68 @@ def test_statistics_of_the_older_layout_are_ignored_with_a_calibrate_hint(tmp_pa
         for s in stats
     ]
     check_stats_for(get_policy("mahalanobis"), old, len(old))
-    for policy in ("combined", "shared"):
-        with pytest.raises(ConfigError, match="older layout.*calibrate"):
+    for policy in ("combined", "shared", "lda"):
+        with pytest.raises(ConfigError, match=r"needs .* statistics \(layout [23]\).*\(layout 1\) lack.*calibrate"):
             check_stats_for(get_policy(policy), old, len(old))
     with pytest.raises(ConfigError, match="different layouts"):
         check_stats_for(get_policy("mahalanobis"), [old[0], stats[0]], 2)
+    # layout 2 (before the pooled metric): the shared space routes, the pooled metric names calibrate
+    two = [dataclasses.replace(s, pool_means=None, pool_cov=None, pool_m4=None) for s in stats]
+    check_stats_for(get_policy("shared"), two, len(two))
+    for policy in ("combined", "lda"):
+        with pytest.raises(ConfigError, match=r"pooled-metric statistics \(layout 3\).*\(layout 2\).*calibrate"):
+            check_stats_for(get_policy(policy), two, len(two))
+    with pytest.raises(ConfigError, match="different layouts"):
+        check_stats_for(get_policy("mahalanobis"), [two[0], stats[0]], 2)
+
+
+def test_a_checkpoint_of_layout_2_loads_uncalibrated_with_a_calibrate_hint(tmp_path, caplog):
+    spec = RunSpec(dataset="digits", tasks=5, width=0.25, train=TINY, device="cpu")
+    run = train_run(spec, tmp_path / "run", stop_after=1).run_dir
+    state = {k: v for k, v in load_state(run / CHECKPOINT).items() if ".routing.pool_" not in k}
+    from safetensors.torch import save_file
+
+    from mind_edge.fileio import sha256_file
+
+    save_file(state, str(run / CHECKPOINT), metadata={"format": "mind-edge", "schema": "1"})
+    meta = json.loads((run / "run.json").read_text())
+    meta["checkpoint_sha256"] = sha256_file(run / CHECKPOINT)
+    (run / "run.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        model, _ = load_run(run)
+    assert not any(h.routing.ready for h in model.heads)
+    assert "older layout" in caplog.text and "mind-edge calibrate" in caplog.text
+
+
+def test_the_pooled_metric_is_a_linear_discriminant_of_every_tasks_own_features(digits, trained):
+    """Layout 3: each task keeps its class means and within-class covariance of sub-network 0's unit taps;
+    pooled_space equals Ledoit-Wolf on all the tasks' residuals together (what LDA on the features would fit)."""
+    from mind_edge.core.routing import _shrunk_covariance, _whitening, pooled_space, unit_concat, unpack_symmetric
+
+    train, _, spec, scenario = digits
+    model, _ = trained
+    from mind_edge.data import BatchLoader
+
+    residuals, centers = [], []
+    for t in range(model.num_tasks):
+        x, y, _ = task_arrays(train, scenario, t)
+        xb = torch.cat(
+            [b for b, _ in BatchLoader(x, y, spec=spec, batch_size=len(y), train=False, generator=None, device="cpu")]
+        )
+        with torch.no_grad():
+            f = unit_concat([a.numpy() for a in model.tap_features(xb, 0)]).astype(np.float64)
+        c = np.stack([f[y == k].mean(axis=0) for k in range(len(scenario.tasks[t]))])
+        s = model.heads[t].routing.to_arrays()
+        np.testing.assert_allclose(s.pool_means, c, atol=1e-6)
+        r = f - c[y]
+        np.testing.assert_allclose(unpack_symmetric(s.pool_cov.astype(np.float64)), r.T @ r / len(y), atol=1e-7)
+        residuals.append(r)
+        centers.append(c)
+    want = _whitening(_shrunk_covariance(np.concatenate(residuals)))
+    stats = model.routing_stats()
+    whiten, means = pooled_space(stats)
+    np.testing.assert_allclose(whiten, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
+    for m, c in zip(means, centers):
+        np.testing.assert_allclose(m, c @ want, rtol=2e-3, atol=2e-3 * np.abs(c @ want).max())
+    # one task's summaries: the pool over tasks 0..1 is not the pool over 0..2 (derived, never stored)
+    assert not np.allclose(pooled_space(stats[:2])[0], whiten)
