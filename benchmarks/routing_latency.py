@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", default="1,64")
     ap.add_argument("--rounds", type=int, default=200, help="calls per policy at batch 1 (batch 64: / 8)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--policies", default="maxprob,entropy,maxlogit,mahalanobis,combined")
+    ap.add_argument("--policies", default="maxprob,entropy,maxlogit,mahalanobis,shared,lda,combined")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "routing-latency.json")
     args = ap.parse_args(argv)
     import onnxruntime as ort
