@@ -215,6 +215,18 @@ def test_shared_space_statistics_are_task_data_seen_by_subnetwork_zero(digits, t
     assert not np.array_equal(s1.means[0], s1.means[k])  # a different space than its own
 
 
+def _rewrite_checkpoint(run, state) -> None:
+    """Replace the run's checkpoint by ``state`` (an older writer's), with run.json's digest to match."""
+    from safetensors.torch import save_file
+
+    from mind_edge.fileio import sha256_file
+
+    save_file(state, str(run / CHECKPOINT), metadata={"format": "mind-edge", "schema": "1"})
+    meta = json.loads((run / "run.json").read_text())
+    meta["checkpoint_sha256"] = sha256_file(run / CHECKPOINT)
+    (run / "run.json").write_text(json.dumps(meta))
+
+
 def test_statistics_of_the_older_layout_are_ignored_with_a_calibrate_hint(tmp_path, caplog):
     from mind_edge.core.routing import check_stats_for, get_policy
 
@@ -232,14 +244,7 @@ def test_statistics_of_the_older_layout_are_ignored_with_a_calibrate_hint(tmp_pa
         if name.endswith(".routing.score_mean") or name.endswith(".routing.score_std"):
             v = torch.cat([v[:k], v[2 * k :]])
         old_state[name] = v
-    from safetensors.torch import save_file
-
-    from mind_edge.fileio import sha256_file
-
-    save_file(old_state, str(run / CHECKPOINT), metadata={"format": "mind-edge", "schema": "1"})
-    meta = json.loads((run / "run.json").read_text())
-    meta["checkpoint_sha256"] = sha256_file(run / CHECKPOINT)
-    (run / "run.json").write_text(json.dumps(meta))
+    _rewrite_checkpoint(run, old_state)
     with caplog.at_level("WARNING"):
         model, _ = load_run(run)
     assert not any(h.routing.ready for h in model.heads) and "older layout" in caplog.text
@@ -273,15 +278,7 @@ def test_statistics_of_the_older_layout_are_ignored_with_a_calibrate_hint(tmp_pa
 def test_a_checkpoint_of_layout_2_loads_uncalibrated_with_a_calibrate_hint(tmp_path, caplog):
     spec = RunSpec(dataset="digits", tasks=5, width=0.25, train=TINY, device="cpu")
     run = train_run(spec, tmp_path / "run", stop_after=1).run_dir
-    state = {k: v for k, v in load_state(run / CHECKPOINT).items() if ".routing.pool_" not in k}
-    from safetensors.torch import save_file
-
-    from mind_edge.fileio import sha256_file
-
-    save_file(state, str(run / CHECKPOINT), metadata={"format": "mind-edge", "schema": "1"})
-    meta = json.loads((run / "run.json").read_text())
-    meta["checkpoint_sha256"] = sha256_file(run / CHECKPOINT)
-    (run / "run.json").write_text(json.dumps(meta))
+    _rewrite_checkpoint(run, {k: v for k, v in load_state(run / CHECKPOINT).items() if ".routing.pool_" not in k})
     with caplog.at_level("WARNING"):
         model, _ = load_run(run)
     assert not any(h.routing.ready for h in model.heads)
