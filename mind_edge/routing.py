@@ -72,7 +72,8 @@ def torch_stats(stats: Sequence[RoutingStats | None], device) -> list[TorchStats
     pooled = None
     if stats and all(s is not None and s.layout >= 3 for s in stats):
         whiten, means = pooled_space(stats)
-        pooled = (torch.from_numpy(whiten).to(device), [torch.from_numpy(m).to(device) for m in means])
+        # copies: the cached pooled metric is read-only
+        pooled = (torch.tensor(whiten, device=device), [torch.tensor(m, device=device) for m in means])
     out: list[TorchStats | None] = []
     for t, s in enumerate(stats):
         if s is None:

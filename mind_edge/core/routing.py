@@ -80,6 +80,7 @@ measures).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -387,14 +388,39 @@ def pool_chi_square(d: np.ndarray, dim: int) -> np.ndarray:
     return (d - np.float32(dim)) / np.float32(math.sqrt(2.0 * dim))
 
 
+#: the pooled metrics derived last (digest of the summaries -> result): routing a stream batch by batch
+#: re-derives nothing (an eigendecomposition of D x D per call otherwise)
+_POOLED_CACHE: dict[bytes, tuple[np.ndarray, list[np.ndarray]]] = {}
+_POOLED_CACHE_SIZE = 4
+
+
 def pooled_space(stats: Sequence[RoutingStats]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The pooled metric of tasks ``stats`` (layout 3): ``(whitening L [D, D], each task's whitened class means
-    [C_t, D])``, float32.
+    [C_t, D])``, float32 (read-only arrays; cached by the content of the summaries).
 
     The within-class covariances are pooled weighted by the tasks' image counts and shrunk
     (Ledoit-Wolf) as the covariance of all their residuals would be; derived, never stored, so a new
     task changes no earlier task's statistics. Deterministic.
     """
+    h = hashlib.blake2b(digest_size=16)
+    for s in stats:
+        h.update(np.int64(s.count).tobytes())
+        for a in s.pool_arrays:
+            h.update(np.ascontiguousarray(a).tobytes())
+            h.update(str(a.shape).encode())
+    key = h.digest()
+    hit = _POOLED_CACHE.get(key)
+    if hit is None:
+        hit = _pooled_space(stats)
+        for a in (hit[0], *hit[1]):
+            a.flags.writeable = False
+        if len(_POOLED_CACHE) >= _POOLED_CACHE_SIZE:
+            _POOLED_CACHE.pop(next(iter(_POOLED_CACHE)))
+        _POOLED_CACHE[key] = hit
+    return hit[0], list(hit[1])
+
+
+def _pooled_space(stats: Sequence[RoutingStats]) -> tuple[np.ndarray, list[np.ndarray]]:
     counts = np.array([s.count for s in stats], dtype=np.float64)
     n = float(counts.sum())
     cov = sum(c * unpack_symmetric(s.pool_cov.astype(np.float64)) for c, s in zip(counts, stats)) / n

@@ -317,3 +317,17 @@ def test_the_pooled_metric_is_a_linear_discriminant_of_every_tasks_own_features(
         np.testing.assert_allclose(m, c @ want, rtol=2e-3, atol=2e-3 * np.abs(c @ want).max())
     # one task's summaries: the pool over tasks 0..1 is not the pool over 0..2 (derived, never stored)
     assert not np.allclose(pooled_space(stats[:2])[0], whiten)
+
+
+def test_the_pooled_metric_is_derived_once_per_set_of_summaries():
+    """Routing a stream batch by batch re-derives nothing; other summaries give another metric."""
+    from mind_edge.core import routing as R
+
+    net = {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 3}
+    stats = random_arrays(net, [[0, 1], [2, 3], [4]], seed=5, stats=True).routing_stats()
+    first = R.pooled_space(stats)
+    again = R.pooled_space([dataclasses.replace(s) for s in stats])  # equal content, other objects
+    assert again[0] is first[0] and not first[0].flags.writeable
+    assert np.array_equal(R._pooled_space(stats)[0], first[0])
+    other = R.pooled_space(stats[:2])
+    assert other[0] is not first[0] and not np.array_equal(other[0], first[0])
