@@ -10,16 +10,19 @@ directory or the command line go through :func:`clean` before they reach a termi
   second line (``error: …``);
 * :func:`markup` additionally escapes rich markup (``[bold]``, ``[link=…]``), for strings that are
   embedded into a markup template; :func:`text` returns a :class:`rich.text.Text`, which rich
-  never parses as markup (the preferred form for table cells and titles).
+  never parses as markup (the preferred form for table cells and titles);
+* :func:`field_table` is the CLI's two-column field/value table, whose title goes through
+  :func:`text` when given as a string.
 
-Torch-free, numpy-free; rich is imported only by :func:`markup` and :func:`text`.
+Torch-free, numpy-free; rich is imported only inside :func:`markup`, :func:`text` and
+:func:`field_table`.
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["clean", "markup", "text"]
+__all__ = ["clean", "field_table", "markup", "text"]
 
 _UNSAFE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -59,13 +62,32 @@ def clean(value: object, *, limit: int | None = None) -> str:
 
 def markup(value: object, *, limit: int | None = None) -> str:
     """:func:`clean` + rich markup escaping: safe to embed in a rich markup string."""
-    from rich.markup import escape  # noqa: PLC0415 - rich only here and in text() (module docstring)
+    from rich.markup import escape  # noqa: PLC0415 - rich only inside functions (module docstring)
 
     return escape(clean(value, limit=limit))
 
 
 def text(value: object, style: str = "", *, limit: int | None = None):
     """A :class:`rich.text.Text` of :func:`clean` ``(value)`` (never interpreted as markup)."""
-    from rich.text import Text  # noqa: PLC0415 - rich only here and in markup() (module docstring)
+    from rich.text import Text  # noqa: PLC0415 - rich only inside functions (module docstring)
 
     return Text(clean(value, limit=limit), style=style)
+
+
+def field_table(title: object, *, justify_left: bool = True):
+    """A headerless :class:`rich.table.Table` with a bold ``field`` column and a ``value`` column.
+
+    A ``str`` title is data: it goes through :func:`text`, so it is never parsed as markup; a
+    :class:`rich.text.Text` is used as given. ``justify_left=False`` keeps rich's centred title.
+    """
+    from rich.table import Table  # noqa: PLC0415 - rich only inside functions (module docstring)
+    from rich.text import Text  # noqa: PLC0415
+
+    table = Table(
+        title=title if isinstance(title, Text) else text(title),
+        title_justify="left" if justify_left else "center",  # "center" is rich's default
+        show_header=False,
+    )
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value")
+    return table

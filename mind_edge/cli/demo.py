@@ -14,6 +14,7 @@ from mind_edge.cli.options import DeviceOpt, DistillEpochsOpt
 from mind_edge.cli.runtime import render_bench
 from mind_edge.console import RichReporter, console, err_console, require_modules
 from mind_edge.demo_config import DemoConfig
+from mind_edge.textsafe import field_table
 
 if TYPE_CHECKING:  # the torch side, imported by the command itself
     from mind_edge.demo import DemoPrediction, DemoResult
@@ -57,9 +58,7 @@ class _Renderer:
 
 def summary_table(res: DemoResult) -> Table:
     """The demo's results in one table: accuracy, bundle, fidelity, predictions, latency, time."""
-    table = Table(title="mind-edge demo summary", title_justify="left", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table = field_table("mind-edge demo summary")
     f, paper, exp = res.run.final, res.maxprob, res.export
     v = exp.summary()["validation"]
     table.add_row(

@@ -18,7 +18,7 @@ from mind_edge.console import console
 from mind_edge.devices.deploy import DeployError, DeployOptions, SshTarget, bench_rows, deploy
 from mind_edge.devices.profiles import Detection, DeviceProfile, detect, get_profile, list_profiles
 from mind_edge.runtime.bench import RESULTS_SCHEMA
-from mind_edge.textsafe import text
+from mind_edge.textsafe import field_table, text
 
 # ----------------------------------------------------------------------------- devices list, show, detect
 
@@ -93,9 +93,7 @@ def show(
     if json_out:
         _echo_json(p.to_dict())
         return
-    table = Table(title=text(f"{p.display_name} ({p.name})"), show_header=False)
-    table.add_column("field", style="bold", no_wrap=True)
-    table.add_column("value")
+    table = field_table(f"{p.display_name} ({p.name})", justify_left=False)
     gpu = (
         f"{p.gpu.arch}, {p.gpu.cuda_cores} CUDA cores, {p.gpu.tensor_cores} tensor cores, "
         f"compute capability {p.gpu.compute_capability}"
@@ -132,9 +130,7 @@ def show(
 
 
 def _detection_table(d: Detection) -> Table:
-    table = Table(title="detected device", show_header=False)
-    table.add_column("field", style="bold", no_wrap=True)
-    table.add_column("value")
+    table = field_table("detected device", justify_left=False)
     mem = f"{d.memory_total_mb} MiB" if d.memory_total_mb else "-"
     for key, value in [
         ("profile", f"{d.profile.name} ({d.profile.display_name})"),
@@ -279,9 +275,7 @@ def deploy_bundle(
         typer.echo(json.dumps({**res.summary(), "bench": res.bench}))
         return
     # what the device reports (and local paths) is data, never markup
-    table = Table(title=text(f"deployed {bundle} → {res.target}"), title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = field_table(f"deployed {bundle} → {res.target}")
     r = res.remote
     table.add_row("device", text(f"{r.machine or '?'}; mind-edge: {r.cmd or '-'}; TensorRT: {r.tensorrt or 'no'}"))
     free = f"{r.disk_free_kb / 1024:.0f} MB free on {r.mount}" if r.disk_free_kb is not None else "free space unknown"

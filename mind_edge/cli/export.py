@@ -18,7 +18,7 @@ from mind_edge.errors import ConfigError, MindEdgeError
 from mind_edge.export.engine import EngineBuildOptions, build_engine, engine_table_rows
 from mind_edge.runtime import engine_fingerprint
 from mind_edge.runtime.graph import LAYOUTS, MAX_OPSET, MIN_OPSET
-from mind_edge.textsafe import markup, text
+from mind_edge.textsafe import field_table, markup, text
 
 
 def _mb(n: int) -> str:
@@ -186,9 +186,7 @@ def export(
         typer.echo(json.dumps(res.summary()))
         return
     # paths and messages are data, never markup
-    table = Table(title=text(f"bundle {res.bundle}"), title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = field_table(f"bundle {res.bundle}")
     table.add_row(
         "graph",
         f"{res.precision} · {res.layout} layout, opset {res.opset}, {res.num_tasks} tasks, "
@@ -278,9 +276,7 @@ def engine_build(
         return
     fp = res.fingerprint
     # paths and names are data, never markup
-    table = Table(title=text(f"engine {res.path}"), title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = field_table(f"engine {res.path}")
     table.add_row(
         "status", "[yellow]reused (same fingerprint; --force rebuilds)[/]" if res.reused else "[green]built[/]"
     )

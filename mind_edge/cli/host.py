@@ -27,7 +27,7 @@ from mind_edge.console import RichReporter, console, err_console, require_module
 from mind_edge.errors import CheckpointError, ConfigError, DataError, MindEdgeError
 from mind_edge.fileio import sha256_file
 from mind_edge.outputs import check_new_output
-from mind_edge.textsafe import markup, text
+from mind_edge.textsafe import field_table, markup, text
 
 if TYPE_CHECKING:  # the run.json record (torch-free); the commands read it through checkpoint
     from mind_edge.run_record import RunRecord
@@ -309,9 +309,7 @@ def info(
         summary["checkpoint_ok"] = ok
         console.print_json(json.dumps(summary))
         return
-    table = Table(title=text(run_dir), title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = field_table(run_dir)
     # a part this mind-edge cannot use (an unknown policy, say) is shown with the reason, not refused
     net, sc, tr = _usable(lambda: record.net), _usable(lambda: record.scenario), _usable(lambda: record.train)
     table.add_row(
@@ -426,9 +424,7 @@ def learn(
     if as_json:
         typer.echo(json.dumps(res.summary()))
         return
-    table = Table(title=text(f"learned task {res.task} → {res.out}"), title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = field_table(f"learned task {res.task} → {res.out}")
     table.add_row("classes", text(", ".join(f"{n} (id {c})" for n, c in zip(res.class_names, res.classes))))
     table.add_row("data", text(f"{res.train_images} training images, {res.test_images} test images ({res.test_split})"))
     if res.new_task:

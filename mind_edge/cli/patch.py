@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from mind_edge.cli.options import JsonPlainOpt, JsonResultOpt
 from mind_edge.console import console
@@ -20,8 +19,8 @@ from mind_edge.errors import ConfigError
 from mind_edge.runtime.patch import _bundle_root, apply_patch, bundle_status, read_patch, verify_signature
 from mind_edge.runtime.patch import rollback as rollback_patch
 from mind_edge.runtime.signing import generate_keypair, read_trusted_keys, trust_key, untrust_key
+from mind_edge.textsafe import field_table, text
 from mind_edge.textsafe import markup as m
-from mind_edge.textsafe import text
 
 
 def keygen(
@@ -107,9 +106,7 @@ def inspect(
     if as_json:
         typer.echo(json.dumps(s))
         return
-    table = Table(title=text(f"patch {target}"), title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = field_table(f"patch {target}")
     table.add_row(
         "task", text(f"{s['task']}: {', '.join(f'{n} (id {c})' for n, c in zip(s['class_names'], s['classes']))}")
     )

@@ -99,3 +99,18 @@ def test_a_missing_device_package_names_the_device_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "nacl.signing", None)
     line = one_error_line(_run("keygen", tmp_path / "k"))
     assert "pip install 'mind-edge[sign]'" in line and "'mind-edge[device]'" in line
+
+
+def test_field_table_title_is_data_not_markup():
+    from rich.console import Console
+    from rich.text import Text
+
+    from mind_edge.textsafe import field_table
+
+    con = Console(record=True, width=80)
+    table = field_table("[red]x[/]")
+    table.add_row("k", "v")
+    con.print(table)
+    assert "[red]x[/]" in con.export_text()
+    assert [c.header for c in table.columns] == ["field", "value"] and not table.show_header
+    assert table.title_justify == "left" and field_table(Text("t"), justify_left=False).title_justify == "center"
