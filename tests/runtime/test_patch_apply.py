@@ -273,3 +273,32 @@ def test_apply_and_rollback_run_without_torch(w, deployed):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"exit": 0, "tasks": 4, "torch": False}
+
+
+def test_a_pooled_policy_patch_is_held_to_the_routing_contract_scores():
+    """With a pooled metric, earlier tasks' scores move when a task joins (by design); validation instead
+    recomputes every score from the new statistics and refuses a head that does not compute them."""
+    from types import SimpleNamespace
+
+    import onnxruntime as ort
+
+    from mind_edge.runtime.graph import build_graph, random_arrays
+    from mind_edge.runtime.patch import _pooled_score_problems
+
+    net = {"arch": "resnet32", "in_channels": 3, "input_size": [11, 7], "width": 0.25, "capacity": 3}
+    new = random_arrays(net, [[0, 1], [2, 3], [4]], seed=4, stats=True)
+    model = build_graph(new, temperature=1.5, policy="combined").SerializeToString()
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).standard_normal((9, 3, 11, 7)).astype(np.float32)
+    out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {sess.get_inputs()[0].name: x})))
+    bundle = SimpleNamespace(policy="combined", temperature=1.5)
+    assert _pooled_score_problems(bundle, new, out) == []
+    # the scores of the two tasks before the patch: the head without the new task's statistics in the pool
+    old = build_graph(new.first_tasks(2), temperature=1.5, policy="combined").SerializeToString()
+    old_sess = ort.InferenceSession(old, providers=["CPUExecutionProvider"])
+    before = old_sess.run(["task_confidence"], {old_sess.get_inputs()[0].name: x})[0]
+    assert not np.allclose(before, out["task_confidence"][:, :2])  # they moved, by design
+    out["task_confidence"] = out["task_confidence"].copy()
+    out["task_confidence"][3, 1] += 0.5
+    (problem,) = _pooled_score_problems(bundle, new, out)
+    assert "differs from the routing contract's scores by up to 0.5" in problem
