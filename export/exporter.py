@@ -149,6 +149,7 @@ def export_model(
     thresholds: Any = None,
     routing: str = "auto",
     int8_keep_fp32: Sequence[str] = (),
+    int8_method: str = "minmax",
 ) -> ExportResult:
     """Export a ``MindNet`` to a bundle in ``out_dir``; validates against the model first.
 
@@ -239,7 +240,7 @@ def export_model(
             mean=mean,
             std=std,
             thresholds=thresholds,
-            int8=prec.Int8Options(keep_fp32=tuple(int8_keep_fp32)),
+            int8=prec.Int8Options(keep_fp32=tuple(int8_keep_fp32), method=int8_method),
             report=report,
             policy=routing,
         )
@@ -424,6 +425,7 @@ def export_bundle(
     thresholds: Any = None,
     routing: str | None = None,
     int8_keep_fp32: Sequence[str] = (),
+    int8_method: str = "minmax",
 ) -> ExportResult:
     """Export the run directory ``run_dir`` (checkpoint + run.json) as a bundle in ``out_dir``.
 
@@ -437,6 +439,9 @@ def export_bundle(
         raise ConfigError(f"--calibration applies to --precision int8 only (this export is {precision})")
     if int8_keep_fp32 and precision != "int8":
         raise ConfigError(f"--int8-keep-fp32 applies to --precision int8 only (this export is {precision})")
+    prec.check_int8_method(int8_method)
+    if int8_method != "minmax" and precision != "int8":
+        raise ConfigError(f"--int8-method applies to --precision int8 only (this export is {precision})")
     run_dir = Path(run_dir)
     if isinstance(max_test_samples, bool) or not isinstance(max_test_samples, int) or max_test_samples < 0:
         raise ConfigError(f"the number of test samples must be an integer >= 0, got {max_test_samples!r}")
@@ -505,5 +510,6 @@ def export_bundle(
         thresholds=thresholds,
         routing=policy,
         int8_keep_fp32=int8_keep_fp32,
+        int8_method=int8_method,
     )
     return result

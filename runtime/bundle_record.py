@@ -26,6 +26,7 @@ from typing import Any
 
 from mind_edge import __version__
 from mind_edge.runtime.errors import BundleError
+from mind_edge.runtime.precision_regions import INT8_METHODS
 from mind_edge.runtime.signing import TRUSTED_KEYS_FILE
 from mind_edge.schema import Fields, check_int, json_type, plain_name, read_json_file
 
@@ -324,7 +325,7 @@ def _precision(f: Fields, where: str) -> PrecisionRecord:
             per_task=q.bool("per_task", default=True),
             per_channel=q.bool("per_channel", default=True),
             activation=q.str("activation", max_len=16, default="uint8"),
-            method=q.str("method", max_len=64, default="minmax"),
+            method=q.str("method", choices=INT8_METHODS, default="minmax"),
             keep_fp32=tuple(q.strs("keep_fp32", max_len=1024, max_str=256)) if "keep_fp32" in q.obj else (),
         )
     )

@@ -67,8 +67,10 @@ from mind_edge.runtime.graph import NormArrays, NormSet, build_graph, read_array
 from mind_edge.runtime.precision_fp16 import PACK_MAX_OWNER, fp16_model, fp32_view, pack_owner_maps, to_fp16
 from mind_edge.runtime.precision_int8 import (
     CALIBRATION_BATCH,
+    INT8_METHODS,
     Int8Options,
     check_fp32_routing,
+    check_int8_method,
     int8_model,
     unstack_tasks,
 )
@@ -349,7 +351,9 @@ __all__ = [
     "PRECISION_META_KEY",
     "ROUTE_PREFIX",
     "PrecisionError",
+    "INT8_METHODS",
     "Int8Options",
+    "check_int8_method",
     "check_precision",
     "fp32_boundary",
     "backbone_nodes",

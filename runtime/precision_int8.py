@@ -17,6 +17,7 @@ import numpy as np
 from mind_edge.errors import ConfigError, require
 from mind_edge.runtime.graph import CONTRACT, build_graph
 from mind_edge.runtime.precision_regions import (
+    INT8_METHODS,
     ROUTE_PREFIX,
     PrecisionError,
     _onnx,
@@ -178,6 +179,13 @@ class _Reader:
         self.i = 0
 
 
+def check_int8_method(method: str) -> str:
+    """``method`` when it is one of :data:`INT8_METHODS` (one ConfigError line listing them otherwise)."""
+    if method not in INT8_METHODS:
+        raise ConfigError(f"unknown INT8 calibration method {method!r}; choose one of {', '.join(INT8_METHODS)}")
+    return method
+
+
 @dataclass(frozen=True)
 class Int8Options:
     """How :func:`int8_model` quantizes (the defaults are what ``mind-edge export --precision int8`` uses)."""
@@ -227,8 +235,7 @@ def int8_model(
         "percentile": quant.CalibrationMethod.Percentile,
         "entropy": quant.CalibrationMethod.Entropy,
     }
-    if options.method not in methods:
-        raise ConfigError(f"unknown calibration method {options.method!r}; choose {', '.join(methods)}")
+    check_int8_method(options.method)
     opset = int(opset or CONTRACT.opset)
     model = build_graph(arrays, layout="folded", temperature=float(temperature), opset=opset, policy=policy)
     if options.per_task and arrays.num_tasks > 1:

@@ -15,6 +15,8 @@ from typing import Any
 from mind_edge.errors import ConfigError, MindEdgeError, require
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: INT8 activation calibration methods (onnxruntime.quantization.CalibrationMethod), the default first
+INT8_METHODS = ("minmax", "percentile", "entropy")
 ROUTE_PREFIX = "route."
 POOL_NODE = "pool"
 PRECISION_META_KEY = "mind_edge.precision"  # ONNX metadata of a precision graph

@@ -131,6 +131,13 @@ def export(
             "'stem.,blocks.0.,blocks.1.,blocks.2.,blocks.3.,blocks.4.' (fewer routing flips, slower at batch 1)."
         ),
     ] = None,
+    int8_method: Annotated[
+        Optional[str],
+        typer.Option(
+            help="int8: activation calibration method of ONNX Runtime's quantizer: minmax (default) | percentile "
+            "| entropy; recorded in bundle.json, so patches re-quantize alike."
+        ),
+    ] = None,
     min_routing_agreement: Annotated[
         float,
         typer.Option(
@@ -161,6 +168,12 @@ def export(
     if routing is not None:
         get_policy(routing)  # a typo fails here, before loading anything
     keep_fp32 = _prefixes(int8_keep_fp32)  # likewise
+    if int8_method is not None:
+        from mind_edge.runtime.precision import check_int8_method
+
+        check_int8_method(int8_method)  # likewise
+        if precision != "int8":
+            raise ConfigError(f"--int8-method applies to --precision int8 only (this export is {precision})")
     from mind_edge.export.exporter import export_bundle
     from mind_edge.export.quantize import PrecisionThresholds
 
@@ -181,6 +194,7 @@ def export(
         thresholds=thresholds,
         routing=routing,
         int8_keep_fp32=keep_fp32,
+        int8_method=int8_method or "minmax",
     )
     if as_json:
         typer.echo(json.dumps(res.summary()))

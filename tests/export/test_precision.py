@@ -11,6 +11,7 @@ import pytest
 from cli_helpers import one_error_line
 from typer.testing import CliRunner
 
+from mind_edge.errors import ConfigError
 from mind_edge.export.exporter import export_bundle
 from mind_edge.export.quantize import PrecisionRefused, PrecisionThresholds, accuracies, agreement, check_thresholds
 from mind_edge.runtime import precision as prec
@@ -103,6 +104,22 @@ def test_int8_graph_is_qdq_per_channel_with_fp32_routing():
     assert len(per_channel) >= 3 * 31  # every conv of every task
     _fp32_part_is_fp32(m)
     prec.check_fp32_routing(m)
+
+
+def test_int8_calibration_method_changes_the_activation_scales_and_is_recorded():
+    arrays = _arrays()
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+
+    def scales(model) -> dict[str, bytes]:
+        inits = model.graph.initializer
+        return {i.name: onnx.numpy_helper.to_array(i).tobytes() for i in inits if i.name.endswith("_scale")}
+
+    plain = scales(prec.int8_model(arrays, x, temperature=1.0))
+    pct = scales(prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(method="percentile")))
+    assert pct.keys() == plain.keys() and pct != plain
+    assert prec.Int8Options(method="percentile").to_json()["method"] == "percentile"  # what bundle.json records
+    with pytest.raises(ConfigError, match="unknown INT8 calibration method 'kl'; choose one of minmax, percentile"):
+        prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(method="kl"))
 
 
 def test_int8_keep_fp32_leaves_those_backbone_layers_unquantized_and_names_a_wrong_prefix():
@@ -328,6 +345,8 @@ def test_cli_int8_keep_fp32_is_checked_before_anything_is_written(app, run4, tmp
         (["--precision", "int8", "--int8-keep-fp32", "a b"], "takes node-name prefixes"),
         (["--precision", "int8", "--int8-keep-fp32", "stem.,"], "takes node-name prefixes"),
         (["--precision", "fp16", "--int8-keep-fp32", "stem."], "applies to --precision int8 only"),
+        (["--precision", "int8", "--int8-method", "kl"], "unknown INT8 calibration method 'kl'; choose one of minmax"),
+        (["--precision", "fp16", "--int8-method", "entropy"], "--int8-method applies to --precision int8 only"),
     ):
         line = one_error_line(CliRunner().invoke(app, ["export", str(run4), "--out", str(out), *args]))
         assert words in line

@@ -449,6 +449,7 @@ def test_bundle_json_of_the_wrong_types(bundle_copy, app, tmp_path):
         "shape": lambda m: m["input"].update(shape=[-1, 3, 30000, 30000]),
         "mean": lambda m: m["input"].update(mean=["x", 1, 2]),
         "outputs": lambda m: m.update(outputs=[{"name": 3}]),
+        "int8 method": lambda m: m.update(precision={"precision": "int8", "int8": {"method": "--evil"}}),
     }
     for name, edit in cases.items():
         m = json.loads(json.dumps(meta))
@@ -456,6 +457,7 @@ def test_bundle_json_of_the_wrong_types(bundle_copy, app, tmp_path):
         (bundle_copy / "bundle.json").write_text(json.dumps(m))
         line = one_error_line(cli(app, "predict", bundle_copy, "x.png", "--json"))
         assert "bundle.json" in line, (name, line)
+        assert name != "int8 method" or '"precision.int8.method" must be one of minmax' in line, line
         with pytest.raises(BundleError):
             Bundle.load(bundle_copy, verify=False)
 
