@@ -68,11 +68,11 @@ def _inputs(bundle: Bundle, n: int = 96) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("precision", "keep"),
-    [("int8", ()), ("int8", ("stem.", "blocks.0.")), ("fp16", ())],
-    ids=["int8", "int8-keep-fp32", "fp16"],
+    ("precision", "keep", "method"),
+    [("int8", (), "minmax"), ("int8", ("stem.", "blocks.0."), "percentile"), ("fp16", (), "minmax")],
+    ids=["int8", "int8-keep-fp32-percentile", "fp16"],
 )
-def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision, keep):
+def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision, keep, method):
     root, run4, run5 = runs
     name = precision + ("-keep" if keep else "")
     base = export_bundle(
@@ -83,6 +83,7 @@ def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision, ke
         thresholds=LOOSE,
         calibration=48 if precision == "int8" else None,
         int8_keep_fp32=keep,
+        int8_method=method,
     ).bundle
     old = Bundle.load(base)
     old_model = old.model_path.read_bytes()
@@ -99,13 +100,14 @@ def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision, ke
         calib = old_calib
         assert np.array_equal(prec.bundle_calibration(patched), calib)  # the new version keeps the images
         assert tuple(patched.record.precision.int8.keep_fp32) == keep  # the patch re-quantized alike
+        assert patched.record.precision.int8.method == method
         fresh = prec.int8_model(
             arrays5,
             calib,
             temperature=patched.temperature,
             opset=patched.opset,
             policy=policy,
-            options=prec.Int8Options(keep_fp32=keep),
+            options=prec.Int8Options(keep_fp32=keep, method=method),
         )
         # the new master holds exactly the fresh export's weights, owner maps, BN sets and heads
         master = {
