@@ -425,20 +425,21 @@ def _pooled_space(stats: Sequence[RoutingStats]) -> tuple[np.ndarray, list[np.nd
     n = float(counts.sum())
     cov = sum(c * unpack_symmetric(s.pool_cov.astype(np.float64)) for c, s in zip(counts, stats)) / n
     m4 = float(sum(c * float(s.pool_m4[0]) for c, s in zip(counts, stats)) / n)
-    p = cov.shape[0]
-    mu = np.trace(cov) / p
-    d2 = float(np.sum((cov - mu * np.eye(p)) ** 2))
-    b2 = float((m4 - np.sum(cov * cov)) / n)
-    alpha = 1.0 if d2 <= 0 else min(max(b2, 0.0), d2) / d2
-    lw = _whitening((1.0 - alpha) * cov + alpha * mu * np.eye(p))
+    lw = _whitening(_ledoit_wolf(cov, m4, n))
     return lw.astype(np.float32), [(s.pool_means.astype(np.float64) @ lw).astype(np.float32) for s in stats]
+
+
+def _class_centers(x: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[C, F]`` class means of rows ``x`` (float64); a class without images (cannot happen for a learned
+    task) keeps the task's mean."""
+    present = np.bincount(labels, minlength=num_classes)
+    return np.stack([x[labels == c].mean(axis=0) if present[c] else x.mean(axis=0) for c in range(num_classes)])
 
 
 def _pool_summaries(shared: Sequence[np.ndarray], labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, ...]:
     """``(class means [C, D], packed within-class covariance, [mean ||residual||^4])`` of one task, float32."""
     x = unit_concat(shared).astype(np.float64)
-    present = np.bincount(labels, minlength=num_classes)
-    centers = np.stack([x[labels == c].mean(axis=0) if present[c] else x.mean(axis=0) for c in range(num_classes)])
+    centers = _class_centers(x, labels, num_classes)
     r = x - centers[labels]
     m4 = np.mean(np.sum(r * r, axis=1) ** 2)
     return (
@@ -450,12 +451,18 @@ def _pool_summaries(shared: Sequence[np.ndarray], labels: np.ndarray, num_classe
 
 def _shrunk_covariance(x: np.ndarray) -> np.ndarray:
     """Ledoit-Wolf shrinkage of the covariance of centred rows ``x`` towards ``mu * I`` (float64)."""
-    n, p = x.shape
-    s = x.T @ x / n
+    n = x.shape[0]
+    x2 = x * x
+    return _ledoit_wolf(x.T @ x / n, np.sum(x2.T @ x2) / n, n)
+
+
+def _ledoit_wolf(s: np.ndarray, m4: float, n: float) -> np.ndarray:
+    """Ledoit-Wolf shrinkage towards ``mu * I`` of the covariance ``s`` of ``n`` centred rows whose mean
+    fourth power of the norm is ``m4`` (all it needs of the rows; float64)."""
+    p = s.shape[0]
     mu = np.trace(s) / p
     d2 = float(np.sum((s - mu * np.eye(p)) ** 2))
-    x2 = x * x
-    b2 = float((np.sum(x2.T @ x2) / n - np.sum(s * s)) / n)
+    b2 = float((m4 - np.sum(s * s)) / n)
     alpha = 1.0 if d2 <= 0 else min(max(b2, 0.0), d2) / d2
     return (1.0 - alpha) * s + alpha * mu * np.eye(p)
 
@@ -506,17 +513,13 @@ def fit_routing_stats(
         raise ConfigError(f"routing statistics need at least 2 training images of the task, got {n}")
     if shared is not None and len(shared) != len(taps):
         raise ConfigError(f"{len(shared)} shared-space taps for {len(taps)} own taps")
-    present = np.bincount(labels, minlength=num_classes)
     whiten, means, dists = [], [], []
     for f in (*taps, *(shared or ())):
         f = np.asarray(f)
         if f.shape[0] != n:
             raise ConfigError(f"{f.shape[0]} feature rows for {n} labels")
         x = l2_normalise(f).astype(np.float64)
-        centers = np.zeros((num_classes, x.shape[1]))
-        for c in range(num_classes):
-            # a class without images (cannot happen for a learned task) keeps the task's mean
-            centers[c] = x[labels == c].mean(axis=0) if present[c] else x.mean(axis=0)
+        centers = _class_centers(x, labels, num_classes)
         lw = _whitening(_shrunk_covariance(x - centers[labels]))
         w32 = lw.astype(np.float32)
         m32 = (centers @ lw).astype(np.float32)
