@@ -425,7 +425,7 @@ def export_bundle(
     thresholds: Any = None,
     routing: str | None = None,
     int8_keep_fp32: Sequence[str] = (),
-    int8_method: str | None = None,
+    int8_method: str = "minmax",
 ) -> ExportResult:
     """Export the run directory ``run_dir`` (checkpoint + run.json) as a bundle in ``out_dir``.
 
@@ -439,10 +439,9 @@ def export_bundle(
         raise ConfigError(f"--calibration applies to --precision int8 only (this export is {precision})")
     if int8_keep_fp32 and precision != "int8":
         raise ConfigError(f"--int8-keep-fp32 applies to --precision int8 only (this export is {precision})")
-    if int8_method is not None:
-        prec.check_int8_method(int8_method)
-        if precision != "int8":
-            raise ConfigError(f"--int8-method applies to --precision int8 only (this export is {precision})")
+    prec.check_int8_method(int8_method)
+    if int8_method != "minmax" and precision != "int8":
+        raise ConfigError(f"--int8-method applies to --precision int8 only (this export is {precision})")
     run_dir = Path(run_dir)
     if isinstance(max_test_samples, bool) or not isinstance(max_test_samples, int) or max_test_samples < 0:
         raise ConfigError(f"the number of test samples must be an integer >= 0, got {max_test_samples!r}")
@@ -511,6 +510,6 @@ def export_bundle(
         thresholds=thresholds,
         routing=policy,
         int8_keep_fp32=int8_keep_fp32,
-        int8_method=int8_method or prec.INT8_METHODS[0],
+        int8_method=int8_method,
     )
     return result

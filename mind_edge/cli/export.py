@@ -172,6 +172,8 @@ def export(
         from mind_edge.runtime.precision import check_int8_method
 
         check_int8_method(int8_method)  # likewise
+        if precision != "int8":
+            raise ConfigError(f"--int8-method applies to --precision int8 only (this export is {precision})")
     from mind_edge.export.exporter import export_bundle
     from mind_edge.export.quantize import PrecisionThresholds
 
@@ -192,7 +194,7 @@ def export(
         thresholds=thresholds,
         routing=routing,
         int8_keep_fp32=keep_fp32,
-        int8_method=int8_method,
+        int8_method=int8_method or "minmax",
     )
     if as_json:
         typer.echo(json.dumps(res.summary()))
