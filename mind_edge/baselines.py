@@ -17,20 +17,15 @@ from mind_edge.nets import MindNet, NetConfig, build_model
 from mind_edge.train import NullReporter, TaskReport, TrainConfig, _make_loader, _run_stage
 
 
-def learn_task_finetune(
-    model: MindNet, classes, images, local_labels, spec, config: TrainConfig, *, seed: int, device="cpu"
-) -> TaskReport:
-    device = torch.device(device)
-    task = model.num_tasks
-    torch.manual_seed(int(seed) * 1_000_003 + task)
-    model.add_task(list(classes))
-    model.to(device)
-    if task == 0:  # every weight belongs to every sub-network: owner 0 everywhere
-        with torch.no_grad():
-            for layer in model.masked_layers():
-                layer.owner.fill_(0)
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + task * 101 + 2)
-    loader = _make_loader(images, local_labels, spec, config.batch_size, gen, device)
+def _own_every_weight(model: MindNet) -> None:
+    """Every weight belongs to every sub-network: owner 0 everywhere."""
+    with torch.no_grad():
+        for layer in model.masked_layers():
+            layer.owner.fill_(0)
+
+
+def _train_every_weight(model: MindNet, task: int, loader, config: TrainConfig, label: str):
+    """One plain training stage of ``task`` (train + distill epochs, no owner masks, no teacher); eval mode after."""
     st = _run_stage(
         model,
         task,
@@ -44,9 +39,25 @@ def learn_task_finetune(
         teacher=None,
         teacher_task=task,
         reporter=NullReporter(),
-        label=f"finetune task {task}",
+        label=label,
     )
     model.eval()
+    return st
+
+
+def learn_task_finetune(
+    model: MindNet, classes, images, local_labels, spec, config: TrainConfig, *, seed: int, device="cpu"
+) -> TaskReport:
+    device = torch.device(device)
+    task = model.num_tasks
+    torch.manual_seed(int(seed) * 1_000_003 + task)
+    model.add_task(list(classes))
+    model.to(device)
+    if task == 0:
+        _own_every_weight(model)
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + task * 101 + 2)
+    loader = _make_loader(images, local_labels, spec, config.batch_size, gen, device)
+    st = _train_every_weight(model, task, loader, config, f"finetune task {task}")
     return TaskReport(task=task, classes=list(classes), train_seconds=st.seconds, train_loss=st.last_loss)
 
 
@@ -58,30 +69,13 @@ def train_joint(
     torch.manual_seed(seed)
     model = build_model(NetConfig(**{**net.to_json(), "input_size": tuple(net.input_size), "capacity": 1}))
     model.add_task(list(order))
-    with torch.no_grad():
-        for layer in model.masked_layers():
-            layer.owner.fill_(0)
+    _own_every_weight(model)
     model.to(device)
     pos = {c: i for i, c in enumerate(order)}
     local = np.array([pos[int(c)] for c in global_labels], dtype=np.int64)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 7)
     loader = _make_loader(images, local, spec, config.batch_size, gen, device)
-    _run_stage(
-        model,
-        0,
-        loader,
-        epochs=config.epochs + config.distill_epochs,
-        lr=config.lr,
-        milestones=config.milestones,
-        config=config,
-        include_free=False,
-        trainable=lambda o: torch.ones_like(o, dtype=torch.bool),
-        teacher=None,
-        teacher_task=0,
-        reporter=NullReporter(),
-        label="joint",
-    )
-    model.eval()
+    _train_every_weight(model, 0, loader, config, "joint")
     return model
 
 
