@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mind_edge.train_config import TrainConfig
+
 TINY = {
     "epochs": 1,
     "distill_epochs": 1,
@@ -18,6 +20,19 @@ TINY = {
     "batch_size": 64,
     "temperature": 1.0,
 }
+
+
+#: the training tests' tiny schedule: two epochs with a milestone, one of distillation
+TRAIN_TINY = TrainConfig(
+    epochs=2,
+    distill_epochs=1,
+    lr=0.005,
+    distill_lr=0.01,
+    milestones=(1,),
+    distill_milestones=(1,),
+    batch_size=64,
+    temperature=1.0,
+)
 
 
 def make_run(out: Path, *, learned: int = 4, capacity: int = 10, width: float = 0.25, seed: int = 0) -> Path:

@@ -10,6 +10,7 @@
 import numpy as np
 import pytest
 import torch
+from learn_helpers import TRAIN_TINY as TINY
 
 from mind_edge.checkpoint import CHECKPOINT, load_state
 from mind_edge.data import load_dataset, make_scenario, task_arrays
@@ -18,17 +19,6 @@ from mind_edge.run import RunSpec, evaluate_run, train_run
 from mind_edge.train import TrainConfig, learn_task
 
 pytestmark = pytest.mark.needs_cuda
-
-TINY = TrainConfig(
-    epochs=2,
-    distill_epochs=1,
-    lr=0.005,
-    distill_lr=0.01,
-    milestones=(1,),
-    distill_milestones=(1,),
-    batch_size=64,
-    temperature=1.0,
-)
 
 
 def _spec(**kw):

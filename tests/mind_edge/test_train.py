@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from learn_helpers import TRAIN_TINY as TINY
 
 from mind_edge.checkpoint import CHECKPOINT, load_run, load_state
 from mind_edge.data import load_dataset, make_scenario, task_arrays
@@ -14,17 +15,6 @@ from mind_edge.train import TrainConfig, _claim, learn_task
 
 # tiny networks: one intra-op thread is 2x faster than two on a busy 2-core machine (issue 13, item 8)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-TINY = TrainConfig(
-    epochs=2,
-    distill_epochs=1,
-    lr=0.005,
-    distill_lr=0.01,
-    milestones=(1,),
-    distill_milestones=(1,),
-    batch_size=64,
-    temperature=1.0,
-)
 
 
 @pytest.fixture(scope="module")
