@@ -149,6 +149,15 @@ def target(sshd, **kw) -> SshTarget:
     return SshTarget(**base)
 
 
+def deploy_cli_args(bundle, t: SshTarget, remote_dir: str, remote_cmd: str, out) -> list[str]:
+    """``mind-edge deploy`` arguments reaching the test sshd as ``t`` does (its -o options included)."""
+    args = ["deploy", str(bundle), "--host", t.host, "--port", str(t.port), "--identity", str(t.identity)]
+    args += ["--dir", remote_dir, "--remote-cmd", remote_cmd, "--ssh-config", str(t.config_file), "--out", str(out)]
+    for opt in t.options:
+        args += ["-o", opt]
+    return args
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     arrays = random_arrays(NET, [[0, 1], [2, 3]], seed=1)
@@ -256,26 +265,7 @@ def test_cli_deploy_table_and_json(sshd, bundle, fake_bench, tmp_path):
     from mind_edge.cli import app
 
     t = target(sshd)
-    base = [
-        "deploy",
-        str(bundle),
-        "--host",
-        t.host,
-        "--port",
-        str(t.port),
-        "--identity",
-        str(t.identity),
-        "--dir",
-        str(tmp_path / "dev"),
-        "--remote-cmd",
-        str(fake_bench),
-        "--ssh-config",
-        str(t.config_file),
-        "--out",
-        str(tmp_path / "b.json"),
-    ]
-    for opt in t.options:
-        base += ["-o", opt]
+    base = deploy_cli_args(bundle, t, str(tmp_path / "dev"), str(fake_bench), tmp_path / "b.json")
     r = CliRunner().invoke(app, base + ["--bench-args", "--min-iters 2"], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert "benchmark on" in r.stdout and "latency_ms.p50" in r.stdout and "1600" in r.stdout
@@ -482,28 +472,8 @@ def test_cli_deploy_renders_a_real_bench_report_like_bench(sshd, bundle, tmp_pat
 
     opts = real_bench_options(tmp_path)
     t = target(sshd)
-    args = [
-        "deploy",
-        str(bundle),
-        "--host",
-        t.host,
-        "--port",
-        str(t.port),
-        "--identity",
-        str(t.identity),
-        "--dir",
-        opts.remote_dir,
-        "--remote-cmd",
-        opts.remote_cmd,
-        "--ssh-config",
-        str(t.config_file),
-        "--out",
-        str(tmp_path / "b.json"),
-        "--bench-args",
-        " ".join(opts.bench_args),
-    ]
-    for opt in t.options:
-        args += ["-o", opt]
+    args = deploy_cli_args(bundle, t, opts.remote_dir, opts.remote_cmd, tmp_path / "b.json")
+    args += ["--bench-args", " ".join(opts.bench_args)]
     r = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert f"benchmark on {t.host}" in r.stdout and "latency per batch" in r.stdout and "p50 ms" in r.stdout
