@@ -45,6 +45,14 @@ def graph_policy(model_or_path) -> str:
     return str((graph_meta(model_or_path).get("routing") or {}).get("policy", "maxprob"))
 
 
+def _by_class(rows: Sequence[np.ndarray], cmax: int) -> np.ndarray:
+    """Every task's ``[C_t, F]`` class rows stacked as ``[N, Cmax, F]`` float32, zero beyond a task's classes."""
+    out = np.zeros((len(rows), cmax, rows[0].shape[1]), dtype=np.float32)
+    for t, r in enumerate(rows):
+        out[t, : r.shape[0]] = r
+    return out
+
+
 def _stats_initializers(b: _Builder, arrays: NetArrays, pooled: bool) -> None:
     """The routing statistics as stacked initializers (route.tap{k}.whiten / means / pad, route.score_*;
     layout 3: every task's summaries route.pool.class_means / cov / m4, and with ``pooled`` the metric
@@ -52,29 +60,19 @@ def _stats_initializers(b: _Builder, arrays: NetArrays, pooled: bool) -> None:
     n, cmax = arrays.num_tasks, arrays.cmax
     stats = [h.stats for h in arrays.heads]
     if stats[0].layout >= 3:  # the tasks' own summaries: what a patch or another policy re-derives the pool from
-        d = stats[0].pool_means.shape[1]
-        class_means = np.zeros((n, cmax, d), dtype=np.float32)
-        for t, s in enumerate(stats):
-            class_means[t, : s.num_classes] = s.pool_means
-        b.init("route.pool.class_means", class_means)
+        b.init("route.pool.class_means", _by_class([s.pool_means for s in stats], cmax))
         b.init("route.pool.cov", np.stack([s.pool_cov for s in stats]))
         b.init("route.pool.m4", np.stack([s.pool_m4 for s in stats]))
         if pooled:
             whiten, white_means = pooled_space(stats)
-            means = np.zeros((n, cmax, d), dtype=np.float32)
-            for t, m in enumerate(white_means):
-                means[t, : m.shape[0]] = m
             b.init("route.pool.whiten", whiten)
-            b.init("route.pool.means", means)
+            b.init("route.pool.means", _by_class(white_means, cmax))
+    pad = np.full((n, cmax), PAD_DISTANCE, dtype=np.float32)
+    for t, s in enumerate(stats):
+        pad[t, : s.num_classes] = 0.0
     for k in range(stats[0].num_taps):
-        f = stats[0].tap_dims[k]
-        means = np.zeros((n, cmax, f), dtype=np.float32)
-        pad = np.full((n, cmax), PAD_DISTANCE, dtype=np.float32)
-        for t, s in enumerate(stats):
-            means[t, : s.num_classes] = s.means[k]
-            pad[t, : s.num_classes] = 0.0
         b.init(f"route.tap{k}.whiten", np.stack([s.whiten[k] for s in stats]))
-        b.init(f"route.tap{k}.means", means)
+        b.init(f"route.tap{k}.means", _by_class([s.means[k] for s in stats], cmax))
         b.init(f"route.tap{k}.pad", pad)
     b.init("route.score_mean", np.stack([s.score_mean for s in stats]))
     b.init("route.score_std", np.stack([s.score_std for s in stats]))
