@@ -110,7 +110,8 @@ def stacked_int8_source(work: Path, sources):
     arrays = read_arrays(base.onnx)
     c, h, w = base.input_shape
     calib = np.random.default_rng(7).standard_normal((64, c, h, w)).astype(np.float32)  # synthetic_sources' draw
-    model = prec.int8_model(arrays, calib, temperature=base.temperature, options=prec.Int8Options(per_task=False))
+    stacked = prec.Int8Options(per_task=False, fp32_features=False)
+    model = prec.int8_model(arrays, calib, temperature=base.temperature, options=stacked)
     path = work / "int8-stacked.onnx"
     path.write_bytes(model.SerializeToString())
     return replace(base, onnx=str(path), precision="int8", variant="int8 stacked QDQ (grouped convs)", layout="folded")

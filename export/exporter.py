@@ -150,6 +150,7 @@ def export_model(
     routing: str = "auto",
     int8_keep_fp32: Sequence[str] = (),
     int8_method: str = "minmax",
+    int8_fp32_features: bool | None = None,
 ) -> ExportResult:
     """Export a ``MindNet`` to a bundle in ``out_dir``; validates against the model first.
 
@@ -240,7 +241,9 @@ def export_model(
             mean=mean,
             std=std,
             thresholds=thresholds,
-            int8=prec.Int8Options(keep_fp32=tuple(int8_keep_fp32), method=int8_method),
+            int8=prec.Int8Options(
+                keep_fp32=tuple(int8_keep_fp32), method=int8_method, fp32_features=int8_fp32_features
+            ),
             report=report,
             policy=routing,
         )
@@ -328,7 +331,7 @@ def _precision_parts(
     shared_fp32 = fp32_bytes
     if shared_fp32 is None or arrays is None:  # pragma: no cover
         raise ExportError("internal: no FP32 graph to derive the precision graph from")
-    opts = int8 if int8 is not None else prec.Int8Options()
+    opts = (int8 if int8 is not None else prec.Int8Options()).resolve(arrays, policy)
     proto = prec.precision_model(
         arrays, precision, temperature=temperature, opset=opset, calibration=calib, policy=policy, int8=opts
     )
@@ -374,6 +377,8 @@ def _precision_parts(
         return model_bytes, "shared", files, {"precision": record}
     record["graph"] = "folded per-task chains, QDQ (per-channel int8 weights, uint8 activations); FP32 routing"
     record["int8"] = opts.to_json()
+    if opts.fp32_features:
+        record["fp32"] += ", sub-network 0 (the routing head reads its pooled features)"
     record["calibration"] = {
         "images": int(calibration_images.shape[0]),
         "source": calibration_note,
@@ -426,6 +431,7 @@ def export_bundle(
     routing: str | None = None,
     int8_keep_fp32: Sequence[str] = (),
     int8_method: str = "minmax",
+    int8_fp32_features: bool | None = None,
 ) -> ExportResult:
     """Export the run directory ``run_dir`` (checkpoint + run.json) as a bundle in ``out_dir``.
 
@@ -442,6 +448,8 @@ def export_bundle(
     prec.check_int8_method(int8_method)
     if int8_method != "minmax" and precision != "int8":
         raise ConfigError(f"--int8-method applies to --precision int8 only (this export is {precision})")
+    if int8_fp32_features is not None and precision != "int8":
+        raise ConfigError(f"--int8-quantize-features applies to --precision int8 only (this export is {precision})")
     run_dir = Path(run_dir)
     if isinstance(max_test_samples, bool) or not isinstance(max_test_samples, int) or max_test_samples < 0:
         raise ConfigError(f"the number of test samples must be an integer >= 0, got {max_test_samples!r}")
@@ -511,5 +519,6 @@ def export_bundle(
         routing=policy,
         int8_keep_fp32=int8_keep_fp32,
         int8_method=int8_method,
+        int8_fp32_features=int8_fp32_features,
     )
     return result

@@ -112,6 +112,7 @@ class Int8Record:
     activation: str = "uint8"
     method: str = "minmax"
     keep_fp32: tuple[str, ...] = ()
+    fp32_features: bool = False  # sub-network 0 left FP32 (bundles written before the key quantized it)
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,7 @@ def _precision(f: Fields, where: str) -> PrecisionRecord:
             activation=q.str("activation", max_len=16, default="uint8"),
             method=q.str("method", choices=INT8_METHODS, default="minmax"),
             keep_fp32=tuple(q.strs("keep_fp32", max_len=1024, max_str=256)) if "keep_fp32" in q.obj else (),
+            fp32_features=q.bool("fp32_features", default=False),
         )
     )
     c = pf.obj_or_none("calibration")

@@ -36,6 +36,16 @@ and each activation tensor belongs to exactly one task, so its calibrated scale 
 task's sub-network only — adding a task (a patch) leaves every earlier task's quantized chain
 bit-identical.
 
+**Sub-network 0 stays FP32 under a feature-reading policy** (:func:`features_stay_fp32`): the
+shared-space and pooled-metric policies (``shared``, ``lda``, the default ``combined``) score
+every task on sub-network 0's pooled tap features, so those features decide the route like the
+routing statistics do, and the rule above keeps them FP32: sub-network 0's chain is left
+unquantized (1/N of the backbone). On the trained CIFAR-10/5 run this lifts the INT8 routing
+agreement with FP32 from 98.4 % to 99.6 % for about 12 % of the batch-64 INT8 speed-up.
+``export --int8-quantize-features`` quantizes it anyway; bundle.json records the choice
+(``precision.int8.fp32_features``; bundles without the key quantized it), so patches re-quantize
+alike.
+
 **Masters.** An INT8 bundle keeps the FP32 shared-layout graph as ``master.onnx`` (the FP32
 master weights: int8 weights cannot be turned back into them) and its calibration images as
 ``calibration.npz``; a patch is applied to the master and the graph re-quantized on the device
@@ -71,6 +81,7 @@ from mind_edge.runtime.precision_int8 import (
     Int8Options,
     check_fp32_routing,
     check_int8_method,
+    features_stay_fp32,
     int8_model,
     unstack_tasks,
 )
@@ -182,7 +193,12 @@ def bundle_calibration(bundle) -> np.ndarray | None:
 def int8_options(bundle) -> Int8Options:
     q = bundle.record.precision.int8
     return Int8Options(
-        per_task=q.per_task, per_channel=q.per_channel, activation=q.activation, method=q.method, keep_fp32=q.keep_fp32
+        per_task=q.per_task,
+        per_channel=q.per_channel,
+        activation=q.activation,
+        method=q.method,
+        keep_fp32=q.keep_fp32,
+        fp32_features=q.fp32_features,
     )
 
 
@@ -249,7 +265,9 @@ def write_precision_bundle(
         if calibration_images is None:
             raise ConfigError("an INT8 bundle needs calibration images (uint8 NHWC)")
         calib = calibration_inputs(calibration_images, mean, std)
-        opts = Int8Options()
+        opts = Int8Options().resolve(arrays, policy)
+        if opts.fp32_features:
+            record["fp32"] += ", sub-network 0 (the routing head reads its pooled features)"
         record.update(
             int8=opts.to_json(),
             master=MASTER_FILE,
@@ -268,7 +286,15 @@ def write_precision_bundle(
             **({"opset": opset} if opset else {}),
         ).SerializeToString()
         files[CALIBRATION_FILE] = npz_bytes({"images": np.ascontiguousarray(calibration_images, dtype=np.uint8)})
-    model = precision_model(arrays, precision, temperature=temperature, opset=opset, calibration=calib, policy=policy)
+    model = precision_model(
+        arrays,
+        precision,
+        temperature=temperature,
+        opset=opset,
+        calibration=calib,
+        policy=policy,
+        int8=opts if precision == "int8" else Int8Options(),
+    )
     data = model.SerializeToString()
     record["model_bytes"] = len(data)
     bundle_files, meta = prepare_bundle(
@@ -354,6 +380,7 @@ __all__ = [
     "INT8_METHODS",
     "Int8Options",
     "check_int8_method",
+    "features_stay_fp32",
     "check_precision",
     "fp32_boundary",
     "backbone_nodes",

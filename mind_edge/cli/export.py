@@ -138,6 +138,14 @@ def export(
             "| entropy; recorded in bundle.json, so patches re-quantize alike."
         ),
     ] = None,
+    int8_quantize_features: Annotated[
+        bool,
+        typer.Option(
+            help="int8: quantize sub-network 0 too. By default it stays FP32 when the routing policy reads its "
+            "pooled features (shared, lda, the default combined): faster by about 1/N of the backbone, but more "
+            "images routed unlike the FP32 model."
+        ),
+    ] = False,
     min_routing_agreement: Annotated[
         float,
         typer.Option(
@@ -174,6 +182,8 @@ def export(
         check_int8_method(int8_method)  # likewise
         if precision != "int8":
             raise ConfigError(f"--int8-method applies to --precision int8 only (this export is {precision})")
+    if int8_quantize_features and precision != "int8":
+        raise ConfigError(f"--int8-quantize-features applies to --precision int8 only (this export is {precision})")
     from mind_edge.export.exporter import export_bundle
     from mind_edge.export.quantize import PrecisionThresholds
 
@@ -195,6 +205,7 @@ def export(
         routing=routing,
         int8_keep_fp32=keep_fp32,
         int8_method=int8_method or "minmax",
+        int8_fp32_features=False if int8_quantize_features else None,
     )
     if as_json:
         typer.echo(json.dumps(res.summary()))

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from mind_edge.errors import ConfigError
 from mind_edge.export.exporter import export_bundle
 from mind_edge.export.quantize import PrecisionRefused, PrecisionThresholds, accuracies, agreement, check_thresholds
+from mind_edge.export.validate import ort_outputs, ort_session
 from mind_edge.runtime import precision as prec
 from mind_edge.runtime.bundle import Bundle
 from mind_edge.runtime.graph import build_graph, random_arrays
@@ -142,6 +143,42 @@ def test_int8_keep_fp32_leaves_those_backbone_layers_unquantized_and_names_a_wro
     assert prec.Int8Options(keep_fp32=keep).to_json()["keep_fp32"] == list(keep)  # what bundle.json records
     with pytest.raises(Exception, match="no backbone node starts with 'stage1.'"):
         prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(keep_fp32=("stage1.",)))
+
+
+def test_int8_keeps_sub_network_0_fp32_when_the_routing_head_reads_its_features():
+    """shared/lda/combined score every task on sub-network 0's pooled taps: its chain stays FP32
+    (its features equal the FP32 graph's), every other task's is quantized; opt-out quantizes it."""
+    net = {"arch": "resnet32", "in_channels": 3, "input_size": [8, 8], "width": 0.25, "capacity": 3}
+    arrays = random_arrays(net, [[3 * t, 3 * t + 1, 3 * t + 2] for t in range(3)], seed=1, stats=True)
+    assert [prec.features_stay_fp32(arrays, p) for p in ("auto", "combined", "lda", "shared")] == [True] * 4
+    assert [prec.features_stay_fp32(arrays, p) for p in ("maxprob", "mahalanobis")] == [False] * 2
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    kept = prec.int8_model(arrays, x, temperature=1.0)  # the run's policy: combined
+    quantized = prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(fp32_features=False))
+
+    def dequantized_convs(model) -> dict[int, tuple[int, int]]:  # task -> (convs fed by a DequantizeLinear, convs)
+        producers = {o: n for n in model.graph.node for o in n.output}
+        out: dict[int, tuple[int, int]] = {}
+        for n in model.graph.node:
+            if n.op_type == "Conv" and ".t" in n.name:
+                t = int(n.name.rsplit(".t", 1)[1])
+                dq = any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input)
+                q, c = out.get(t, (0, 0))
+                out[t] = (q + dq, c + 1)
+        return out
+
+    k, c = dequantized_convs(kept), 33  # ResNet-32: stem, 30 block convs, 2 shortcut convs per task
+    assert k == {0: (0, c), 1: (c, c), 2: (c, c)}
+    assert dequantized_convs(quantized) == {0: (c, c), 1: (c, c), 2: (c, c)}
+    assert prec.Int8Options().resolve(arrays).to_json()["fp32_features"] is True  # what bundle.json records
+    # sub-network 0's pooled features are the FP32 graph's; quantized, they move
+    fp32 = ort_outputs(ort_session(build_graph(arrays, layout="folded", temperature=1.0).SerializeToString()), x)
+    got = ort_outputs(ort_session(kept.SerializeToString()), x)
+    moved = ort_outputs(ort_session(quantized.SerializeToString()), x)
+    np.testing.assert_allclose(got["task_features"][:, 0], fp32["task_features"][:, 0], rtol=1e-4, atol=1e-5)
+    assert np.abs(moved["task_features"][:, 0] - fp32["task_features"][:, 0]).max() > 1e-3
+    with pytest.raises(ConfigError, match="only in the per-task INT8 graph"):
+        prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(per_task=False, fp32_features=True))
 
 
 def test_route_prefix_nodes_stay_fp32_wherever_they_are():

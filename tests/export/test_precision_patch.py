@@ -101,6 +101,7 @@ def test_patched_bundle_equals_fresh_export_in_its_precision(runs, precision, ke
         assert np.array_equal(prec.bundle_calibration(patched), calib)  # the new version keeps the images
         assert tuple(patched.record.precision.int8.keep_fp32) == keep  # the patch re-quantized alike
         assert patched.record.precision.int8.method == method
+        assert patched.record.precision.int8.fp32_features is prec.features_stay_fp32(arrays5, policy)
         fresh = prec.int8_model(
             arrays5,
             calib,
@@ -142,3 +143,48 @@ def test_int8_patch_refused_without_calibration(runs, tmp_path):
     b = Bundle.load(base)
     with pytest.raises(prec.PrecisionError, match="calibration"):
         prec.rebuild_for_patch(type(b)(**{**b.__dict__, "path": tmp_path}), prec.bundle_arrays(b))
+
+
+def test_int8_patch_under_a_feature_policy_keeps_sub_network_0_fp32_and_equals_a_fresh_quantization(tmp_path):
+    """Torch-free: an INT8 bundle of a MIND-structured network with routing statistics (policy
+    combined: sub-network 0 stays FP32), patched with a task; the result is the fresh quantization
+    of the 3-task network, sub-network 0 still FP32, earlier tasks' logits bit-identical."""
+    from mind_edge.runtime.graph import random_arrays
+    from mind_edge.runtime.patch import build_patch
+
+    net = {"arch": "resnet32", "in_channels": 3, "input_size": [9, 7], "width": 0.25, "capacity": 4}
+    full = random_arrays(net, [[0, 1], [2, 3, 4], [5, 6]], seed=3, stats=True, owners="mind")
+    a2 = full.first_tasks(2)
+    images = np.random.default_rng(1).integers(0, 256, (24, 9, 7, 3)).astype(np.uint8)
+    base = prec.write_precision_bundle(
+        tmp_path / "b",
+        a2,
+        "int8",
+        temperature=1.5,
+        class_names=[str(c) for c in range(7)],
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        calibration_images=images,
+    )
+    old = Bundle.load(base)
+    assert old.record.precision.int8.fp32_features is True and prec.bundle_policy(old) == "combined"
+    calib = prec.bundle_calibration(old)
+    old_model = old.model_path.read_bytes()
+    patch = tmp_path / "t2.mepatch"
+    patch.write_bytes(build_patch(a2, full, 2, ["5", "6"]))
+    apply_patch(base, patch)
+    patched = Bundle.load(base)
+    assert patched.num_tasks == 3 and patched.record.precision.int8.fp32_features is True
+    fresh = prec.int8_model(full, calib, temperature=1.5, policy="combined")
+    got = ort_outputs(ort_session(patched.model_path.read_bytes()), calib)
+    want = ort_outputs(ort_session(fresh.SerializeToString()), calib)
+    assert agreement(want, got)["max_abs_task_logits"] == 0.0
+    before = ort_outputs(ort_session(old_model), calib)
+    np.testing.assert_array_equal(got["task_logits"][:, :2, : before["task_logits"].shape[2]], before["task_logits"])
+    # sub-network 0 reads the FP32 image and FP32 weights: no DequantizeLinear feeds its convolutions
+    model = onnx.load(str(patched.model_path))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    t0 = [n for n in model.graph.node if n.op_type == "Conv" and n.name.endswith(".t0")]
+    assert t0 and not any(
+        producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for n in t0 for i in n.input
+    )
