@@ -384,6 +384,7 @@ def test_cli_int8_keep_fp32_is_checked_before_anything_is_written(app, run4, tmp
         (["--precision", "fp16", "--int8-keep-fp32", "stem."], "applies to --precision int8 only"),
         (["--precision", "int8", "--int8-method", "kl"], "unknown INT8 calibration method 'kl'; choose one of minmax"),
         (["--precision", "fp16", "--int8-method", "entropy"], "--int8-method applies to --precision int8 only"),
+        (["--int8-quantize-features"], "--int8-quantize-features applies to --precision int8 only"),
     ):
         line = one_error_line(CliRunner().invoke(app, ["export", str(run4), "--out", str(out), *args]))
         assert words in line
