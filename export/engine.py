@@ -22,7 +22,8 @@ Precision and TensorRT versions (:func:`~mind_edge.runtime.engine_fingerprint.ch
 **INT8** (issue 14): explicit quantization only — TensorRT 11 removed the calibrator, and TensorRT
 10 keeps Q/DQ as the INT8 path. An engine of an INT8 bundle (``mind-edge export --precision
 int8``) is built from its QDQ ``model.onnx`` as it is: ``BuilderFlag.INT8`` on TensorRT 10 (weak
-typing, the routing head pinned to FP32 as for FP16), the graph's own Q/DQ precision on a
+typing, the routing head pinned to FP32 as for FP16, and with it sub-network 0's chain when the
+bundle keeps it FP32 for the routing head: :func:`fp32_chain`), the graph's own Q/DQ precision on a
 strongly typed network. An FP16 bundle's engine is built from its (FP16-exact) weights read
 back into the folded FP32 graph, with ``--fp16`` implied. **None of this has run on a GPU**:
 it is tested with the fake tensorrt of ``tests/trt_fakes.py`` only.
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,11 @@ def _float_types(trt) -> tuple:
     return tuple(t for t in (getattr(trt, "float32", None), getattr(trt, "float16", None)) if t is not None)
 
 
-def pin_fp32_layers(trt, network, boundary: str) -> list[str]:
+def pin_fp32_layers(trt, network, boundary: str, also: Collection[str] = ()) -> list[str]:
     """Pin every layer downstream of the tensor ``boundary`` and every ``route.*`` layer (the routing
-    head, wherever its taps read from) to FP32.
+    head, wherever its taps read from) to FP32; likewise the layers named in ``also`` (an INT8
+    bundle's sub-network 0, whose pooled features the routing head reads: :func:`fp32_chain`) and
+    everything downstream of them.
 
     For TensorRT 10 weak typing: ``layer.precision = trt.float32`` and
     ``layer.set_output_type(i, trt.float32)`` on every float output, for the layers that read
@@ -170,7 +173,10 @@ def pin_fp32_layers(trt, network, boundary: str) -> list[str]:
     region: set[int] = set()
     # the layers reading the boundary, and every route.* layer wherever it reads from (routing taps
     # pool intermediate backbone tensors), with everything downstream of them
-    stack = list(consumers.get(boundary, [])) + [i for i, layer in enumerate(layers) if layer.name.startswith("route.")]
+    also = set(also)
+    stack = list(consumers.get(boundary, [])) + [
+        i for i, layer in enumerate(layers) if layer.name.startswith("route.") or layer.name in also
+    ]
     while stack:
         i = stack.pop()
         if i in region:
@@ -202,6 +208,22 @@ def pin_fp32_layers(trt, network, boundary: str) -> list[str]:
             layer.set_output_type(k, trt.float32)
         pinned.append(layer.name)
     return pinned
+
+
+def fp32_chain(bundle: Bundle, model) -> list[str]:
+    """The backbone nodes an INT8 bundle keeps FP32 because the routing head reads their features
+    (``precision.int8.fp32_features``: sub-network 0's chain, nodes named ``*.t0``); [] otherwise.
+    Pinned with the routing head, so ``--fp16`` on such a bundle leaves them FP32 as well."""
+    if bundle_precision(bundle) != "int8" or not bundle.record.precision.int8.fp32_features:
+        return []
+    back = backbone_nodes(model)
+    return sorted(
+        n.name
+        for n in model.graph.node
+        if n.name in back
+        and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and (bundle.num_tasks == 1 or n.name.endswith(".t0"))
+    )
 
 
 # ----------------------------------------------------------------------------- options and result
@@ -418,8 +440,12 @@ def build_engine(
         if int8:
             config.set_flag(trt.BuilderFlag.INT8)  # TensorRT 10: Q/DQ layers need the INT8 flag
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        pinned = pin_fp32_layers(trt, network, boundary)
-        notes.append(f"{len(pinned)} routing-head layers pinned to FP32")
+        chain = fp32_chain(bundle, model)
+        pinned = pin_fp32_layers(trt, network, boundary, also=chain)
+        notes.append(
+            f"{len(pinned)} routing-head layers pinned to FP32"
+            + (f" (with sub-network 0's {len(chain)} layers: the routing head reads its features)" if chain else "")
+        )
     if opts.dla_core is not None:
         cores = int(getattr(builder, "num_DLA_cores", 0))
         if opts.dla_core >= cores:
@@ -540,6 +566,7 @@ __all__ = [
     "fp32_boundary",
     "backbone_nodes",
     "pin_fp32_layers",
+    "fp32_chain",
     "resolve_options",
     "device_defaults",
     "import_tensorrt",

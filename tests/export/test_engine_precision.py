@@ -30,8 +30,8 @@ def no_jetson():
     return None
 
 
-def make(out: Path, precision: str) -> Path:
-    arrays = random_arrays(NET, CLASSES, seed=2)
+def make(out: Path, precision: str, policy: str = "maxprob") -> Path:
+    arrays = random_arrays(NET, CLASSES, seed=2, stats=policy != "maxprob")
     images = np.random.default_rng(0).integers(0, 256, (24, 13, 9, 3)).astype(np.uint8)
     return prec.write_precision_bundle(
         out,
@@ -42,7 +42,7 @@ def make(out: Path, precision: str) -> Path:
         mean=[0.5] * 3,
         std=[0.25] * 3,
         calibration_images=images if precision == "int8" else None,
-        policy="maxprob",
+        policy=policy,
     )
 
 
@@ -69,6 +69,23 @@ def test_trt10_int8_from_the_qdq_graph_routing_pinned_fp32(tmp_path):
     with TrtRunner(bundle, trt=trt, cuda=cuda, gpu=FAKE_GPU) as runner:
         out = runner.infer({"image": x})
     assert out["task_logits"].shape == (6, 3, 3)
+
+
+def test_trt10_int8_with_fp16_keeps_sub_network_0_fp32_under_a_feature_policy(tmp_path):
+    """combined reads sub-network 0's features: the INT8 bundle keeps its chain FP32, and an engine
+    built with --fp16 pins it to FP32 with the routing head; the other tasks' layers are not pinned."""
+    bundle = make(tmp_path / "b8", "int8", policy="combined")
+    assert Bundle.load(bundle).record.precision.int8.fp32_features is True
+    trt, _ = fake_stack("10.3.0")
+    res = build_engine(bundle, EngineBuildOptions(fp16=True), trt=trt, gpu=FAKE_GPU, detect=no_jetson)
+    _, _, cfg = builder_of(trt)
+    assert cfg.flags == {"FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS"}
+    pinned = set(res.pinned_fp32_layers)
+    chain = {n for n in pinned if n.endswith(".t0")}
+    assert {"stem.out.t0"} <= chain and len(chain) >= 33  # every conv of sub-network 0, its ReLUs and adds
+    assert not any(n.endswith((".t1", ".t2")) for n in pinned)
+    assert {"pool", "task_logits", "route.probs"} <= pinned
+    assert any("sub-network 0" in note for note in res.notes)
 
 
 def test_trt11_int8_is_strongly_typed_from_the_graph(tmp_path):
