@@ -188,3 +188,37 @@ def test_int8_patch_under_a_feature_policy_keeps_sub_network_0_fp32_and_equals_a
     assert t0 and not any(
         producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for n in t0 for i in n.input
     )
+
+
+def test_int8_record_fp32_features_default_and_refusal(tmp_path):
+    """bundle.json's precision.int8.fp32_features: bundles written before the key quantized
+    sub-network 0 (read as False, so patches re-quantize them alike); a non-boolean is refused."""
+    import json
+
+    from mind_edge.runtime.bundle_record import BundleError
+    from mind_edge.runtime.graph import random_arrays
+
+    net = {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 2}
+    arrays = random_arrays(net, [[0, 1], [2, 3]], seed=1, stats=True)
+    images = np.random.default_rng(1).integers(0, 256, (8, 8, 8, 1)).astype(np.uint8)
+    base = prec.write_precision_bundle(
+        tmp_path / "b",
+        arrays,
+        "int8",
+        temperature=1.0,
+        class_names=list("abcd"),
+        mean=[0.5],
+        std=[0.25],
+        calibration_images=images,
+    )
+    assert Bundle.load(base).record.precision.int8.fp32_features is True
+    assert prec.int8_options(Bundle.load(base)).fp32_features is True
+    path = base / "bundle.json"
+    meta = json.loads(path.read_text())
+    del meta["precision"]["int8"]["fp32_features"]
+    path.write_text(json.dumps(meta))
+    assert prec.int8_options(Bundle.load(base)).fp32_features is False
+    meta["precision"]["int8"]["fp32_features"] = "yes"
+    path.write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="fp32_features"):
+        Bundle.load(base)
