@@ -145,6 +145,23 @@ def test_int8_patch_refused_without_calibration(runs, tmp_path):
         prec.rebuild_for_patch(type(b)(**{**b.__dict__, "path": tmp_path}), prec.bundle_arrays(b))
 
 
+def _int8_bundle(out: Path, arrays) -> Path:
+    """A torch-free INT8 bundle of ``arrays`` (its policy: the default), calibrated on 24 random images."""
+    c, (h, w) = arrays.net["in_channels"], arrays.net["input_size"]
+    images = np.random.default_rng(1).integers(0, 256, (24, h, w, c)).astype(np.uint8)
+    n = 1 + max(k for cl in arrays.task_classes for k in cl)
+    return prec.write_precision_bundle(
+        out,
+        arrays,
+        "int8",
+        temperature=1.5,
+        class_names=[str(k) for k in range(n)],
+        mean=[0.5] * c,
+        std=[0.25] * c,
+        calibration_images=images,
+    )
+
+
 def test_int8_patch_under_a_feature_policy_keeps_sub_network_0_fp32_and_equals_a_fresh_quantization(tmp_path):
     """Torch-free: an INT8 bundle of a MIND-structured network with routing statistics (policy
     combined: sub-network 0 stays FP32), patched with a task; the result is the fresh quantization
@@ -155,17 +172,7 @@ def test_int8_patch_under_a_feature_policy_keeps_sub_network_0_fp32_and_equals_a
     net = {"arch": "resnet32", "in_channels": 3, "input_size": [9, 7], "width": 0.25, "capacity": 4}
     full = random_arrays(net, [[0, 1], [2, 3, 4], [5, 6]], seed=3, stats=True, owners="mind")
     a2 = full.first_tasks(2)
-    images = np.random.default_rng(1).integers(0, 256, (24, 9, 7, 3)).astype(np.uint8)
-    base = prec.write_precision_bundle(
-        tmp_path / "b",
-        a2,
-        "int8",
-        temperature=1.5,
-        class_names=[str(c) for c in range(7)],
-        mean=[0.5] * 3,
-        std=[0.25] * 3,
-        calibration_images=images,
-    )
+    base = _int8_bundle(tmp_path / "b", a2)
     old = Bundle.load(base)
     assert old.record.precision.int8.fp32_features is True and prec.bundle_policy(old) == "combined"
     calib = prec.bundle_calibration(old)
@@ -200,17 +207,7 @@ def test_int8_record_fp32_features_default_and_refusal(tmp_path):
 
     net = {"arch": "resnet32", "in_channels": 1, "input_size": [8, 8], "width": 0.25, "capacity": 2}
     arrays = random_arrays(net, [[0, 1], [2, 3]], seed=1, stats=True)
-    images = np.random.default_rng(1).integers(0, 256, (8, 8, 8, 1)).astype(np.uint8)
-    base = prec.write_precision_bundle(
-        tmp_path / "b",
-        arrays,
-        "int8",
-        temperature=1.0,
-        class_names=list("abcd"),
-        mean=[0.5],
-        std=[0.25],
-        calibration_images=images,
-    )
+    base = _int8_bundle(tmp_path / "b", arrays)
     assert Bundle.load(base).record.precision.int8.fp32_features is True
     assert prec.int8_options(Bundle.load(base)).fp32_features is True
     path = base / "bundle.json"
