@@ -29,6 +29,7 @@ from mind_edge.runtime.precision_regions import (
 )
 
 CALIBRATION_BATCH = 16
+log = logging.getLogger(__name__)
 
 
 def unstack_tasks(model, num_tasks: int):
@@ -274,6 +275,11 @@ def int8_model(
     exclude = fp32_nodes(model)
     kept: list[str] = []  # backbone nodes left FP32 (they read FP32 tensors, see _unquantized_inputs)
     if options.fp32_features:  # sub-network 0's chain (every backbone node when there is one task)
+        if n == 1:
+            log.warning(
+                "a one-task network is all sub-network 0, whose features the routing head reads: the INT8 graph "
+                "keeps it FP32 (nothing quantized); --int8-quantize-features quantizes it"
+            )
         kept += [m.name for m in model.graph.node if m.name not in exclude and (n == 1 or m.name.endswith(".t0"))]
     if options.keep_fp32:
         backbone = [n.name for n in model.graph.node if n.name not in exclude]

@@ -181,6 +181,18 @@ def test_int8_keeps_sub_network_0_fp32_when_the_routing_head_reads_its_features(
         prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(per_task=False, fp32_features=True))
 
 
+def test_int8_of_one_task_under_a_feature_policy_quantizes_nothing_and_says_so(caplog):
+    net = {"arch": "resnet32", "in_channels": 3, "input_size": [8, 8], "width": 0.25, "capacity": 3}
+    arrays = random_arrays(net, [[0, 1, 2]], seed=1, stats=True)
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    with caplog.at_level("WARNING"):
+        m = prec.int8_model(arrays, x, temperature=1.0)
+    assert not {n.op_type for n in m.graph.node} & QDQ
+    assert "nothing quantized" in caplog.text
+    q = prec.int8_model(arrays, x, temperature=1.0, options=prec.Int8Options(fp32_features=False))
+    assert {n.op_type for n in q.graph.node} >= QDQ
+
+
 def test_route_prefix_nodes_stay_fp32_wherever_they_are():
     """A routing-statistics node (route.*) reading a backbone tensor stays FP32 in both precisions."""
     arrays = _arrays()
