@@ -68,7 +68,7 @@ from mind_edge.runtime.engine_fingerprint import (
     trt_logger,
 )
 from mind_edge.runtime.graph import CONTRACT, build_graph, graph_meta, read_arrays
-from mind_edge.runtime.precision import PrecisionError, bundle_arrays, bundle_precision, to_fp16
+from mind_edge.runtime.precision import PrecisionError, bundle_arrays, bundle_precision, sub_network_0, to_fp16
 
 log = logging.getLogger(__name__)
 
@@ -216,14 +216,8 @@ def fp32_chain(bundle: Bundle, model) -> list[str]:
     Pinned with the routing head, so ``--fp16`` on such a bundle leaves them FP32 as well."""
     if bundle_precision(bundle) != "int8" or not bundle.record.precision.int8.fp32_features:
         return []
-    back = backbone_nodes(model)
-    return sorted(
-        n.name
-        for n in model.graph.node
-        if n.name in back
-        and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-        and (bundle.num_tasks == 1 or n.name.endswith(".t0"))
-    )
+    fp32_boundary(model)  # a foreign graph is an EngineError here
+    return sorted(sub_network_0(model, bundle.num_tasks))
 
 
 # ----------------------------------------------------------------------------- options and result

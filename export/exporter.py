@@ -363,7 +363,7 @@ def _precision_parts(
     check_thresholds(rep, thresholds if thresholds is not None else PrecisionThresholds())
     record: dict[str, Any] = {
         "precision": precision,
-        "fp32": "pool, heads, task_logits and every route.* node",
+        "fp32": prec.fp32_note(opts if precision == "int8" else None),
         "model_bytes": len(model_bytes),
         "fp32_shared_bytes": fp32_shared_len,
         "validation": {
@@ -377,8 +377,6 @@ def _precision_parts(
         return model_bytes, "shared", files, {"precision": record}
     record["graph"] = "folded per-task chains, QDQ (per-channel int8 weights, uint8 activations); FP32 routing"
     record["int8"] = opts.to_json()
-    if opts.fp32_features:
-        record["fp32"] += ", sub-network 0 (the routing head reads its pooled features)"
     record["calibration"] = {
         "images": int(calibration_images.shape[0]),
         "source": calibration_note,

@@ -227,10 +227,24 @@ def features_stay_fp32(arrays, policy: str = "auto") -> bool:
     Those features decide the route like the routing statistics do, so by the rule that
     everything deciding the route stays FP32, sub-network 0's chain is left unquantized in the
     INT8 graph. Measured on the trained CIFAR-10/5 run (ResNet-32 w1, ``combined``, 1,000 test
-    images): routing agreement with FP32 98.4 % -> 99.6 %, for 1/N of the backbone in FP32
-    (benchmarks/results/precision-cifar10-5.json)."""
+    images): routing agreement with FP32 98.4 % -> 99.4 %, for 1/N of the backbone in FP32
+    (benchmarks/results/int8-variants.json)."""
     pol = get_policy(resolve_policy(policy, arrays))
     return bool(pol.needs_shared or pol.needs_pool)
+
+
+def sub_network_0(model, num_tasks: int) -> list[str]:
+    """Names of sub-network 0's backbone nodes in a per-task graph (:func:`unstack_tasks` names
+    them ``*.t0``; with one task, the whole backbone), without Q/DQ nodes: the chain an INT8 graph
+    keeps FP32 when ``fp32_features`` is on (before quantizing, and when pinning it on TensorRT)."""
+    back = backbone_nodes(model)
+    return [
+        m.name
+        for m in model.graph.node
+        if m.name in back
+        and m.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and (num_tasks == 1 or m.name.endswith(".t0"))
+    ]
 
 
 def int8_model(
@@ -280,7 +294,7 @@ def int8_model(
                 "a one-task network is all sub-network 0, whose features the routing head reads: the INT8 graph "
                 "keeps it FP32 (nothing quantized); --int8-quantize-features quantizes it"
             )
-        kept += [m.name for m in model.graph.node if m.name not in exclude and (n == 1 or m.name.endswith(".t0"))]
+        kept += sub_network_0(model, n)
     if options.keep_fp32:
         backbone = [n.name for n in model.graph.node if n.name not in exclude]
         unmatched = [p for p in options.keep_fp32 if not any(name.startswith(p) for name in backbone)]
@@ -392,6 +406,7 @@ __all__ = [
     "CALIBRATION_BATCH",
     "Int8Options",
     "features_stay_fp32",
+    "sub_network_0",
     "unstack_tasks",
     "int8_model",
     "check_fp32_routing",
